@@ -1,0 +1,82 @@
+"""The chat environment protocol shared by every chordgym environment.
+
+An episode is a conversation. ``reset`` returns the opening messages (system prompt, user request);
+``step`` takes the assistant's text and returns only the messages that follow it (tool results, a user
+follow-up), so that a rollout can render exactly that delta with the chat template and never re-encode
+tokens the model sampled. The caller owns the conversation; the environment owns the task and the reward.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from envs.spaces import MessagesSpace
+
+Messages = list[dict[str, str]]
+StepResult = tuple[Messages, float, bool, bool, dict[str, Any]]
+
+
+class ChatEnv(gym.Env):
+    """Base class: a multi-turn text environment with a turn cap.
+
+    Subclasses implement ``_reset_task(options) -> (messages, info)`` and
+    ``_step_turn(assistant_text) -> (messages, reward, terminated, info)``; this class counts turns,
+    truncates at ``max_turns`` and keeps the transcript in ``self.messages`` for inspection.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(self, max_turns: int = 8, max_action_chars: int = 32_768, render_mode: str | None = None):
+        if max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+        self.max_turns = max_turns
+        self.render_mode = render_mode
+        self.observation_space = MessagesSpace()
+        self.action_space = spaces.Text(max_length=max_action_chars)
+        self.messages: Messages = []
+        self.turn = 0
+        self.done = False
+
+    # -- the Gymnasium API -------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Messages, dict]:
+        super().reset(seed=seed)
+        messages, info = self._reset_task(options or {})
+        self.messages = [dict(m) for m in messages]
+        self.turn = 0
+        self.done = False
+        return messages, info
+
+    def step(self, action: str) -> StepResult:
+        if self.done:
+            raise RuntimeError("step() called on a finished episode; call reset() first")
+        if not isinstance(action, str):
+            raise TypeError(f"action must be the assistant's text (str), got {type(action).__name__}")
+        self.turn += 1
+        self.messages.append({"role": "assistant", "content": action})
+        messages, reward, terminated, info = self._step_turn(action)
+        truncated = not terminated and self.turn >= self.max_turns
+        if truncated:
+            reward, info = self._on_truncate(reward, info)
+        info.setdefault("turns", self.turn)
+        self.messages.extend(dict(m) for m in messages)
+        self.done = terminated or truncated
+        return messages, float(reward), bool(terminated), bool(truncated), info
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return "\n".join(f"[{m['role']}] {m['content']}" for m in self.messages)
+        return None
+
+    # -- what subclasses provide ---------------------------------------------------------------------
+    def _reset_task(self, options: dict[str, Any]) -> tuple[Messages, dict[str, Any]]:
+        raise NotImplementedError
+
+    def _step_turn(self, assistant_text: str) -> tuple[Messages, float, bool, dict[str, Any]]:
+        raise NotImplementedError
+
+    def _on_truncate(self, reward: float, info: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+        """Reward of an episode cut at the turn cap; default: the last turn's reward stands."""
+        return reward, info
