@@ -1,0 +1,373 @@
+"""Tool calls as models write them: parse and format the two syntaxes chordgym speaks.
+
+* pythonic (ToolACE/BFCL): ``[get_weather(city='Paris', unit='c'), news.top(n=3)]``
+* JSON: ``{"name": ..., "arguments": {...}}``, a list of those, or Hermes ``<tool_call>{...}</tool_call>``
+  blocks.
+
+The input is model output: it is parsed, never evaluated. The pythonic parser walks Python's AST and
+accepts literals only (strings, numbers, ``True/False/None``, lists, tuples (as lists), dicts with string
+keys, a sign on a number) plus the JSON spellings ``true``/``false``/``null``, which models trained on JSON
+schemas write often and which mean nothing else in a literal-only context. Anything else (variables,
+nested calls, f-strings, arithmetic, sets, ``**kwargs``) is a ``ToolCallParseError`` whose message says
+what was wrong and what is expected, because that message is shown to the model. No parser here lets any
+other exception out, however malformed or deeply nested the text (input above ``MAX_INPUT_CHARS`` is
+refused outright).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+__all__ = [
+    "MAX_INPUT_CHARS", "ToolCall", "ToolCallParseError", "format_json", "format_pythonic", "looks_like_calls",
+    "parse_json_calls", "parse_pythonic", "parse_tool_calls",
+]
+
+MAX_INPUT_CHARS = 100_000
+_MAX_DEPTH = 64  # nesting of argument values
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_PYTHONIC_FORM = "expected a list of calls with keyword arguments, e.g. [func1(a=1, b='x'), func2(c=[1, 2])]"
+_JSON_FORM = ('expected {"name": "func", "arguments": {...}}, a JSON list of those, '
+              'or <tool_call>{"name": ..., "arguments": ...}</tool_call> blocks')
+_JSON_WORDS = {"true": True, "false": False, "null": None}
+
+Syntax = Literal["pythonic", "json", "auto"]
+
+
+class ToolCallParseError(ValueError):
+    """The text is not a well-formed call list; the message says what is wrong and the expected form."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolCall:
+    """One call: a tool name and its keyword arguments (JSON values).
+
+    Hashable through ``key``, the canonical JSON text of ``[name, arguments]``, so calls can be counted
+    and compared as multisets.
+    """
+
+    name: str
+    arguments: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return json.dumps([self.name, self.arguments], sort_keys=True, ensure_ascii=False, default=repr)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "arguments": self.arguments}
+
+
+# -- shared text clean-up --------------------------------------------------------------------------------
+
+_FENCE_RE = re.compile(r"^```[A-Za-z0-9_+-]*[ \t]*\n?(.*?)\n?[ \t]*```$", re.DOTALL)
+
+
+def _clean(text: Any) -> str:
+    if not isinstance(text, str):
+        raise ToolCallParseError(f"expected text, got {type(text).__name__}")
+    if len(text) > MAX_INPUT_CHARS:
+        raise ToolCallParseError(f"the text is too long to be a call list ({len(text)} characters, "
+                                 f"limit {MAX_INPUT_CHARS})")
+    text = text.strip()
+    fenced = _FENCE_RE.match(text)
+    if fenced:
+        text = fenced.group(1)
+    return text.strip().strip("`").strip()
+
+
+# -- pythonic ------------------------------------------------------------------------------------------
+
+def parse_pythonic(text: str) -> list[ToolCall]:
+    """Parse ``[f(a=1), g(b='x')]`` (brackets optional, code fences and backticks stripped).
+
+    Returns ``[]`` for an empty list ``[]``. Raises ``ToolCallParseError`` for anything that is not a
+    list of calls with literal keyword arguments.
+    """
+    body = _clean(text)
+    if not body:
+        raise ToolCallParseError(f"empty text; {_PYTHONIC_FORM}")
+    source = body if body.startswith("[") else "[" + body
+    source = source if source.endswith("]") else source + "]"
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError as e:
+        detail = f"{e.msg} at column {e.offset}" if e.offset else str(e.msg)
+        raise ToolCallParseError(f"not valid call syntax ({detail}); {_PYTHONIC_FORM}") from None
+    except (ValueError, RecursionError, MemoryError, OverflowError) as e:
+        raise ToolCallParseError(f"not valid call syntax ({type(e).__name__}); {_PYTHONIC_FORM}") from None
+    node = tree.body
+    elements = node.elts if isinstance(node, ast.List | ast.Tuple) else [node]
+    try:
+        return [_call_from_node(e) for e in elements]
+    except RecursionError:
+        raise ToolCallParseError(f"arguments are nested too deeply; {_PYTHONIC_FORM}") from None
+
+
+def _call_from_node(node: ast.expr) -> ToolCall:
+    if not isinstance(node, ast.Call):
+        raise ToolCallParseError(f"every element must be a function call, found {_describe_node(node)}; "
+                                 f"{_PYTHONIC_FORM}")
+    name = _dotted_name(node.func)
+    if node.args:
+        raise ToolCallParseError(f"{name}: positional arguments are not allowed; pass every argument by name, "
+                                 f"e.g. {name}(param=value)")
+    arguments: dict[str, Any] = {}
+    for kw in node.keywords:
+        if kw.arg is None:
+            raise ToolCallParseError(f"{name}: **kwargs unpacking is not allowed; write each argument as "
+                                     f"param=value")
+        if kw.arg in arguments:
+            raise ToolCallParseError(f"{name}: argument '{kw.arg}' is given more than once")
+        arguments[kw.arg] = _literal(kw.value, f"{name}({kw.arg}=...)", 0)
+    return ToolCall(name, arguments)
+
+
+def _dotted_name(node: ast.expr) -> str:
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        raise ToolCallParseError(f"the called function must be a plain or dotted name, found "
+                                 f"{_describe_node(node)}; {_PYTHONIC_FORM}")
+    parts.append(node.id)
+    return ".".join(reversed(parts))
+
+
+def _literal(node: ast.expr, where: str, depth: int) -> Any:
+    if depth > _MAX_DEPTH:
+        raise ToolCallParseError(f"{where}: value nested more than {_MAX_DEPTH} levels deep")
+    if isinstance(node, ast.Constant):
+        value = node.value
+        if isinstance(value, bool) or value is None or isinstance(value, str | int):
+            return value
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ToolCallParseError(f"{where}: numbers must be finite, found {value}")
+            return value
+        raise ToolCallParseError(f"{where}: {type(value).__name__} values are not allowed; use strings, "
+                                 f"numbers, True/False/None, lists or dicts")
+    if isinstance(node, ast.List | ast.Tuple):
+        return [_literal(e, where, depth + 1) for e in node.elts]
+    if isinstance(node, ast.Dict):
+        out: dict[str, Any] = {}
+        for k, v in zip(node.keys, node.values, strict=True):
+            if k is None:
+                raise ToolCallParseError(f"{where}: ** unpacking inside a dict is not allowed")
+            key = _literal(k, where, depth + 1)
+            if not isinstance(key, str):
+                raise ToolCallParseError(f"{where}: dict keys must be strings, found {_short(key)}")
+            out[key] = _literal(v, where, depth + 1)
+        return out
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        operand = node.operand
+        if (isinstance(operand, ast.Constant) and isinstance(operand.value, int | float)
+                and not isinstance(operand.value, bool)):
+            value = -operand.value if isinstance(node.op, ast.USub) else operand.value
+            return _literal(ast.Constant(value), where, depth)
+    if isinstance(node, ast.Name):
+        if node.id in _JSON_WORDS:
+            return _JSON_WORDS[node.id]
+        raise ToolCallParseError(f"{where}: '{node.id}' is a bare name, not a value; quote strings, "
+                                 f"e.g. '{node.id}'")
+    raise ToolCallParseError(f"{where}: {_describe_node(node)} is not allowed; values must be literals "
+                             f"(strings, numbers, True/False/None, lists, dicts)")
+
+
+def _describe_node(node: ast.AST) -> str:
+    kinds = {
+        ast.Call: "a nested function call", ast.Name: "a bare name", ast.JoinedStr: "an f-string",
+        ast.BinOp: "an arithmetic expression", ast.BoolOp: "a boolean expression", ast.Compare: "a comparison",
+        ast.Set: "a set (use a list)", ast.Lambda: "a lambda", ast.Subscript: "a subscript",
+        ast.Attribute: "an attribute access", ast.Constant: "a constant", ast.Starred: "a starred expression",
+        ast.ListComp: "a comprehension", ast.GeneratorExp: "a generator", ast.IfExp: "a conditional",
+        ast.UnaryOp: "a unary expression", ast.Dict: "a dict", ast.List: "a list", ast.Tuple: "a tuple",
+    }
+    for kind, text in kinds.items():
+        if isinstance(node, kind):
+            if isinstance(node, ast.Name):
+                return f"the bare name '{node.id}'"
+            return text
+    return f"a {type(node).__name__} expression"
+
+
+def format_pythonic(calls: Iterable[ToolCall]) -> str:
+    """``[f(a=1, b='x'), g()]``; ``parse_pythonic(format_pythonic(calls)) == calls``."""
+    parts = []
+    for call in calls:
+        if not _NAME_RE.match(call.name):
+            raise ValueError(f"{call.name!r} is not a Python identifier (dots allowed): no pythonic form")
+        args = ", ".join(f"{k}={_format_value(v)}" for k, v in call.arguments.items())
+        parts.append(f"{call.name}({args})")
+    return "[" + ", ".join(parts) + "]"
+
+
+def _format_value(value: Any) -> str:
+    if value is None or isinstance(value, bool | str | int):
+        return repr(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"non-finite number {value} has no literal form")
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_format_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            raise ValueError("dict keys must be strings")
+        return "{" + ", ".join(f"{k!r}: {_format_value(v)}" for k, v in value.items()) + "}"
+    raise ValueError(f"{type(value).__name__} is not a JSON value")
+
+
+# -- JSON ----------------------------------------------------------------------------------------------
+
+_HERMES_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
+
+
+def parse_json_calls(text: str) -> list[ToolCall]:
+    """Parse JSON calls: one object, a list of objects, or Hermes ``<tool_call>...</tool_call>`` blocks.
+
+    An object is ``{"name": ..., "arguments": {...}}``; ``"arguments"`` may also be a JSON string (as
+    OpenAI's API returns it), be spelled ``"parameters"`` (Llama 3), or be absent (no arguments); the
+    OpenAI wrapper ``{"type": "function", "function": {...}}`` is unwrapped. With Hermes tags, text
+    outside the blocks is ignored and a last block missing its closing tag is accepted.
+    """
+    body = _clean(text)
+    if not body:
+        raise ToolCallParseError(f"empty text; {_JSON_FORM}")
+    if "<tool_call>" in body:
+        calls: list[ToolCall] = []
+        for block in _HERMES_RE.findall(body):
+            calls.extend(_calls_from_json(_loads(block.strip(), "inside <tool_call>")))
+        return calls
+    return _calls_from_json(_loads(body, "in the text"))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ToolCallParseError(f"{name} is not a JSON value; numbers must be finite")
+
+
+def _loads(text: str, where: str) -> Any:
+    if not text:
+        raise ToolCallParseError(f"empty JSON {where}; {_JSON_FORM}")
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as e:
+        raise ToolCallParseError(f"invalid JSON {where} ({e.msg} at line {e.lineno} column {e.colno}); "
+                                 f"{_JSON_FORM}") from None
+    except (RecursionError, MemoryError, ValueError) as e:
+        if isinstance(e, ToolCallParseError):
+            raise
+        raise ToolCallParseError(f"invalid JSON {where} ({type(e).__name__}); {_JSON_FORM}") from None
+
+
+def _calls_from_json(value: Any) -> list[ToolCall]:
+    items = value if isinstance(value, list) else [value]
+    return [_call_from_json(item) for item in items]
+
+
+def _call_from_json(item: Any) -> ToolCall:
+    if not isinstance(item, dict):
+        raise ToolCallParseError(f"each call must be a JSON object, found {_short(item)}; {_JSON_FORM}")
+    if isinstance(item.get("function"), dict) and "name" not in item:
+        item = item["function"]
+    name = item.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ToolCallParseError(f'a call needs a "name" string, found {_short(item)}; {_JSON_FORM}')
+    unknown = set(item) - {"name", "arguments", "parameters", "id", "type"}
+    if unknown:
+        raise ToolCallParseError(f"{name}: unexpected key(s) {sorted(unknown)} beside \"name\" and "
+                                 f"\"arguments\"; {_JSON_FORM}")
+    arguments = item.get("arguments", item.get("parameters", {}))
+    if isinstance(arguments, str):
+        arguments = _loads(arguments.strip() or "{}", f'in the "arguments" string of {name}')
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        raise ToolCallParseError(f'{name}: "arguments" must be an object of name/value pairs, found '
+                                 f"{_short(arguments)}")
+    return ToolCall(name, arguments)
+
+
+def format_json(calls: Iterable[ToolCall], hermes: bool = True) -> str:
+    """Hermes blocks (one ``<tool_call>`` per call, newline separated) or a JSON list of call objects."""
+    items = [c.to_dict() for c in calls]
+    if hermes:
+        return "\n".join(f"<tool_call>\n{json.dumps(i, ensure_ascii=False)}\n</tool_call>" for i in items)
+    return json.dumps(items, ensure_ascii=False)
+
+
+# -- either syntax ---------------------------------------------------------------------------------------
+
+_JSON_START_RE = re.compile(r"^(\[\s*)?\{")
+_PY_START_RE = re.compile(r"^\[\s*[A-Za-z_][A-Za-z0-9_.]*\s*\(")
+_JSON_CALL_RE = re.compile(r'^(\[\s*)?\{\s*"(name|function|type)"\s*:')
+
+
+def parse_tool_calls(text: str, syntax: Syntax = "pythonic") -> list[ToolCall]:
+    """Parse ``text`` in the given syntax. ``"auto"`` tries JSON first when the text holds a
+    ``<tool_call>`` tag or starts with ``{`` / ``[{``, pythonic first otherwise, then the other one; if
+    both fail, the error of the first is raised."""
+    if syntax == "pythonic":
+        return parse_pythonic(text)
+    if syntax == "json":
+        return parse_json_calls(text)
+    if syntax != "auto":
+        raise ValueError(f"unknown call syntax {syntax!r}; use 'pythonic', 'json' or 'auto'")
+    body = _clean(text)
+    first, second = ((parse_json_calls, parse_pythonic) if "<tool_call>" in body or _JSON_START_RE.match(body)
+                     else (parse_pythonic, parse_json_calls))
+    try:
+        return first(body)
+    except ToolCallParseError as error:
+        try:
+            return second(body)
+        except ToolCallParseError:
+            raise error from None
+
+
+def looks_like_calls(text: str, syntax: Syntax = "pythonic") -> bool:
+    """Is ``text`` an attempted call list (as opposed to a plain-text answer)?
+
+    After stripping whitespace, code fences and backticks: pythonic text counts when it starts with
+    ``[`` followed by a (dotted) name and ``(``, or when it parses as a non-empty call list (a bare
+    ``f(a=1)``); JSON text counts when it holds a ``<tool_call>`` tag, starts with ``{"name":`` (or
+    ``[{"name":``, ``{"function":``), or parses as a non-empty call list. An env uses this to tell a
+    malformed call (a format error) from a final answer; it never raises.
+    """
+    if syntax not in ("pythonic", "json", "auto"):
+        raise ValueError(f"unknown call syntax {syntax!r}; use 'pythonic', 'json' or 'auto'")
+    if not isinstance(text, str):
+        return False
+    if len(text) > MAX_INPUT_CHARS:  # too long to parse: judge by its opening only
+        text = text.strip()[:1000]
+    body = _clean(text)
+    if syntax in ("pythonic", "auto") and (_PY_START_RE.match(body) or _parses(parse_pythonic, body)):
+        return True
+    if syntax in ("json", "auto") and ("<tool_call>" in body or _JSON_CALL_RE.match(body)
+                                       or _parses(parse_json_calls, body)):
+        return True
+    return False
+
+
+def _parses(parser: Any, body: str) -> bool:
+    try:
+        return bool(parser(body))
+    except ToolCallParseError:
+        return False
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
