@@ -1,0 +1,367 @@
+"""Token-exact multi-turn rollouts of chat environments, and expert trajectories through the same template.
+
+Token-in/token-out invariants (also in ``docs/rollouts.md``):
+
+1. The trajectory starts with ``render_prompt(opening_messages)`` (the template's rendering with the
+   generation prompt).
+2. Every assistant turn appends the tokens the engine sampled, unchanged (mask 1, the sampler's log-probs),
+   ending with the template's end-of-turn token (``<|im_end|>``) when the model stopped by itself.
+   The text handed to ``env.step`` is ``decode(sampled tokens without the end-of-turn token)``; those tokens
+   are never re-encoded into the trajectory.
+3. A turn cut by the token budget (no end-of-turn token) is closed with the template's end-of-turn tokens
+   as *environment* tokens (mask 0, log-prob 0), so the conversation stays well-formed for the next turn.
+4. After each turn the environment's messages are appended as ``render_delta(conversation, new_messages)``
+   (mask 0): the template's tokens after the end-of-turn token up to the next ``<|im_start|>assistant\\n``,
+   or up to the end of the conversation when the episode ends.
+5. At the end, the trajectory is compared with the template's rendering of the final conversation. A turn
+   whose sampled tokens are not the canonical tokenisation of its decoded text (non-canonical BPE split,
+   a partial UTF-8 character, whitespace the template's ``\\n`` absorbs) is counted in
+   ``info["render_mismatch"]`` with the reason in ``info["render_mismatch_detail"]``; nothing is
+   re-tokenised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.chat_render import ChatRenderer, Messages
+from agents.trajectory import Trajectory
+
+#: truncation reasons written to ``info["truncation"]``
+TRUNC_ENV = "env"  # the environment truncated (its own turn cap)
+TRUNC_MAX_TURNS = "max_turns"  # the rollout's turn cap
+TRUNC_EPISODE_TOKENS = "max_episode_tokens"  # the rollout's token cap
+
+
+@dataclass
+class RolloutStats:
+    """Counters of one ``rollout`` call."""
+
+    episodes: int = 0
+    turns: int = 0  # assistant turns generated
+    generate_calls: int = 0
+    generated_tokens: int = 0  # model-sampled tokens kept in trajectories
+    total_tokens: int = 0  # all trajectory tokens
+    length_cut_turns: int = 0  # turns ended by the token budget, closed with environment end-of-turn tokens
+    render_mismatch_turns: int = 0
+    render_mismatch_episodes: int = 0
+    truncated: dict[str, int] = field(default_factory=dict)
+    generate_s: float = 0.0
+    env_s: float = 0.0
+    wall_s: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Generated tokens per second of wall time."""
+        return self.generated_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "tokens_per_s": self.tokens_per_s}
+
+
+@dataclass
+class _Episode:
+    index: int
+    env: Any
+    group_id: Any
+    conv: Messages
+    ids: list[int]
+    mask: list[int]
+    logprobs: list[float]
+    reset_info: dict[str, Any]
+    prompt_len: int
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    step_rewards: list[float] = field(default_factory=list)
+    finish_reasons: list[str] = field(default_factory=list)
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+    last_info: dict[str, Any] = field(default_factory=dict)
+    done: bool = False
+    terminated: bool = False
+    truncation: str | None = None
+    ends_with_generation_prompt: bool = True
+
+    def extend(self, ids: Sequence[int], mask: int, logprobs: Sequence[float] | None = None) -> None:
+        self.ids.extend(ids)
+        self.mask.extend([mask] * len(ids))
+        self.logprobs.extend(logprobs if logprobs is not None else [0.0] * len(ids))
+
+
+def _as_renderer(tokenizer: Any) -> ChatRenderer:
+    return tokenizer if isinstance(tokenizer, ChatRenderer) else ChatRenderer(tokenizer)
+
+
+def _decode(renderer: ChatRenderer, ids: Sequence[int]) -> str:
+    """The text of sampled tokens, exactly (special tokens kept as text, no clean-up of spaces)."""
+    return renderer.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def rollout(envs: Sequence[Any], engine: Any, tokenizer: Any, **kwargs: Any) -> list[Trajectory]:
+    """Run one episode per environment and return their trajectories; see ``rollout_with_stats``."""
+    return rollout_with_stats(envs, engine, tokenizer, **kwargs)[0]
+
+
+def rollout_with_stats(
+    envs: Sequence[Any],
+    engine: Any,
+    tokenizer: Any,
+    *,
+    sampling: Any,
+    reset_kwargs: Sequence[dict[str, Any]] | None = None,
+    group_ids: Sequence[Any] | None = None,
+    max_turns: int | None = None,
+    max_tokens_per_turn: int | None = None,
+    max_episode_tokens: int | None = None,
+) -> tuple[list[Trajectory], RolloutStats]:
+    """Run one episode per environment, all live episodes in one ``engine.generate`` batch per turn.
+
+    Args:
+        envs: ``ChatEnv`` instances, one per episode (for a GRPO group, G environments reset alike).
+        engine: has ``generate(prompts: list[list[int]], sampling) -> list[Generation]``.
+        tokenizer: the model's tokenizer (or a ``ChatRenderer``); its chat template renders the
+            environment's side.
+        sampling: ``SamplingParams``; ``max_new_tokens`` is the per-turn budget unless ``max_tokens_per_turn``
+            is given; ``stop`` is set to the template's end-of-turn token; with a ``seed``, turn ``k`` uses
+            ``seed + k`` so turns do not replay the same random stream.
+        reset_kwargs: per environment, the keyword arguments of ``env.reset`` (``seed``, ``options``).
+        group_ids: per environment, the group id (default: the environment's position).
+        max_turns: cap on assistant turns per episode (the env's own cap also applies).
+        max_tokens_per_turn: cap on tokens sampled per turn.
+        max_episode_tokens: cap on the trajectory length at which generation may still happen: a turn's
+            budget is cut to what is left, and an episode with no room for another turn ends truncated.
+            Environment messages that arrive with the last turn are still appended (mask 0), as are the
+            end-of-turn tokens of a turn cut by length, so a trajectory can end a few tokens past the cap.
+
+    Returns:
+        The trajectories, in the order of ``envs``, and the ``RolloutStats``.
+
+    An exception raised by ``env.reset``/``env.step`` propagates (with a note naming the episode): tool
+    failures are already tool messages by contract, so an exception is an environment bug, and hiding it
+    as a truncated episode would train on it silently.
+    """
+    t0 = time.perf_counter()
+    renderer = _as_renderer(tokenizer)
+    n = len(envs)
+    reset_kwargs = list(reset_kwargs) if reset_kwargs is not None else [{} for _ in range(n)]
+    group_ids = list(group_ids) if group_ids is not None else list(range(n))
+    if len(reset_kwargs) != n or len(group_ids) != n:
+        raise ValueError(f"{n} envs but {len(reset_kwargs)} reset_kwargs and {len(group_ids)} group_ids")
+    turn_budget = max_tokens_per_turn if max_tokens_per_turn is not None else sampling.max_new_tokens
+    if turn_budget is None or turn_budget < 1:
+        raise ValueError(f"the per-turn token budget must be >= 1, got {turn_budget}")
+    stats = RolloutStats(episodes=n)
+
+    episodes: list[_Episode] = []
+    for i, (env, kw, gid) in enumerate(zip(envs, reset_kwargs, group_ids, strict=True)):
+        t_env = time.perf_counter()
+        try:
+            messages, info = env.reset(**kw)
+        except Exception as e:
+            e.add_note(f"chordgym rollout: env.reset of episode {i} ({kw!r})")
+            raise
+        stats.env_s += time.perf_counter() - t_env
+        prompt = renderer.render_prompt(messages)
+        ep = _Episode(index=i, env=env, group_id=gid, conv=[dict(m) for m in messages], ids=[], mask=[], logprobs=[],
+                      reset_info=dict(info), prompt_len=len(prompt))
+        ep.extend(prompt, 0)
+        if max_episode_tokens is not None and len(prompt) >= max_episode_tokens:
+            _finish(ep, TRUNC_EPISODE_TOKENS)
+        episodes.append(ep)
+
+    turn = 0
+    while True:
+        live = [ep for ep in episodes if not ep.done]
+        if not live:
+            break
+        budgets = [turn_budget if max_episode_tokens is None else min(turn_budget, max_episode_tokens - len(ep.ids))
+                   for ep in live]
+        params = dataclasses.replace(
+            sampling, max_new_tokens=max(budgets), stop=_stop_for(sampling, renderer),
+            seed=None if getattr(sampling, "seed", None) is None else sampling.seed + turn)
+        t_gen = time.perf_counter()
+        generations = engine.generate([list(ep.ids) for ep in live], params)
+        stats.generate_s += time.perf_counter() - t_gen
+        stats.generate_calls += 1
+        if len(generations) != len(live):
+            raise RuntimeError(f"engine returned {len(generations)} generations for {len(live)} prompts")
+        turn += 1
+        for ep, gen, budget in zip(live, generations, budgets, strict=True):
+            text = _append_turn(ep, gen, budget, renderer, stats)
+            _step_env(ep, text, renderer, stats, max_turns, max_episode_tokens)
+
+    trajectories = [_to_trajectory(ep, renderer, stats) for ep in episodes]
+    stats.wall_s = time.perf_counter() - t0
+    return trajectories, stats
+
+
+def _stop_for(sampling: Any, renderer: ChatRenderer) -> list[int]:
+    """Stop at the template's end-of-turn token (plus whatever stop ids the caller set)."""
+    stop = list(getattr(sampling, "stop", None) or [])
+    return stop + [renderer.eot_id] if renderer.eot_id not in stop else stop
+
+
+def _append_turn(ep: _Episode, gen: Any, budget: int, renderer: ChatRenderer, stats: RolloutStats) -> str:
+    """Append one sampled turn to the episode (mask 1); return its text for ``env.step``."""
+    tokens = list(gen.token_ids)
+    logprobs = [float(x) for x in gen.logprobs]
+    if len(logprobs) != len(tokens):
+        raise RuntimeError(f"generation has {len(tokens)} tokens but {len(logprobs)} log-probs")
+    finish = str(gen.finish_reason)
+    if len(tokens) > budget:  # the batch ran with the largest budget; this episode had less room
+        tokens, logprobs, finish = tokens[:budget], logprobs[:budget], "length"
+    eot = renderer.eot_ids
+    stopped = len(tokens) >= len(eot) and tokens[-len(eot):] == eot
+    content_ids = tokens[:-len(eot)] if stopped else tokens
+    foreign_stop = False
+    if not stopped and finish == "stop" and tokens:
+        # stopped on a stop id that is not the template's end-of-turn token (a caller's stop id, the
+        # model's EOS): it stays as sampled, and the template's end-of-turn tokens close the turn.
+        foreign_stop = True
+        content_ids = tokens[:-1]
+    text = _decode(renderer, content_ids)
+
+    start = len(ep.ids)
+    ep.extend(tokens, 1, logprobs)
+    ep.spans.append((start, len(ep.ids)))
+    if not stopped:
+        ep.extend(eot, 0)
+        stats.length_cut_turns += 1
+    ep.finish_reasons.append(finish)
+    ep.conv.append({"role": "assistant", "content": text})
+    stats.turns += 1
+    stats.generated_tokens += len(tokens)
+
+    canonical = renderer.assistant_turn_ids(ep.conv)  # content tokens + end-of-turn token
+    kept = tokens + ([] if stopped else eot)
+    if kept != canonical:
+        reason = "foreign_stop_token" if foreign_stop else (
+            "non_canonical_tokenization" if _decode(renderer, canonical[:-len(eot)]) == text
+            else "template_changes_text")
+        ep.mismatches.append({"turn": len(ep.spans) - 1, "reason": reason, "sampled": kept, "canonical": canonical})
+    return text
+
+
+def _step_env(ep: _Episode, text: str, renderer: ChatRenderer, stats: RolloutStats,
+              max_turns: int | None, max_episode_tokens: int | None) -> None:
+    """Hand the turn's text to the environment and append its messages' delta (mask 0)."""
+    t_env = time.perf_counter()
+    try:
+        new_messages, reward, terminated, truncated, info = ep.env.step(text)
+    except Exception as e:
+        e.add_note(f"chordgym rollout: env.step of episode {ep.index} at turn {len(ep.spans)} "
+                   f"(task {ep.reset_info.get('task_id')!r})")
+        raise
+    stats.env_s += time.perf_counter() - t_env
+    new_messages = [dict(m) for m in new_messages]
+    ep.step_rewards.append(float(reward))
+    ep.last_info = dict(info)
+    conversation = ep.conv
+    ep.conv = conversation + new_messages
+
+    reason: str | None = None
+    if terminated:
+        ep.terminated = True
+    elif truncated:
+        reason = TRUNC_ENV
+    elif max_turns is not None and len(ep.spans) >= max_turns:
+        reason = TRUNC_MAX_TURNS
+    if not terminated and reason is None:
+        delta = renderer.render_delta(conversation, new_messages, add_generation_prompt=True)
+        if max_episode_tokens is None or len(ep.ids) + len(delta) < max_episode_tokens:
+            ep.extend(delta, 0)
+            return
+        reason = TRUNC_EPISODE_TOKENS
+    ep.extend(renderer.render_delta(conversation, new_messages, add_generation_prompt=False), 0)
+    ep.ends_with_generation_prompt = False
+    _finish(ep, reason)
+
+
+def _finish(ep: _Episode, reason: str | None) -> None:
+    ep.done = True
+    ep.truncation = reason
+
+
+def _to_trajectory(ep: _Episode, renderer: ChatRenderer, stats: RolloutStats) -> Trajectory:
+    full = renderer.render(ep.conv, add_generation_prompt=ep.ends_with_generation_prompt)
+    matches = full == ep.ids
+    mismatches = list(ep.mismatches)
+    if not matches and not mismatches:
+        # every turn was canonical yet the whole differs: the environment side or the template is at fault
+        mismatches.append({"turn": None, "reason": "final_render_unexplained"})
+    if mismatches:
+        stats.render_mismatch_episodes += 1
+        stats.render_mismatch_turns += len(mismatches)
+    if ep.truncation is not None:
+        stats.truncated[ep.truncation] = stats.truncated.get(ep.truncation, 0) + 1
+    stats.total_tokens += len(ep.ids)
+    info = {k: v for k, v in ep.reset_info.items() if k != "expert"}
+    info.update(ep.last_info)
+    info.update({
+        "task_id": ep.reset_info.get("task_id", info.get("task_id")),
+        "messages": ep.conv,
+        "step_rewards": ep.step_rewards,
+        "finish_reasons": ep.finish_reasons,
+        "terminated": ep.terminated,
+        "truncation": ep.truncation,
+        "render_match": matches,
+        "render_mismatch": len(mismatches),
+        "render_mismatch_detail": mismatches,
+    })
+    return Trajectory(input_ids=ep.ids, loss_mask=ep.mask, logprobs=ep.logprobs, reward=float(sum(ep.step_rewards)),
+                      group_id=ep.group_id, is_expert=False, turn_spans=ep.spans, info=info,
+                      prompt_len=ep.prompt_len)
+
+
+def group_rollout(
+    env_factory: Callable[[], Any],
+    indices: Sequence[int],
+    group_size: int,
+    engine: Any,
+    tokenizer: Any,
+    *,
+    sampling: Any,
+    seed: int | None = None,
+    **kwargs: Any,
+) -> tuple[list[Trajectory], RolloutStats]:
+    """B prompts x G samples: ``group_size`` episodes per task index, reset with ``options={"index": i}``
+    and grouped by ``i``. Trajectories come out grouped: index 0's G samples first. ``kwargs`` go to
+    ``rollout_with_stats`` (turn and token caps)."""
+    if group_size < 1:
+        raise ValueError(f"group_size must be >= 1, got {group_size}")
+    envs = [env_factory() for _ in indices for _ in range(group_size)]
+    reset_kwargs = [{"seed": seed, "options": {"index": i}} for i in indices for _ in range(group_size)]
+    group_ids = [i for i in indices for _ in range(group_size)]
+    return rollout_with_stats(envs, engine, tokenizer, sampling=sampling, reset_kwargs=reset_kwargs,
+                              group_ids=group_ids, **kwargs)
+
+
+def expert_trajectory(opening_messages: Messages, expert_messages: Messages, tokenizer: Any, *,
+                      group_id: Any = None, reward: float = 0.0, info: dict[str, Any] | None = None) -> Trajectory:
+    """An expert episode rendered through the same template as rollouts (``is_expert=True``).
+
+    ``input_ids`` is the template's rendering of ``opening_messages + expert_messages``; the mask is 1 on
+    every assistant turn's content tokens and its end-of-turn token (exactly the tokens a model would sample
+    after ``<|im_start|>assistant\\n``), 0 elsewhere; log-probs are 0.0 (there is no sampler).
+    """
+    renderer = _as_renderer(tokenizer)
+    conv = [dict(m) for m in opening_messages] + [dict(m) for m in expert_messages]
+    ids = renderer.render(conv, add_generation_prompt=False)
+    mask = [0] * len(ids)
+    spans: list[tuple[int, int]] = []
+    for j in range(len(opening_messages), len(conv)):
+        if conv[j].get("role") != "assistant":
+            continue
+        start = len(renderer.render(conv[:j], add_generation_prompt=True))
+        upto = renderer.render(conv[:j + 1], add_generation_prompt=False)
+        end = renderer.end_of_last_turn(upto)
+        if ids[:end] != upto[:end] or start > end:
+            raise ValueError("the chat template is not append-only; cannot mask expert turns token-exactly")
+        spans.append((start, end))
+        mask[start:end] = [1] * (end - start)
+    prompt_len = len(renderer.render_prompt(list(opening_messages)))
+    meta = {"messages": conv, "render_match": True, "render_mismatch": 0, **(info or {})}
+    return Trajectory(input_ids=ids, loss_mask=mask, logprobs=[0.0] * len(ids), reward=reward, group_id=group_id,
+                      is_expert=True, turn_spans=spans, info=meta, prompt_len=prompt_len)
