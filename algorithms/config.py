@@ -1,0 +1,49 @@
+"""Checks on a training config that run before any work, so that a bad key fails in a second, not an hour."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from algorithms.chord import AlgorithmConfig
+
+
+class TrainConfigError(ValueError):
+    """A training config that cannot run; the message names the key and what would fix it."""
+
+
+def _need(cond: bool, message: str) -> None:
+    if not cond:
+        raise TrainConfigError(message)
+
+
+def validate_train_config(cfg: DictConfig, algo: AlgorithmConfig, world_size: int) -> None:
+    """Raise ``TrainConfigError`` naming the offending key; returns quietly for a runnable config."""
+    from envs import ALIASES
+
+    t = cfg.trainer
+    _need(cfg.env.name in ALIASES or str(cfg.env.name).startswith("chordgym/"),
+          f"env.name={cfg.env.name!r} is not a registered environment; known: {sorted(ALIASES)}")
+    for key in ("total_steps", "prompts_per_step", "micro_batch_size"):
+        _need(int(t[key]) >= 1, f"trainer.{key} must be >= 1, got {t[key]}")
+    for key in ("expert_per_step", "eval_every", "save_every", "eval_size"):
+        _need(int(t[key]) >= 0, f"trainer.{key} must be >= 0, got {t[key]}")
+    _need(int(algo.group_size) >= 1, f"algorithm.group_size must be >= 1, got {algo.group_size}")
+    _need(int(t.prompts_per_step) % world_size == 0,
+          f"trainer.prompts_per_step={t.prompts_per_step} does not divide over {world_size} ranks")
+    _need(int(t.expert_per_step) % world_size == 0,
+          f"trainer.expert_per_step={t.expert_per_step} does not divide over {world_size} ranks")
+    _need(float(t.lr) > 0, f"trainer.lr must be > 0, got {t.lr}")
+    _need(float(t.temperature) > 0, f"trainer.temperature must be > 0 (greedy is for evaluation), got {t.temperature}")
+    _need(0 < float(t.top_p) <= 1, f"trainer.top_p must be in (0, 1], got {t.top_p}")
+    _need(str(cfg.model.dtype) in ("bf16", "fp32"), f"model.dtype must be bf16 or fp32, got {cfg.model.dtype!r}")
+    _need(str(t.resume) in ("auto", "never") or bool(str(t.resume)),
+          f"trainer.resume must be auto, never or a checkpoint path, got {t.resume!r}")
+    if algo.uses_expert:
+        _need(int(t.expert_per_step) >= 1,
+              f"algorithm.name={algo.name} uses expert data (mu > 0) but trainer.expert_per_step=0")
+    if algo.mu_rule == "switch" and algo.sft_steps is not None:
+        _need(0 <= int(algo.sft_steps) <= int(t.total_steps),
+              f"algorithm.sft_steps={algo.sft_steps} must lie in [0, trainer.total_steps={t.total_steps}]")
+    if algo.uses_rollouts and algo.adv_scale == "std":
+        _need(int(algo.group_size) >= 2,
+              f"algorithm.group_size={algo.group_size}: GRPO needs >= 2 samples per prompt (a group of one has A = 0)")

@@ -1,0 +1,81 @@
+"""The CHORD objective over a batch too large for one forward pass.
+
+    L = (1 - mu) * L_grpo(on-policy batch) + mu * L_sft(expert batch)
+
+Each term is an average over its *own* batch (all ranks, all micro-batches). A micro-batch's term is
+therefore scaled by its share of the term's units (tokens for ``token-mean``, sequences for the
+``seq-mean-*`` modes) before its backward pass, and by the world size because DeepSpeed averages
+gradients over ranks. Summed over micro-batches and ranks, the gradients equal those of the loss above
+computed on the whole batch at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from algorithms.chord import AlgorithmConfig
+from algorithms.idft import centred_loglik
+from algorithms.logprobs import token_logprobs_and_entropy
+from algorithms.losses import clipped_policy_loss, masked_mean
+from algorithms.sft import sft_loss
+
+
+def aggregation_units(loss_mask: Tensor, mode: str) -> float:
+    """How many units a batch contributes to the denominator of ``mode`` (tokens or sequences)."""
+    if mode == "token-mean":
+        return float(loss_mask.sum())
+    return float((loss_mask.sum(dim=-1) > 0).sum())
+
+
+@dataclass
+class MicroBatchOutput:
+    loss: Tensor
+    metrics: dict[str, float]
+
+
+def on_policy_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], advantages: Tensor,
+                         algo: AlgorithmConfig, temperature: float, use_sampler_logprobs: bool,
+                         max_len: int | None) -> MicroBatchOutput:
+    """GRPO's clipped surrogate on one micro-batch of on-policy trajectories (mean over the micro-batch).
+
+    Old log-probs are the detached current ones (one optimizer step per rollout batch, the paper's
+    setting: rho = 1) unless ``use_sampler_logprobs``; the sampler/trainer mismatch is reported either way.
+    """
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    need_entropy = algo.entropy_coef != 0.0 or temperature == 1.0
+    logp, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], temperature=temperature,
+                                               with_entropy=need_entropy, entropy_grad=algo.entropy_coef != 0.0)
+    mask = batch["loss_mask"]
+    old_logp = batch["old_logprobs"] if use_sampler_logprobs else logp.detach()
+    loss, pg_metrics = clipped_policy_loss(
+        logp, old_logp, advantages, mask, eps_low=algo.eps_low, eps_high=algo.eps_high,
+        dual_clip=algo.dual_clip, agg=algo.loss_agg, max_len=max_len,
+        entropy=entropy, entropy_coef=algo.entropy_coef,
+    )
+    with torch.no_grad():
+        metrics = {f"grpo/{k}": float(v) for k, v in pg_metrics.items()}
+        metrics["grpo/sampler_logprob_abs_diff"] = float(masked_mean((logp - batch["old_logprobs"]).abs(), mask))
+        if entropy is not None and temperature == 1.0:
+            metrics["onpolicy/cll_mean"] = float(masked_mean(centred_loglik(logp.detach(), entropy.detach()), mask))
+    return MicroBatchOutput(loss, metrics)
+
+
+def expert_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], algo: AlgorithmConfig, step: int,
+                      total_steps: int, max_len: int | None) -> MicroBatchOutput:
+    """The weighted SFT term on one micro-batch of expert trajectories (mean over the micro-batch).
+
+    The entropy pass is always run: IDFT needs it, and the centred log-likelihood of the expert tokens is
+    the diagnostic that shows how far off-policy the expert data is.
+    """
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logp, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], temperature=1.0, with_entropy=True)
+    mask = batch["loss_mask"]
+    loss, sft_metrics = sft_loss(logp, mask, weighting=algo.sft_weighting, agg=algo.loss_agg, entropy=entropy,
+                                 idft_params=algo.idft_params(step, total_steps), max_len=max_len)
+    with torch.no_grad():
+        metrics = {f"sft/{k}": float(v) for k, v in sft_metrics.items()}
+        metrics["expert/cll_mean"] = float(masked_mean(centred_loglik(logp.detach(), entropy.detach()), mask))
+    return MicroBatchOutput(loss, metrics)

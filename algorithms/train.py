@@ -1,0 +1,31 @@
+"""``python -m algorithms.train env=toolace algorithm=chord_mu ...``: train an agent (Hydra entry point).
+
+Config tree: ``configs/train.yaml`` with the groups ``env/``, ``algorithm/``, ``model/``, ``deepspeed/``.
+Several processes: ``deepspeed --num_gpus 2 --module algorithms.train ...`` or ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from algorithms.config import TrainConfigError
+
+
+@hydra.main(config_path="../configs", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from algorithms.trainer import Trainer
+
+    try:
+        Trainer(cfg).train()
+    except TrainConfigError as err:
+        print(f"config error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DS_ACCELERATOR", "cpu" if not os.environ.get("CUDA_VISIBLE_DEVICES") else "cuda")
+    main()

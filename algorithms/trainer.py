@@ -1,0 +1,410 @@
+"""The training loop: rollouts and expert data in, one DeepSpeed optimizer step per batch out.
+
+One step (1-based ``step``):
+  1. mu = algorithm.mu(step)                                  (ALGORITHMS.md, "CHORD: the combination")
+  2. on-policy batch: B prompts x G rollouts (skipped when mu == 1), group advantages
+  3. expert batch: E expert trajectories (skipped when mu == 0)
+  4. L = (1 - mu) L_grpo + mu L_sft, micro-batched (``algorithms.objective``); engine.step()
+  5. metrics (JSONL, TensorBoard, progress bar); every ``eval_every`` steps a greedy held-out evaluation;
+     every ``save_every`` steps an atomic checkpoint.
+
+Which prompts and expert samples a step uses is a pure function of (seed, step), and rollout sampling is
+seeded by (seed, step, rank), so a run resumed from a checkpoint continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from agents import HFEngine, SamplingParams, expert_trajectory, load_model, rollout
+from agents.models import autocast_context
+from agents.trajectory import Trajectory, collate
+from algorithms.advantages import group_advantages
+from algorithms.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from algorithms.chord import AlgorithmConfig
+from algorithms.config import TrainConfigError, validate_train_config
+from algorithms.distributed import DistInfo, all_reduce_sum, init_distributed
+from algorithms.metrics import MetricsLogger, read_jsonl
+from algorithms.objective import aggregation_units, expert_micro_loss, on_policy_micro_loss
+from envs import make as make_env
+
+
+@dataclass
+class StepBatch:
+    """What one optimizer step trains on (this rank's share)."""
+
+    on_policy: list[Trajectory] = field(default_factory=list)
+    expert: list[Trajectory] = field(default_factory=list)
+    rollout_seconds: float = 0.0
+    generated_tokens: int = 0
+
+
+class Trainer:
+    """Builds everything from a Hydra config and runs the loop; see the module docstring."""
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.t = cfg.trainer
+        try:
+            self.algo = AlgorithmConfig.from_dict(OmegaConf.to_container(cfg.algorithm, resolve=True))
+        except (TypeError, ValueError) as err:
+            raise TrainConfigError(f"algorithm: {err}") from err
+        self.dist: DistInfo = init_distributed()
+        validate_train_config(cfg, self.algo, self.dist.world_size)
+        self.run_dir = Path(cfg.run_dir)
+        self.ckpt_root = self.run_dir / "checkpoints"
+        self.total_steps = int(self.t.total_steps)
+
+        torch.manual_seed(int(cfg.seed))
+        self.model, self.tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed))
+        self.dtype = cfg.model.dtype
+        self.train_env = self._make_env(cfg.env.train_split)
+        self.num_train_tasks = self.train_env.num_tasks
+        self._expert_cache: dict[int, tuple[list, list] | None] = {}
+        self._check_expert_data()
+
+        self.engine = self._deepspeed_engine()
+        self.sampler = HFEngine(self.engine.module, self.tokenizer, dtype=self.dtype)
+        self.rollout_envs: list[Any] = []
+        self.eval_envs: list[Any] = []
+
+        self.start_step = 0
+        self.state: dict[str, Any] = {"eval_history": []}
+        self._maybe_resume()
+        self.logger = MetricsLogger(self.run_dir, enabled=self.dist.is_main, resume_step=self.start_step,
+                                    total_steps=self.total_steps, show_progress=bool(self.t.progress))
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+
+    # -- construction ------------------------------------------------------------------------------------
+    def _make_env(self, split: str) -> Any:
+        kwargs = dict(OmegaConf.to_container(self.cfg.env.kwargs, resolve=True) or {})
+        kwargs["split"] = split
+        return make_env(self.cfg.env.name, **kwargs)
+
+    def _check_expert_data(self) -> None:
+        if not self.algo.uses_expert:
+            return
+        if self._expert_for(0) is None:
+            raise TrainConfigError(
+                f"algorithm.name={self.algo.name} trains on expert data (mu > 0), but env.name={self.cfg.env.name} "
+                f"gave no expert trajectory for split {self.cfg.env.train_split!r} (info['expert'] is empty)")
+
+    def _deepspeed_engine(self) -> Any:
+        import deepspeed
+
+        t = self.t
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=float(t.lr), betas=tuple(t.adam_betas),
+                                      weight_decay=float(t.weight_decay), eps=1e-8)
+        ds_config = OmegaConf.to_container(self.cfg.deepspeed, resolve=True)
+        ds_config.update({
+            "train_micro_batch_size_per_gpu": 1,
+            "gradient_accumulation_steps": 1,
+            # We call backward once per micro-batch and step() once per batch: step() is the boundary.
+            "managed_gradient_accumulation": False,
+            "gradient_clipping": float(t.grad_clip),
+            "zero_allow_untested_optimizer": True,
+            "steps_per_print": 10**9,
+            "wall_clock_breakdown": False,
+        })
+        engine, *_ = deepspeed.initialize(model=self.model, optimizer=optimizer, config=ds_config)
+        return engine
+
+    def _maybe_resume(self) -> None:
+        mode = str(self.t.resume)
+        if mode == "never":
+            return
+        path = latest_checkpoint(self.ckpt_root) if mode == "auto" else Path(mode)
+        if path is None:
+            return
+        if not path.exists():
+            raise TrainConfigError(f"trainer.resume={mode}: no checkpoint at {path}")
+        self.state = load_checkpoint(self.engine, path)
+        self.start_step = int(self.state["step"])
+        if self.dist.is_main:
+            print(f"resumed from {path} at step {self.start_step}", flush=True)
+
+    # -- data --------------------------------------------------------------------------------------------
+    def _rng(self, step: int, stream: int) -> np.random.Generator:
+        return np.random.default_rng([int(self.cfg.seed), step, stream])
+
+    def _rank_share(self, items: list) -> list:
+        return items[self.dist.rank::self.dist.world_size]
+
+    def _expert_for(self, index: int) -> tuple[list, list] | None:
+        """(opening messages, expert continuation) of train task ``index``, or None if it has none."""
+        if index not in self._expert_cache:
+            opening, info = self.train_env.reset(options={"index": index})
+            expert = info.get("expert") or None
+            self._expert_cache[index] = (opening, expert) if expert else None
+        return self._expert_cache[index]
+
+    def _sample_expert(self, step: int) -> list[Trajectory]:
+        rng = self._rng(step, 1)
+        chosen: list[int] = []
+        tries = 0
+        while len(chosen) < int(self.t.expert_per_step):
+            index = int(rng.integers(self.num_train_tasks))
+            tries += 1
+            if self._expert_for(index) is not None:
+                chosen.append(index)
+            elif tries > 100 * int(self.t.expert_per_step):
+                raise RuntimeError("could not find enough tasks with expert trajectories")
+        out = []
+        for index in self._rank_share(chosen):
+            opening, expert = self._expert_for(index)
+            out.append(expert_trajectory(opening, expert, self.tokenizer, group_id=f"expert-{index}"))
+        return out
+
+    def _sampling(self, step: int, greedy: bool = False, max_new_tokens: int | None = None) -> SamplingParams:
+        return SamplingParams(temperature=float(self.t.temperature), top_p=float(self.t.top_p),
+                              max_new_tokens=int(max_new_tokens or self.t.max_new_tokens), greedy=greedy,
+                              seed=int(self.cfg.seed) * 1_000_003 + step * 101 + self.dist.rank)
+
+    def _rollouts(self, step: int) -> tuple[list[Trajectory], float, int]:
+        rng = self._rng(step, 0)
+        prompts = [int(i) for i in rng.choice(self.num_train_tasks, size=int(self.t.prompts_per_step),
+                                              replace=self.num_train_tasks < int(self.t.prompts_per_step))]
+        mine = self._rank_share(prompts)
+        group = int(self.algo.group_size)
+        n = len(mine) * group
+        while len(self.rollout_envs) < n:
+            self.rollout_envs.append(self._make_env(self.cfg.env.train_split))
+        reset_kwargs = [{"seed": step * 1000 + k, "options": {"index": idx}}
+                        for k, idx in enumerate(mine) for _ in range(group)]
+        group_ids = [f"{step}-{idx}" for idx in mine for _ in range(group)]
+        t0 = time.time()
+        self.engine.eval()
+        trajectories = rollout(self.rollout_envs[:n], self.sampler, self.tokenizer, reset_kwargs=reset_kwargs,
+                               group_ids=group_ids, sampling=self._sampling(step),
+                               max_turns=self.t.max_turns)
+        self.engine.train()
+        generated = sum(int(sum(t.loss_mask)) for t in trajectories)
+        return trajectories, time.time() - t0, generated
+
+    # -- one optimizer step ------------------------------------------------------------------------------
+    def train_step(self, step: int) -> dict[str, float]:
+        t0 = time.time()
+        algo = self.algo
+        mu_fixed = algo.mu(step, self.total_steps) if algo.mu_rule != "adaptive" else None
+        batch = StepBatch()
+        if mu_fixed is None or mu_fixed < 1.0:
+            batch.on_policy, batch.rollout_seconds, batch.generated_tokens = self._rollouts(step)
+        rewards = [t.reward for t in batch.on_policy]
+        mean_reward = all_reduce_sum(sum(rewards)) / max(1.0, all_reduce_sum(len(rewards)))
+        mu = mu_fixed if mu_fixed is not None else algo.mu(step, self.total_steps, mean_reward=mean_reward)
+        if mu > 0.0:
+            batch.expert = self._sample_expert(step)
+
+        t_train = time.time()
+        metrics = self._optimize(batch, mu, step)
+        train_seconds = time.time() - t_train
+        trained_tokens = sum(t.num_tokens for t in batch.on_policy + batch.expert)
+        metrics.update({
+            "step": step, "mu": mu, "reward/mean": mean_reward,
+            "reward/accuracy": all_reduce_sum(sum(r >= 1.0 for r in rewards)) / max(1.0, all_reduce_sum(len(rewards))),
+            "time/rollout_s": batch.rollout_seconds, "time/train_s": train_seconds, "time/step_s": time.time() - t0,
+            "throughput/rollout_tokens_per_s": batch.generated_tokens / max(batch.rollout_seconds, 1e-9),
+            "throughput/train_tokens_per_s": trained_tokens / max(train_seconds, 1e-9),
+            "throughput/tokens_per_s": (batch.generated_tokens + trained_tokens) / max(time.time() - t0, 1e-9),
+            "lr": float(self.engine.optimizer.param_groups[0]["lr"]) if hasattr(self.engine.optimizer, "param_groups") else float(self.t.lr),
+        })
+        if batch.on_policy:
+            turns = [t.info.get("turns", 0) for t in batch.on_policy]
+            metrics["rollout/turns_mean"] = float(np.mean(turns))
+            metrics["rollout/render_mismatch"] = float(sum(bool(t.info.get("render_mismatch")) for t in batch.on_policy))
+            metrics["rollout/truncated"] = float(sum(bool(t.info.get("truncation")) for t in batch.on_policy))
+        return metrics
+
+    def _micro_batches(self, trajectories: list[Trajectory]) -> list[list[int]]:
+        """Indices grouped into micro-batches of similar length (less padding)."""
+        order = sorted(range(len(trajectories)), key=lambda i: trajectories[i].num_tokens)
+        size = int(self.t.micro_batch_size)
+        return [order[i:i + size] for i in range(0, len(order), size)]
+
+    def _max_len(self, trajectories: list[Trajectory]) -> int | None:
+        if self.algo.loss_agg != "seq-mean-token-sum-norm":
+            return None
+        if self.algo.max_len is not None:
+            return int(self.algo.max_len)
+        local = max((t.num_tokens for t in trajectories), default=0)
+        tensor = torch.tensor(local)
+        if torch.distributed.is_initialized() and self.dist.world_size > 1:
+            torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+        return int(tensor)
+
+    def _optimize(self, batch: StepBatch, mu: float, step: int) -> dict[str, float]:
+        algo, world = self.algo, self.dist.world_size
+        pad = self.tokenizer.pad_token_id or 0
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+
+        def record(metrics: dict[str, float]) -> None:
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + v
+                counts[k] = counts.get(k, 0) + 1
+
+        grpo_loss_value = sft_loss_value = 0.0
+        # (1 - mu) * L_grpo: the on-policy term, averaged over all on-policy units of the global batch.
+        if batch.on_policy and mu < 1.0:
+            rewards = torch.tensor([t.reward for t in batch.on_policy], dtype=torch.float32)
+            advantages = group_advantages(rewards, [t.group_id for t in batch.on_policy], scale=algo.adv_scale)
+            masks = [torch.tensor(t.loss_mask, dtype=torch.float32)[None] for t in batch.on_policy]
+            global_units = all_reduce_sum(sum(aggregation_units(m, algo.loss_agg) for m in masks))
+            max_len = self._max_len(batch.on_policy)
+            # A zero advantage contributes nothing to the surrogate nor its gradient (rho = 1): skip its
+            # forward pass, but its tokens stay in the denominator, as in the formula.
+            skip_zero = algo.kl_coef == 0.0 and algo.entropy_coef == 0.0
+            live = [i for i in range(len(batch.on_policy)) if not (skip_zero and float(advantages[i]) == 0.0)]
+            record({"grpo/zero_adv_share": 1.0 - len(live) / len(batch.on_policy)})
+            for idx in self._micro_batches([batch.on_policy[i] for i in live]):
+                rows = [live[i] for i in idx]
+                data = collate([batch.on_policy[i] for i in rows], pad_token_id=pad)
+                units = aggregation_units(data["loss_mask"], algo.loss_agg)
+                with autocast_context("cpu" if not torch.cuda.is_available() else "cuda", self.dtype):
+                    out = on_policy_micro_loss(self.engine, data, advantages[rows], algo, float(self.t.temperature),
+                                               bool(self.t.use_sampler_logprobs), max_len)
+                scaled = (1.0 - mu) * out.loss * (units / global_units) * world
+                self.engine.backward(scaled, scale_wrt_gas=False)
+                grpo_loss_value += float(out.loss.detach()) * units / global_units
+                record(out.metrics)
+            record({"grpo/adv_abs_mean": float(advantages.abs().mean())})
+        # mu * L_sft: the expert term, averaged over all expert units of the global batch.
+        if batch.expert and mu > 0.0:
+            masks = [torch.tensor(t.loss_mask, dtype=torch.float32)[None] for t in batch.expert]
+            global_units = all_reduce_sum(sum(aggregation_units(m, algo.loss_agg) for m in masks))
+            max_len = self._max_len(batch.expert)
+            for idx in self._micro_batches(batch.expert):
+                data = collate([batch.expert[i] for i in idx], pad_token_id=pad)
+                units = aggregation_units(data["loss_mask"], algo.loss_agg)
+                with autocast_context("cpu" if not torch.cuda.is_available() else "cuda", self.dtype):
+                    out = expert_micro_loss(self.engine, data, algo, step, self.total_steps, max_len)
+                scaled = mu * out.loss * (units / global_units) * world
+                self.engine.backward(scaled, scale_wrt_gas=False)
+                sft_loss_value += float(out.loss.detach()) * units / global_units
+                record(out.metrics)
+        self.engine.step()
+
+        grpo_global = all_reduce_sum(grpo_loss_value)
+        sft_global = all_reduce_sum(sft_loss_value)
+        metrics = {k: sums[k] / counts[k] for k in sums}
+        metrics.update({"loss/grpo": grpo_global, "loss/sft": sft_global,
+                        "loss/total": (1.0 - mu) * grpo_global + mu * sft_global})
+        return metrics
+
+    # -- evaluation --------------------------------------------------------------------------------------
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Greedy rollouts on the first ``eval_size`` tasks of the held-out split; mean reward and accuracy."""
+        if not self.eval_envs:
+            probe = self._make_env(self.cfg.env.eval_split)
+            size = min(int(self.t.eval_size), probe.num_tasks)
+            self.eval_envs = [probe] + [self._make_env(self.cfg.env.eval_split) for _ in range(size - 1)]
+        indices = self._rank_share(list(range(len(self.eval_envs))))
+        envs = self.eval_envs[:len(indices)]
+        t0 = time.time()
+        self.engine.eval()
+        trajectories = rollout(envs, self.sampler, self.tokenizer,
+                               reset_kwargs=[{"seed": 0, "options": {"index": i}} for i in indices],
+                               group_ids=indices,
+                               sampling=self._sampling(step, greedy=True, max_new_tokens=self.t.eval_max_new_tokens),
+                               max_turns=self.t.max_turns)
+        self.engine.train()
+        total = all_reduce_sum(len(trajectories))
+        score = all_reduce_sum(sum(t.reward for t in trajectories)) / max(total, 1.0)
+        acc = all_reduce_sum(sum(t.reward >= 1.0 for t in trajectories)) / max(total, 1.0)
+        return {"step": step, "eval/reward": score, "eval/accuracy": acc, "eval/n": total,
+                "time/eval_s": time.time() - t0}
+
+    # -- the loop ----------------------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        t = self.t
+        history = self.state.setdefault("eval_history", [])
+        if self.start_step == 0 and int(t.eval_every) > 0:
+            row = self.evaluate(0)
+            history.append(row)
+            self.logger.log(row)
+        stop_at = self.total_steps if t.max_steps_this_run is None else min(
+            self.total_steps, self.start_step + int(t.max_steps_this_run))
+        for step in range(self.start_step + 1, stop_at + 1):
+            metrics = self.train_step(step)
+            self.logger.log(metrics)
+            if int(t.eval_every) > 0 and (step % int(t.eval_every) == 0 or step == self.total_steps):
+                row = self.evaluate(step)
+                history.append(row)
+                self.logger.log(row)
+            self.logger.progress(step, f"reward {metrics['reward/mean']:.3f}  mu {metrics['mu']:.3f}  "
+                                       f"{metrics['throughput/tokens_per_s']:.0f} tok/s")
+            if int(t.save_every) > 0 and (step % int(t.save_every) == 0 or step == self.total_steps):
+                self.state["step"] = step
+                save_checkpoint(self.engine, self.tokenizer, self.ckpt_root, step, self.state,
+                                is_main=self.dist.is_main, keep=int(t.keep_checkpoints))
+        self.logger.close()
+        summary = self._summary(history)
+        if self.dist.is_main:
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+            write_training_plot(self.run_dir)
+            print(format_summary(summary), flush=True)
+        return summary
+
+    def _summary(self, history: list[dict[str, Any]]) -> dict[str, Any]:
+        base = history[0] if history and history[0]["step"] == 0 else None
+        last = history[-1] if history else None
+        return {
+            "env": self.cfg.env.name, "algorithm": self.algo.name, "model": self.cfg.model.spec,
+            "steps": self.total_steps, "eval_split": self.cfg.env.eval_split,
+            "base_eval_accuracy": base["eval/accuracy"] if base else None,
+            "final_eval_accuracy": last["eval/accuracy"] if last else None,
+            "base_eval_reward": base["eval/reward"] if base else None,
+            "final_eval_reward": last["eval/reward"] if last else None,
+            "final_checkpoint": str(latest_checkpoint(self.ckpt_root)) if self.ckpt_root.exists() else None,
+            "run_dir": str(self.run_dir),
+        }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+    return (f"\n{summary['algorithm']} on {summary['env']} ({summary['model']}, {summary['steps']} steps)\n"
+            f"  held-out ({summary['eval_split']}) accuracy: base {pct(summary['base_eval_accuracy'])} -> "
+            f"trained {pct(summary['final_eval_accuracy'])}\n"
+            f"  checkpoint: {summary['final_checkpoint']}\n  run dir: {summary['run_dir']}")
+
+
+def write_training_plot(run_dir: Path) -> Path:
+    """PNG of training reward, held-out score and mu over steps, from the run's metrics.jsonl."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    train = [r for r in rows if "reward/mean" in r]
+    evals = [r for r in rows if "eval/accuracy" in r]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    if train:
+        ax.plot([r["step"] for r in train], [r["reward/mean"] for r in train], label="train reward (mean)")
+        ax.plot([r["step"] for r in train], [r["mu"] for r in train], "--", label="mu")
+    if evals:
+        ax.plot([r["step"] for r in evals], [r["eval/accuracy"] for r in evals], "o-", label="held-out accuracy")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylim(-0.05, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(run_dir.name)
+    path = run_dir / "training.png"
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
