@@ -149,6 +149,6 @@ def clipped_policy_loss(
         metrics["clip_frac"] = masked_mean((pg_clipped > pg_unclipped).float(), mask)
         metrics["dual_clip_frac"] = masked_mean(dual_clipped.float(), mask)
         metrics["ratio_mean"] = masked_mean(ratio, mask)
-        metrics["ratio_max"] = _masked_zeroed(ratio, mask).max() if mask.any() else ratio.new_zeros(())
+        metrics["ratio_max"] = _masked_zeroed(ratio, mask).amax() if ratio.numel() else ratio.new_zeros(())
         metrics["approx_kl"] = masked_mean((ratio - 1.0) - log_ratio, mask)
     return loss, metrics
