@@ -220,6 +220,8 @@ def render(node: ast.expr, parent_prec: int = 0, right_side: bool = False) -> st
     if isinstance(node, ast.UnaryOp):
         sign = "-" if isinstance(node.op, ast.USub) else "+"
         inner = render(node.operand, _PREC["unary"], True)
+        if isinstance(node.operand, ast.Constant) and not inner.startswith("("):
+            inner = f"({inner})"  # -(7), never a bare -7 that reads like a literal
         return f"({sign}{inner})" if parent_prec > _PREC["unary"] else f"{sign}{inner}"
     assert isinstance(node, ast.BinOp)
     prec = _PREC[type(node.op)]
@@ -236,9 +238,10 @@ def _reduce_once(node: ast.expr) -> tuple[ast.expr, str | None, Number | None]:
         return node, None, None
     if isinstance(node, ast.UnaryOp):
         inner, op_text, value = _reduce_once(node.operand)
-        if isinstance(inner, ast.Constant):  # a sign in front of a now-computed group: fold it in
-            return ast.Constant(-inner.value if isinstance(node.op, ast.USub) else inner.value), op_text, value
-        return ast.UnaryOp(node.op, inner), op_text, value
+        if op_text is not None:
+            return ast.UnaryOp(node.op, inner), op_text, value
+        v = -inner.value if isinstance(node.op, ast.USub) else inner.value
+        return ast.Constant(v), render(node), v
     assert isinstance(node, ast.BinOp)
     for side in ("left", "right"):
         child, op_text, value = _reduce_once(getattr(node, side))

@@ -1,0 +1,61 @@
+r"""Expert (demonstration) solutions: worked reasoning that ends in ``\boxed{answer}``.
+
+- ``gsm_symbolic``: reasoning-gym's ``answer_cot`` with its ``#### N`` line replaced by the boxed answer;
+- ``basic_arithmetic`` / ``chain_sum``: computed here, one operation per line, from the expression with the
+  safe evaluator in ``envs.math.arith`` (never ``eval``);
+- JSONL: the row's ``solution`` (boxed as is, or followed by a boxed final line).
+
+The environment scores every expert text with its own reward before handing it out; only a +1 text is
+used (see ``MathEnv``), so a wrong gold answer or a broken solution never becomes a demonstration.
+"""
+
+from __future__ import annotations
+
+import re
+
+from envs.math.answer import last_boxed
+from envs.math.arith import ArithmeticExpressionError, solution_steps
+from envs.math.problems import Problem
+
+_FINAL_MARK = re.compile(r"\n?\s*####\s*(\S.*)?\s*$")
+
+
+def final_line(answer: str) -> str:
+    r"""The closing sentence of every expert solution: ``The final answer is \boxed{answer}.``"""
+    return f"The final answer is \\boxed{{{answer}}}."
+
+
+def arithmetic_solution(expression: str, answer: str) -> str | None:
+    """A step-by-step evaluation of ``expression``; ``None`` if it cannot be computed within limits."""
+    try:
+        steps, _ = solution_steps(expression)
+    except ArithmeticExpressionError:
+        return None
+    expr = " ".join(expression.split())
+    lines = [f"We evaluate {expr} one operation at a time, following the order of operations "
+             "(parentheses first, then multiplication and division, then addition and subtraction, "
+             "left to right)."]
+    for n, step in enumerate(steps, 1):
+        rest = f", so the expression becomes {step.expression}" if step.expression != step.value else ""
+        lines.append(f"{n}. {step.operation} = {step.value}{rest}.")
+    if not steps:
+        lines.append(f"The expression is already a number: {expr}.")
+    lines.append(final_line(answer))
+    return "\n".join(lines)
+
+
+def cot_solution(cot: str, answer: str) -> str:
+    """A worked solution in prose (GSM-style), its ``#### N`` line replaced by the boxed final answer."""
+    if last_boxed(cot) is not None:
+        return cot.strip()
+    body = _FINAL_MARK.sub("", cot.strip()).rstrip()
+    return f"{body}\n\n{final_line(answer)}" if body else final_line(answer)
+
+
+def expert_solution(problem: Problem) -> str | None:
+    """The expert text for ``problem``, or ``None`` when the source gives no way to build one."""
+    if problem.solution:
+        return cot_solution(problem.solution, problem.answer)
+    if problem.expression:
+        return arithmetic_solution(problem.expression, problem.answer)
+    return None
