@@ -116,15 +116,24 @@ def result_text(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Execution:
-    """One executed call: ``value`` (the return value) or ``error``, and BFCL's result ``text``."""
+    """One executed call: ``value`` (the return value) or ``error``, and BFCL's result ``text``.
+
+    ``text`` is taken when the call returns: backends return live references to their state (a dict that a
+    later call mutates), and BFCL stringifies at call time.
+    """
 
     name: str
     value: Any = None
     error: str | None = None
+    text: str = ""
 
-    @property
-    def text(self) -> str:
-        return f"Error during execution: {self.error}" if self.error is not None else result_text(self.value)
+    @classmethod
+    def returned(cls, name: str, value: Any) -> Execution:
+        return cls(name, value=copy.deepcopy(value), text=result_text(value))
+
+    @classmethod
+    def failed(cls, name: str, error: str) -> Execution:
+        return cls(name, error=error, text=f"Error during execution: {error}")
 
     def as_tool_result(self) -> dict[str, Any]:
         """The entry of a chordgym tool message: ``{"name", "results"}`` or ``{"name", "error"}``."""
@@ -162,11 +171,12 @@ class BackendSession:
         """Call ``name`` with already-parsed arguments; every failure becomes an ``Execution`` with ``error``."""
         method = self.resolve(name)
         if method is None:
-            return Execution(name, error=f"name '{name}' is not defined")
+            return Execution.failed(name, f"name '{name}' is not defined")
         try:
-            return Execution(name, value=method(*args, **(kwargs or {})))
+            value = method(*args, **(kwargs or {}))
         except Exception as e:  # a backend raising is a failed call, as in BFCL
-            return Execution(name, error=str(e))
+            return Execution.failed(name, str(e))
+        return Execution.returned(name, value)
 
     def state(self, class_name: str) -> dict[str, Any]:
         """Public attributes of one instance (what BFCL's state check compares)."""
