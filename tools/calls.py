@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
@@ -98,7 +99,9 @@ def parse_pythonic(text: str) -> list[ToolCall]:
     source = body if body.startswith("[") else "[" + body
     source = source if source.endswith("]") else source + "]"
     try:
-        tree = ast.parse(source, mode="eval")
+        with warnings.catch_warnings():  # invalid escapes etc. in model text are not our warnings to print
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source, mode="eval")
     except SyntaxError as e:
         detail = f"{e.msg} at column {e.offset}" if e.offset else str(e.msg)
         raise ToolCallParseError(f"not valid call syntax ({detail}); {_PYTHONIC_FORM}") from None

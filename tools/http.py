@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -133,6 +134,12 @@ class ToolServer(ThreadingHTTPServer):
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore clients that hang up (a client time-out); report anything else as usual."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def close(self) -> None:
         if self._thread.is_alive():
