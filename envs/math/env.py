@@ -105,7 +105,7 @@ class MathEnv(ChatEnv):
         if self.tools_enabled:
             from envs.math.calculator import calculator_toolset
             self._toolset = calculator_toolset()
-        self._experts: dict[str, tuple[str | None, str | None]] = {}
+        self._experts: dict[Problem, tuple[str | None, str | None]] = {}
         self.problem: Problem | None = None
         self._finish_reason: str | None = None
         self._retries_used = 0
@@ -122,17 +122,24 @@ class MathEnv(ChatEnv):
     def __len__(self) -> int:
         return len(self.problems)
 
+    @property
+    def num_tasks(self) -> int:
+        """Number of problems; ``reset(options={"index": i})`` picks problem ``i``."""
+        return len(self.problems)
+
     def expert_text(self, problem: Problem) -> tuple[str | None, str | None]:
         """The problem's expert solution if it scores +1 with this env's reward, else (None, reason)."""
-        if problem.uid not in self._experts:
+        if problem not in self._experts:  # keyed by content: custom problems may share a uid
+            if len(self._experts) >= 100_000:
+                self._experts.clear()
             text = expert_solution(problem)
             if text is None:
-                self._experts[problem.uid] = (None, "no worked solution for this problem")
+                self._experts[problem] = (None, "no worked solution for this problem")
             else:
                 score = score_response(text, problem.answer, self.verifier, self.max_response_chars)
                 ok = score.reward == CORRECT
-                self._experts[problem.uid] = (text, None) if ok else (None, f"expert solution scored {score.reward}")
-        return self._experts[problem.uid]
+                self._experts[problem] = (text, None) if ok else (None, f"expert solution scored {score.reward}")
+        return self._experts[problem]
 
     # -- the episode -------------------------------------------------------------------------------
     def step(self, action: str, finish_reason: str | None = None) -> StepResult:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from envs.math.answer import last_boxed
-from envs.math.arith import ArithmeticExpressionError, solution_steps
+from envs.math.arith import ArithmeticExpressionError, format_number, solution_steps
 from envs.math.problems import Problem
 
 _FINAL_MARK = re.compile(r"\n?\s*####\s*(\S.*)?\s*$")
@@ -25,10 +25,11 @@ def final_line(answer: str) -> str:
     return f"The final answer is \\boxed{{{answer}}}."
 
 
-def arithmetic_solution(expression: str, answer: str) -> str | None:
-    """A step-by-step evaluation of ``expression``; ``None`` if it cannot be computed within limits."""
+def arithmetic_solution(expression: str) -> str | None:
+    """A step-by-step evaluation of ``expression`` boxing the value it computes (not the gold answer, so
+    that scoring it checks the gold); ``None`` if it cannot be computed within limits."""
     try:
-        steps, _ = solution_steps(expression)
+        steps, value = solution_steps(expression)
     except ArithmeticExpressionError:
         return None
     expr = " ".join(expression.split())
@@ -40,16 +41,19 @@ def arithmetic_solution(expression: str, answer: str) -> str | None:
         lines.append(f"{n}. {step.operation} = {step.value}{rest}.")
     if not steps:
         lines.append(f"The expression is already a number: {expr}.")
-    lines.append(final_line(answer))
+    lines.append(final_line(format_number(value)))  # the computed value, so the reward check means something
     return "\n".join(lines)
 
 
 def cot_solution(cot: str, answer: str) -> str:
-    """A worked solution in prose (GSM-style), its ``#### N`` line replaced by the boxed final answer."""
+    """A worked solution in prose (GSM-style), its ``#### N`` line replaced by ``\\boxed{N}`` (the gold
+    ``answer`` is boxed only when the solution states no result of its own)."""
     if last_boxed(cot) is not None:
         return cot.strip()
+    mark = _FINAL_MARK.search(cot.strip())
+    final = mark.group(1).strip() if mark and mark.group(1) else answer  # the solution's own result if it states one
     body = _FINAL_MARK.sub("", cot.strip()).rstrip()
-    return f"{body}\n\n{final_line(answer)}" if body else final_line(answer)
+    return f"{body}\n\n{final_line(final)}" if body else final_line(final)
 
 
 def expert_solution(problem: Problem) -> str | None:
@@ -57,5 +61,5 @@ def expert_solution(problem: Problem) -> str | None:
     if problem.solution:
         return cot_solution(problem.solution, problem.answer)
     if problem.expression:
-        return arithmetic_solution(problem.expression, problem.answer)
+        return arithmetic_solution(problem.expression)
     return None

@@ -21,6 +21,7 @@ JSONL files hold one problem per line, ``{"question": str, "answer": str|number,
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -186,16 +187,29 @@ def generate_problems(name: str, count: int, split: str, seed: int, config: Mapp
 
 
 def reasoning_gym_problems(generators: Any, split: str, size: int, seed: int) -> list[Problem]:
-    """A deterministic, shuffled mix of generators for one split (see ``normalize_generators``)."""
+    """A deterministic, shuffled mix of generators for one split (see ``normalize_generators``).
+
+    Memoised per process: a trainer makes one environment per evaluation task, and all of them share one
+    (read-only) problem list instead of regenerating it.
+    """
+    specs = normalize_generators(generators)
+    key = json.dumps({"g": specs, "split": split, "size": size, "seed": seed}, sort_keys=True, default=repr)
+    return list(_mixed_problems(key))
+
+
+@functools.lru_cache(maxsize=32)
+def _mixed_problems(key: str) -> tuple[Problem, ...]:
     import random
 
-    specs = normalize_generators(generators)
+    spec = json.loads(key)
+    specs = {name: (w, config) for name, (w, config) in spec["g"].items()}
+    split, size, seed = spec["split"], spec["size"], spec["seed"]
     counts = allocate(size, {name: w for name, (w, _) in specs.items()})
     problems: list[Problem] = []
     for name, (_, config) in specs.items():
         problems.extend(generate_problems(name, counts[name], split, seed, config))
     random.Random(_stable_int("shuffle", seed, split)).shuffle(problems)
-    return problems
+    return tuple(problems)
 
 
 def load_jsonl(path: str | Path, split: str = "train", size: int | None = None) -> list[Problem]:
