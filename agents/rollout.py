@@ -216,9 +216,9 @@ def _append_turn(ep: _Episode, gen: Any, budget: int, renderer: ChatRenderer, st
     stopped = len(tokens) >= len(eot) and tokens[-len(eot):] == eot
     content_ids = tokens[:-len(eot)] if stopped else tokens
     foreign_stop = False
-    if not stopped and finish == "stop" and tokens:
-        # stopped on a stop id that is not the template's end-of-turn token (a caller's stop id, the
-        # model's EOS): it stays as sampled, and the template's end-of-turn tokens close the turn.
+    if not stopped and finish != "length" and tokens:
+        # stopped on a stop id that is not the template's end-of-turn token (a caller's stop id, another
+        # EOS id of the model): it stays as sampled, and the template's end-of-turn tokens close the turn.
         foreign_stop = True
         content_ids = tokens[:-1]
     text = _decode(renderer, content_ids)
