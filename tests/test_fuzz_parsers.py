@@ -41,6 +41,8 @@ def parse_all(text: str) -> None:
         except ToolCallParseError:
             continue
         assert isinstance(calls, list)
+        if not calls:  # "[]": no calls; the Hermes form of no calls is empty text, which is not a call list
+            continue
         try:
             formatted = fmt(calls)
         except ValueError:  # e.g. a JSON name with a space has no pythonic form

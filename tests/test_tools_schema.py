@@ -214,3 +214,15 @@ def test_schema_may_allow_extra_parameters():
 
 def test_arguments_must_be_a_mapping():
     assert "arguments must be an object" in get_weather.validate(["Paris"])
+
+
+def test_bind_and_copies_share_the_checked_schema():
+    bound = get_weather.bind(lambda **kw: "other")
+    assert bound is not get_weather and bound.fn(city="x") == "other" and get_weather.fn(city="x") == {"city": "x"}
+    assert bound.validate({}) == "get_weather: missing required parameter 'city'"
+    import copy
+
+    shallow, deep = copy.copy(get_weather), copy.deepcopy(get_weather)
+    assert shallow is not get_weather and shallow.fn is get_weather.fn
+    assert deep.parameters == get_weather.parameters and deep.parameters is not get_weather.parameters
+    assert deep.validate({"city": 1}) == get_weather.validate({"city": 1})

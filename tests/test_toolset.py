@@ -184,3 +184,12 @@ def test_many_tools_listed_briefly():
     tools = [Tool(f"t{i}", "d", {"type": "object", "properties": {}}, fn=lambda: 0) for i in range(100)]
     msg = Toolset(tools).validate(ToolCall("x", {}))
     assert "t39" in msg and "t40" not in msg and "(and 60 more)" in msg
+
+
+def test_pickle_round_trip():
+    import pickle
+
+    ts = pickle.loads(pickle.dumps(Toolset([add, plain], timeout_s=1.0)))
+    assert ts.names == ["add", "plain"] and ts["add"] is add  # @tool functions pickle by reference
+    assert ts.execute(ToolCall("plain", {"text": "a b"})).content == ["a", "b"]
+    assert ts.validate(ToolCall("add", {"a": "x"})) == "add: parameter 'a' must be of type integer, got string \"x\""

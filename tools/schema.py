@@ -22,6 +22,8 @@ import collections.abc
 import copy
 import dataclasses
 import enum
+import functools
+import importlib
 import inspect
 import json
 import re
@@ -150,12 +152,37 @@ class Tool:
         params.setdefault("properties", {})
         check = dict(params)
         check.setdefault("additionalProperties", False)
-        try:
-            jsonschema.Draft202012Validator.check_schema(check)
-        except jsonschema.SchemaError as e:
-            raise ValueError(f"tool {self.name}: invalid parameter schema: {e.message}") from None
+        problem = _schema_problem(json.dumps(check, sort_keys=True, default=repr))
+        if problem is not None:
+            raise ValueError(f"tool {self.name}: invalid parameter schema: {problem}")
         object.__setattr__(self, "parameters", params)
         object.__setattr__(self, "_validator", jsonschema.Draft202012Validator(check))
+
+    def bind(self, fn: Callable[..., Any] | None) -> Tool:
+        """A copy of this tool that calls ``fn``: same schema, without re-checking it (the costly part)."""
+        new = copy.copy(self)
+        object.__setattr__(new, "fn", fn)
+        return new
+
+    def __copy__(self) -> Tool:
+        new = object.__new__(Tool)
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Tool:
+        new = self.__copy__()  # the function is shared, not copied (it may be a bound method of a backend)
+        object.__setattr__(new, "parameters", copy.deepcopy(self.parameters, memo))
+        return new
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle by reference when ``@tool`` replaced a module-level function with this Tool (pickle
+        # cannot find the function under its own name then), else rebuild from the fields; the
+        # compiled validator is never pickled.
+        module = getattr(self.fn, "__module__", None)
+        qualname = getattr(self.fn, "__qualname__", "")
+        if module and "<locals>" not in qualname and _resolve(module, qualname) is self:
+            return _resolve, (module, qualname)
+        return Tool, (self.name, self.description, self.parameters, self.fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the underlying function directly (no validation, no limits)."""
@@ -191,6 +218,27 @@ class Tool:
         texts = list(dict.fromkeys(_describe(e, self.parameters) for e in errors))
         more = f" (and {len(texts) - _MAX_ERRORS} more)" if len(texts) > _MAX_ERRORS else ""
         return f"{self.name}: " + "; ".join(texts[:_MAX_ERRORS]) + more
+
+
+@functools.lru_cache(maxsize=4096)
+def _schema_problem(schema_json: str) -> str | None:
+    """Check a schema against the metaschema (~2 ms, hence cached by its canonical JSON text)."""
+    try:
+        jsonschema.Draft202012Validator.check_schema(json.loads(schema_json))
+    except jsonschema.SchemaError as e:
+        return e.message
+    return None
+
+
+def _resolve(module: str, qualname: str) -> Any:
+    """The object named ``qualname`` in ``module`` (imported if needed), or ``None``."""
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        return None
+    return obj
 
 
 def _short(value: Any, limit: int = 60) -> str:
