@@ -142,8 +142,13 @@ def test_miss_func_reveals_held_out_functions():
     assert new[0]["content"].endswith("I have updated some more functions you can choose from. What about now?")
 
 
-@pytest.mark.parametrize("category", ["multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param",
-                                      "multi_turn_long_context"])
+def test_multi_turn_base_ground_truth_replay_all():
+    env = _env(category="multi_turn_base")  # ~2 s for all 200
+    failed = [env.entries[i]["id"] for i in range(env.num_tasks) if _replay(env, i)[0] != 1.0]
+    assert failed == []
+
+
+@pytest.mark.parametrize("category", ["multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context"])
 def test_multi_turn_ground_truth_replay_subset(category):
     env = _env(category=category)
     for index in range(0, env.num_tasks, 10):  # 20 entries spread over every backend
@@ -152,7 +157,7 @@ def test_multi_turn_ground_truth_replay_subset(category):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("category", ["multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param",
+@pytest.mark.parametrize("category", ["multi_turn_miss_func", "multi_turn_miss_param",
                                       "multi_turn_long_context"])
 def test_multi_turn_ground_truth_replay_all(category):
     env = _env(category=category)
