@@ -165,6 +165,8 @@ def test_format_refuses_what_cannot_round_trip():
     with pytest.raises(ValueError):
         format_pythonic([ToolCall("has space", {})])
     with pytest.raises(ValueError):
+        format_pythonic([ToolCall("lambda", {})])
+    with pytest.raises(ValueError):
         format_pythonic([ToolCall("f", {"a": float("nan")})])
     with pytest.raises(ValueError):
         format_pythonic([ToolCall("f", {"a": {1, 2}})])

@@ -142,7 +142,7 @@ def test_bfcl_dialect_is_normalised():
         normalize_schema({"type": "object", "properties": {"a": {"type": "HashMap"}}})
 
 
-@pytest.mark.parametrize("name", ["", "1abc", "has space", "a..b", "a-b"])
+@pytest.mark.parametrize("name", ["", "1abc", "has space", "a..b", "a-b", "class", "a.import", None])
 def test_bad_names_rejected(name):
     with pytest.raises(ValueError, match="identifier"):
         Tool(name, "d", {"type": "object", "properties": {}})

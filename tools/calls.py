@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import keyword
 import math
 import re
 import warnings
@@ -207,8 +208,8 @@ def format_pythonic(calls: Iterable[ToolCall]) -> str:
     """``[f(a=1, b='x'), g()]``; ``parse_pythonic(format_pythonic(calls)) == calls``."""
     parts = []
     for call in calls:
-        if not _NAME_RE.match(call.name):
-            raise ValueError(f"{call.name!r} is not a Python identifier (dots allowed): no pythonic form")
+        if not _NAME_RE.match(call.name) or any(keyword.iskeyword(p) for p in call.name.split(".")):
+            raise ValueError(f"{call.name!r} is not a non-keyword Python identifier (dots allowed): no pythonic form")
         args = ", ".join(f"{k}={_format_value(v)}" for k, v in call.arguments.items())
         parts.append(f"{call.name}({args})")
     return "[" + ", ".join(parts) + "]"

@@ -26,6 +26,7 @@ import functools
 import importlib
 import inspect
 import json
+import keyword
 import re
 import types
 import typing
@@ -141,8 +142,10 @@ class Tool:
     _validator: Any = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not NAME_RE.match(self.name):
-            raise ValueError(f"tool name {self.name!r} must be a Python identifier (dots allowed for namespaces)")
+        if (not isinstance(self.name, str) or not NAME_RE.match(self.name)
+                or any(keyword.iskeyword(part) for part in self.name.split("."))):
+            raise ValueError(f"tool name {self.name!r} must be a Python identifier that is not a keyword "
+                             f"(dots allowed for namespaces), so that calls to it can be written and parsed")
         if not isinstance(self.description, str):
             raise ValueError(f"tool {self.name}: description must be a string")
         params = normalize_schema(self.parameters if self.parameters else {"type": "object", "properties": {}})
