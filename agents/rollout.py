@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.chat_render import ChatRenderer, Messages
+from agents.chat_render import ChatRenderer, TemplateError, Messages
 from agents.trajectory import Trajectory
 
 #: truncation reasons written to ``info["truncation"]``
@@ -234,8 +234,16 @@ def _append_turn(ep: _Episode, gen: Any, budget: int, renderer: ChatRenderer, st
     stats.turns += 1
     stats.generated_tokens += len(tokens)
 
-    canonical = renderer.assistant_turn_ids(ep.conv)  # content tokens + end-of-turn token
     kept = tokens + ([] if stopped else eot)
+    try:
+        canonical = renderer.assistant_turn_ids(ep.conv)  # content tokens + end-of-turn token
+    except TemplateError:
+        # The sampled text merges with the template's preceding tokens when re-rendered (e.g. content that
+        # starts with spaces joins the "\n" after "assistant" into one token): the re-render cannot line
+        # up with what was sampled. The trajectory keeps the sampled tokens; count the mismatch.
+        ep.mismatches.append({"turn": len(ep.spans) - 1, "reason": "template_boundary_merge",
+                              "sampled": kept, "canonical": None})
+        return text
     if kept != canonical:
         reason = "foreign_stop_token" if foreign_stop else (
             "non_canonical_tokenization" if _decode(renderer, canonical[:-len(eot)]) == text

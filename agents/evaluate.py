@@ -1,0 +1,167 @@
+"""``python -m agents.evaluate``: score a model on held-out suites (BFCL categories, ToolACE and math splits).
+
+Every suite is an environment, so evaluation runs the same rollout code as training (greedy by default).
+Output in ``out_dir``: ``results.json`` (every entry's prompt, output and verdict; per-category accuracy;
+BFCL aggregates) and ``results.md`` (a table; with ``baseline=<results.json>`` both side by side).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from agents.engines import HFEngine, SamplingParams
+from agents.models import load_model
+from agents.rollout import rollout
+from envs import make as make_env
+
+BFCL_PREFIX = "bfcl/"
+
+
+@dataclass
+class Suite:
+    """One scored unit: an environment config and how many of its entries to run."""
+
+    name: str  # e.g. "bfcl/simple_python", "toolace/test"
+    env_name: str
+    kwargs: dict[str, Any]
+    limit: int | None
+
+
+def expand_suites(cfg: DictConfig) -> list[Suite]:
+    """The config's ``suites`` list, with ``bfcl`` expanded into its categories."""
+    out: list[Suite] = []
+    for name in cfg.suites:
+        if name == "bfcl":
+            for category in cfg.bfcl.categories:
+                out.append(Suite(f"{BFCL_PREFIX}{category}", "bfcl", {"category": str(category)}, cfg.bfcl.limit))
+        elif name in ("toolace", "math"):
+            section = cfg[name]
+            kwargs = dict(OmegaConf.to_container(section.kwargs, resolve=True) or {})
+            kwargs["split"] = str(section.split)
+            out.append(Suite(f"{name}/{section.split}", name, kwargs, section.limit))
+        else:
+            raise ValueError(f"suites: unknown suite {name!r}; choose from bfcl, toolace, math")
+    return out
+
+
+def _batches(n: int, size: int) -> Iterator[list[int]]:
+    for start in range(0, n, size):
+        yield list(range(start, min(n, start + size)))
+
+
+def evaluate_suite(suite: Suite, engine: Any, tokenizer: Any, sampling: SamplingParams, batch_size: int,
+                   progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Run every entry of one suite; one record per entry (prompt, outputs, reward, verdict)."""
+    probe = make_env(suite.env_name, **suite.kwargs)
+    n = probe.num_tasks if suite.limit is None else min(int(suite.limit), probe.num_tasks)
+    envs = [probe] + [make_env(suite.env_name, **suite.kwargs) for _ in range(min(batch_size, n) - 1)]
+    task = progress.add_task(suite.name, total=n) if progress else None
+    records: list[dict[str, Any]] = []
+    for indices in _batches(n, batch_size):
+        trajectories = rollout(envs[:len(indices)], engine, tokenizer, sampling=sampling,
+                               reset_kwargs=[{"seed": 0, "options": {"index": i}} for i in indices],
+                               group_ids=indices)
+        for index, traj in zip(indices, trajectories, strict=True):
+            messages = traj.info.get("messages", [])
+            first_assistant = next((k for k, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
+            verdict = {k: v for k, v in traj.info.items() if k not in ("messages", "expert")}
+            records.append({
+                "suite": suite.name, "index": index, "id": traj.info.get("id", traj.info.get("task_id", index)),
+                "prompt": messages[:first_assistant],
+                "output": [m["content"] for m in messages if m["role"] == "assistant"],
+                "reward": traj.reward, "correct": traj.reward >= 1.0,
+                "verdict": _jsonable(verdict),
+            })
+        if progress is not None:
+            progress.update(task, advance=len(indices))
+    return records
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=repr))
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-suite accuracy, and BFCL's aggregates over the BFCL categories present."""
+    per_suite: dict[str, dict[str, float]] = {}
+    for r in records:
+        s = per_suite.setdefault(r["suite"], {"n": 0, "correct": 0})
+        s["n"] += 1
+        s["correct"] += int(r["correct"])
+    accuracy = {name: s["correct"] / s["n"] for name, s in per_suite.items() if s["n"]}
+    out: dict[str, Any] = {"accuracy": accuracy, "counts": per_suite}
+    bfcl_records = [{"category": r["suite"][len(BFCL_PREFIX):], "valid": r["correct"]}
+                    for r in records if r["suite"].startswith(BFCL_PREFIX)]
+    if bfcl_records:
+        from envs.bfcl.scores import aggregates, category_accuracy
+
+        out["bfcl_aggregates"] = aggregates(category_accuracy(bfcl_records))
+    return out
+
+
+def markdown_report(summary: dict[str, Any], name: str, baseline: dict[str, Any] | None = None,
+                    baseline_name: str = "baseline") -> str:
+    """A Markdown table of accuracies (percent), BFCL aggregates first; a baseline column when given."""
+    def row(label: str, value: float | None, base: float | None) -> str:
+        cells = [label, "—" if value is None else f"{100 * value:.1f}"]
+        if baseline is not None:
+            cells.append("—" if base is None else f"{100 * base:.1f}")
+        return "| " + " | ".join(cells) + " |"
+
+    header = ["| metric | " + name + (f" | {baseline_name}" if baseline is not None else "") + " |",
+              "|---|---:" + ("|---:" if baseline is not None else "") + "|"]
+    lines = list(header)
+    agg = summary.get("bfcl_aggregates", {})
+    base_agg = (baseline or {}).get("bfcl_aggregates", {})
+    for key in ("non_live_ast", "live_ast", "irrelevance", "multi_turn"):
+        if agg.get(key) is not None:
+            lines.append(row(f"BFCL {key}", agg.get(key), base_agg.get(key)))
+    base_acc = (baseline or {}).get("accuracy", {})
+    for suite, value in summary["accuracy"].items():
+        lines.append(row(suite, value, base_acc.get(suite)))
+    return "\n".join(lines) + "\n"
+
+
+@hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        suites = expand_suites(cfg)
+    except ValueError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        sys.exit(2)
+    spec = str(cfg.model_path) if cfg.model_path else str(cfg.model.spec)
+    model, tokenizer = load_model(spec, dtype=str(cfg.model.dtype))
+    engine = HFEngine(model, tokenizer, dtype=str(cfg.model.dtype), max_batch_size=int(cfg.batch_size))
+    sampling = SamplingParams(temperature=float(cfg.temperature), top_p=float(cfg.top_p),
+                              max_new_tokens=int(cfg.max_new_tokens), greedy=bool(cfg.greedy), seed=int(cfg.seed))
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records: list[dict[str, Any]] = []
+    t0 = time.time()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, disable=not cfg.progress) as progress:
+        for suite in suites:
+            records.extend(evaluate_suite(suite, engine, tokenizer, sampling, int(cfg.batch_size), progress))
+    summary = summarise(records)
+    summary.update({"model": spec, "seconds": time.time() - t0, "config": OmegaConf.to_container(cfg, resolve=True)})
+    baseline = json.loads(Path(cfg.baseline).read_text())["summary"] if cfg.baseline else None
+    (out_dir / "results.json").write_text(json.dumps({"summary": summary, "entries": records}, indent=1))
+    table = markdown_report(summary, name=Path(spec).name, baseline=baseline,
+                            baseline_name=Path(str(baseline.get("model", "baseline"))).name if baseline else "baseline")
+    (out_dir / "results.md").write_text(table)
+    print(table)
+    print(f"wrote {out_dir / 'results.json'} and {out_dir / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()
