@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.chat_render import ChatRenderer, TemplateError, Messages
+from agents.chat_render import ChatRenderer, Messages, TemplateError
 from agents.trajectory import Trajectory
 
 #: truncation reasons written to ``info["truncation"]``
