@@ -227,10 +227,10 @@ class World:
         titles = ("Team standup", "Dentist appointment", "Lunch with Sam", "Project review", "Gym session",
                   "Call with client", "Yoga class", "Budget meeting")
         out = []
-        for _ in range(6):
+        for i in range(6):  # fixed ids (not new_id): creating an event first must not renumber these
             day = TODAY + dt.timedelta(days=rng.randint(0, 6))
             hour = rng.randint(8, 17)
-            out.append({"event_id": self.new_id("EVT"), "title": rng.choice(titles), "date": day.isoformat(),
+            out.append({"event_id": f"EVT-{501 + i}", "title": rng.choice(titles), "date": day.isoformat(),
                         "start_time": f"{hour:02d}:00", "duration_minutes": rng.choice((30, 45, 60, 90)),
                         "attendees": [], "location": None})
         return out

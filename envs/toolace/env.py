@@ -1,0 +1,201 @@
+"""``ToolACEEnv``: a ToolACE-style tool-use episode over the executable catalog.
+
+An episode is one task. ``reset`` returns the system prompt (BFCL-style, listing the offered tools) and
+the first user message. Each ``step`` takes the assistant's text:
+
+* an attempted call list (``looks_like_calls``) is parsed, validated and executed on the episode's own
+  ``World`` (built fresh for every reset, never shared); the results come back as one ``tool`` message.
+  A parse error comes back the same way, as ``{"name": "invalid_call", "error": ...}``, and counts in
+  ``info["errors"]``;
+* plain text is the answer to the current user turn: the next user message follows for a multi-turn
+  task, otherwise the episode terminates and is scored.
+
+Reward (``reward_mode="strict"``, the default): 1.0 only if, for every user turn, the multiset of calls
+equals the ground truth (argument values compared type-aware, see ``envs.toolace.reward``) with no
+failed call, and the episode ended with a plain-text answer containing some text; for no-tool turns,
+no call at all. Anything else is 0: no reward for format alone. ``reward_mode="partial"`` gives the mean
+over user turns of matched / max(expected, attempted) instead (still 0 when cut at the turn cap).
+Hitting ``max_turns`` truncates with reward 0.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from envs.base import ChatEnv, Messages
+from envs.toolace.data import load_split, read_tasks
+from envs.toolace.prompt import PromptStyle, system_prompt
+from envs.toolace.reward import turn_score
+from envs.toolace.task import Task
+from tools import (
+    ToolCall,
+    ToolCallParseError,
+    ToolResult,
+    Toolset,
+    looks_like_calls,
+    parse_tool_calls,
+    tool_message,
+)
+from tools.catalog import World, build_catalog
+
+ToolsetFactory = Callable[[Task], Toolset]
+_HAS_TEXT = re.compile(r"\w")
+_OPTION_KEYS = {"index", "task_id", "task"}
+
+
+def catalog_toolset(timeout_s: float | None = 2.0) -> ToolsetFactory:
+    """The default toolset factory: the task's offered catalog tools on a fresh ``World(task.world_seed)``."""
+    return lambda task: build_catalog(World(task.world_seed), task.tools, timeout_s=timeout_s)
+
+
+class ToolACEEnv(ChatEnv):
+    """Tool-use episodes with strict, execution-grounded rewards.
+
+    Args:
+        split: ``train``, ``val`` or ``test`` (generated on first use, see ``envs.toolace.data``).
+        data_dir: directory holding ``<split>.jsonl``; ``None`` uses the seeded cache.
+        max_turns: assistant turns per episode before truncation.
+        syntax: call syntax the agent writes: ``pythonic``, ``json`` or ``auto``.
+        reward_mode: ``strict`` (default) or ``partial``.
+        data_seed: generator seed of the cached splits.
+        tasks: tasks to use instead of a split: a list of ``Task`` or a path to a JSONL file.
+        toolset_factory: ``task -> Toolset`` for a custom tool catalog (default: the built-in catalog).
+        prompt_style: ``toolace`` (BFCL's prompt plus a plain-text paragraph) or ``bfcl`` (BFCL's exactly).
+        tool_timeout_s: per-call time limit of the default catalog toolset.
+    """
+
+    def __init__(self, split: str = "train", data_dir: str | Path | None = None, max_turns: int = 6,
+                 syntax: Literal["pythonic", "json", "auto"] = "pythonic",
+                 reward_mode: Literal["strict", "partial"] = "strict", data_seed: int = 0,
+                 tasks: Sequence[Task] | str | Path | None = None, toolset_factory: ToolsetFactory | None = None,
+                 prompt_style: PromptStyle = "toolace", tool_timeout_s: float | None = 2.0,
+                 max_action_chars: int = 32_768, render_mode: str | None = None):
+        super().__init__(max_turns=max_turns, max_action_chars=max_action_chars, render_mode=render_mode)
+        if syntax not in ("pythonic", "json", "auto"):
+            raise ValueError(f"syntax must be 'pythonic', 'json' or 'auto', got {syntax!r}")
+        if reward_mode not in ("strict", "partial"):
+            raise ValueError(f"reward_mode must be 'strict' or 'partial', got {reward_mode!r}")
+        if prompt_style not in ("toolace", "bfcl"):
+            raise ValueError(f"prompt_style must be 'toolace' or 'bfcl', got {prompt_style!r}")
+        self.split = split
+        self.syntax = syntax
+        self.reward_mode = reward_mode
+        self.prompt_style = prompt_style
+        if tasks is None:
+            self.tasks = load_split(split, data_dir, seed=data_seed)
+        elif isinstance(tasks, str | Path):
+            self.tasks = read_tasks(tasks)
+        else:
+            self.tasks = list(tasks)
+        self._by_id = {t.id: i for i, t in enumerate(self.tasks)}
+        self.toolset_factory = toolset_factory or catalog_toolset(tool_timeout_s)
+        self.task: Task | None = None
+        self.toolset: Toolset | None = None
+
+    # -- episode state -------------------------------------------------------------------------------
+    def _pick(self, options: dict[str, Any]) -> Task:
+        unknown = set(options) - _OPTION_KEYS
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; expected one of {sorted(_OPTION_KEYS)}")
+        if "task" in options:
+            task = options["task"]
+            return task if isinstance(task, Task) else Task.from_dict(task)
+        if "task_id" in options:
+            if options["task_id"] not in self._by_id:
+                raise KeyError(f"no task with id {options['task_id']!r} in this environment")
+            return self.tasks[self._by_id[options["task_id"]]]
+        if not self.tasks:
+            raise ValueError("this environment has no tasks; pass options={'task': ...} or give it tasks")
+        if "index" in options:
+            i = int(options["index"])
+            if not 0 <= i < len(self.tasks):
+                raise IndexError(f"task index {i} out of range for {len(self.tasks)} tasks")
+            return self.tasks[i]
+        return self.tasks[int(self.np_random.integers(len(self.tasks)))]
+
+    def _reset_task(self, options: dict[str, Any]) -> tuple[Messages, dict[str, Any]]:
+        task = self._pick(options)
+        self.task = task
+        self.toolset = self.toolset_factory(task)
+        self.user_turn = 0
+        self.calls: list[list[ToolCall]] = [[] for _ in task.user_messages]
+        self.turn_errors = [0] * task.n_turns
+        self.turn_unparsed = [0] * task.n_turns
+        self.errors = 0
+        self.parse_errors = 0
+        messages = [{"role": "system", "content": system_prompt(self.toolset.schemas("toolace"), self.prompt_style)},
+                    {"role": "user", "content": task.user_messages[0]}]
+        info = {"task_id": task.id, "kind": task.kind, "domain": task.domain, "tools": list(task.tools),
+                "expert": [dict(m) for m in task.expert], "ground_truth": task.ground_truth, "meta": dict(task.meta)}
+        return messages, info
+
+    # -- a turn --------------------------------------------------------------------------------------------
+    def _step_turn(self, assistant_text: str) -> tuple[Messages, float, bool, dict[str, Any]]:
+        assert self.task is not None and self.toolset is not None, "reset() first"
+        if looks_like_calls(assistant_text, self.syntax):
+            return self._tool_turn(assistant_text)
+        if self.user_turn + 1 < self.task.n_turns and _HAS_TEXT.search(assistant_text):
+            self.user_turn += 1
+            info = self._progress_info()
+            return [{"role": "user", "content": self.task.user_messages[self.user_turn]}], 0.0, False, info
+        reward, info = self._score(answered=bool(_HAS_TEXT.search(assistant_text)))
+        return [], reward, True, info
+
+    def _tool_turn(self, text: str) -> tuple[Messages, float, bool, dict[str, Any]]:
+        u = self.user_turn
+        try:
+            calls = parse_tool_calls(text, self.syntax)
+        except ToolCallParseError as e:
+            results = [ToolResult("invalid_call", error=f"could not parse the function calls: {e}")]
+            self.turn_unparsed[u] += 1
+            self.parse_errors += 1
+        else:
+            results = self.toolset.execute_all(calls)
+            self.calls[u].extend(calls)
+            if not calls:
+                results = [ToolResult("invalid_call", error="empty call list: call at least one function, "
+                                                              "or answer in plain text")]
+                self.turn_unparsed[u] += 1
+        failed = sum(not r.ok for r in results)
+        self.turn_errors[u] += failed
+        self.errors += failed
+        return [tool_message(results)], 0.0, False, self._progress_info()
+
+    # -- scoring -------------------------------------------------------------------------------------------
+    def _schema(self, name: str) -> dict[str, Any] | None:
+        assert self.toolset is not None
+        return self.toolset[name].parameters if name in self.toolset else None
+
+    def _score(self, answered: bool) -> tuple[float, dict[str, Any]]:
+        assert self.task is not None
+        exact, partial = [], []
+        for u in range(self.task.n_turns):
+            if u > self.user_turn:
+                exact.append(False)
+                partial.append(0.0)
+                continue
+            e, p = turn_score(self.task.turn_calls(u), self.calls[u], self.turn_errors[u], self.turn_unparsed[u], self._schema)
+            exact.append(e)
+            partial.append(p)
+        completed = answered and self.user_turn == self.task.n_turns - 1
+        if self.reward_mode == "strict":
+            reward = 1.0 if completed and all(exact) else 0.0
+        else:
+            reward = sum(partial) / len(partial) if completed else 0.0
+        info = self._progress_info()
+        info.update(final=True, matched=exact, partial_scores=partial, answered=answered, success=completed and all(exact))
+        return reward, info
+
+    def _progress_info(self) -> dict[str, Any]:
+        assert self.task is not None
+        return {"task_id": self.task.id, "kind": self.task.kind, "user_turn": self.user_turn,
+                "calls": [[c.to_dict() for c in turn] for turn in self.calls],
+                "errors": self.errors, "parse_errors": self.parse_errors, "final": False}
+
+    def _on_truncate(self, reward: float, info: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+        _, final = self._score(answered=False)
+        final.update(truncated_at_turn_cap=True)
+        return 0.0, final
