@@ -257,7 +257,7 @@ def _step_env(ep: _Episode, text: str, renderer: ChatRenderer, stats: RolloutSta
     """Hand the turn's text to the environment and append its messages' delta (mask 0)."""
     t_env = time.perf_counter()
     try:
-        new_messages, reward, terminated, truncated, info = ep.env.step(text)
+        new_messages, reward, terminated, truncated, info = ep.env.step(text, finish_reason=ep.finish_reasons[-1])
     except Exception as e:
         e.add_note(f"chordgym rollout: env.step of episode {ep.index} at turn {len(ep.spans)} "
                    f"(task {ep.reset_info.get('task_id')!r})")

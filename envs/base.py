@@ -39,6 +39,7 @@ class ChatEnv(gym.Env):
         self.messages: Messages = []
         self.turn = 0
         self.done = False
+        self.finish_reason: str | None = None
 
     # -- the Gymnasium API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Messages, dict]:
@@ -49,12 +50,15 @@ class ChatEnv(gym.Env):
         self.done = False
         return messages, info
 
-    def step(self, action: str) -> StepResult:
+    def step(self, action: str, finish_reason: str | None = None) -> StepResult:
+        """Take the assistant's text. ``finish_reason`` is the generator's ("stop", "eos", "length"):
+        a subclass reads ``self.finish_reason`` to treat a response cut by the length cap differently."""
         if self.done:
             raise RuntimeError("step() called on a finished episode; call reset() first")
         if not isinstance(action, str):
             raise TypeError(f"action must be the assistant's text (str), got {type(action).__name__}")
         self.turn += 1
+        self.finish_reason = finish_reason
         self.messages.append({"role": "assistant", "content": action})
         messages, reward, terminated, info = self._step_turn(action)
         truncated = not terminated and self.turn >= self.max_turns

@@ -16,8 +16,8 @@ answer (its last turn was a tool call) gets the no-answer reward -0.1, or the re
 answer if there was one.
 
 Over-long responses: the rollout can say a turn was cut by the generation length cap with
-``env.step(text, finish_reason="length")`` (``MathEnv.accepts_finish_reason`` is True); without that, a
-response longer than ``max_response_chars`` counts as over-long.
+``env.step(text, finish_reason="length")`` (every ``ChatEnv`` takes it; ``agents.rollout`` passes the
+generator's finish reason); without that, a response longer than ``max_response_chars`` counts as over-long.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from envs.base import ChatEnv, Messages, StepResult
+from envs.base import ChatEnv, Messages
 from envs.math.answer import last_boxed
 from envs.math.expert import expert_solution
 from envs.math.problems import SPLITS, Problem, load_jsonl, reasoning_gym_problems
@@ -73,7 +73,6 @@ class MathEnv(ChatEnv):
         verifier: a ``Verifier`` to use instead of the process-wide shared one.
     """
 
-    accepts_finish_reason = True
 
     def __init__(self, source: str = "reasoning_gym", generators: Any = None, jsonl_path: str | None = None,
                  split: str = "train", size: int | None = 1000, seed: int = 0, max_turns: int = 4,
@@ -107,7 +106,6 @@ class MathEnv(ChatEnv):
             self._toolset = calculator_toolset()
         self._experts: dict[Problem, tuple[str | None, str | None]] = {}
         self.problem: Problem | None = None
-        self._finish_reason: str | None = None
         self._retries_used = 0
         self._tool_calls = 0
         self._last_score: Score | None = None
@@ -142,14 +140,6 @@ class MathEnv(ChatEnv):
         return self._experts[problem]
 
     # -- the episode -------------------------------------------------------------------------------
-    def step(self, action: str, finish_reason: str | None = None) -> StepResult:
-        """``ChatEnv.step``; ``finish_reason="length"`` marks a response cut by the generation cap."""
-        self._finish_reason = finish_reason
-        try:
-            return super().step(action)
-        finally:
-            self._finish_reason = None
-
     def _reset_task(self, options: dict[str, Any]) -> tuple[Messages, dict[str, Any]]:
         if "problem" in options:
             p = options["problem"]
@@ -180,7 +170,7 @@ class MathEnv(ChatEnv):
 
     def _step_turn(self, assistant_text: str) -> tuple[Messages, float, bool, dict[str, Any]]:
         assert self.problem is not None, "reset() first"
-        cut = self._finish_reason == "length"
+        cut = self.finish_reason == "length"
         if self._is_tool_turn(assistant_text, cut):
             return self._tool_turn(assistant_text)
         score = score_response(assistant_text, self.problem.answer, self.verifier, self.max_response_chars,
