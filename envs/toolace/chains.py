@@ -70,25 +70,25 @@ def contact(rs: list[Any]) -> dict[str, Any]:
     return first(rs[0]["contacts"], "contact")
 
 
-chain("email_contact", ("search_contacts", "send_email"),
+chain("email_contact", ("search_contacts", "send_email_message"),
       lambda r, w: {"name": _contact_first(r, w), "subject": r.choice(SUBJECTS), "body": r.choice(BODIES)},
       ("Send an email to {name} with the subject \"{subject}\" saying \"{body}\"", "Email {name}: subject \"{subject}\", body \"{body}\"",
        "Look up {name}'s email address and send them \"{body}\" with the subject \"{subject}\"."),
-      (contact_lookup, lambda c, rs: ("send_email", {"to": [contact(rs)["email"]], "subject": c["subject"], "body": c["body"]})),
+      (contact_lookup, lambda c, rs: ("send_email_message", {"to": [contact(rs)["email"]], "subject": c["subject"], "body": c["body"]})),
       "send an email to a contact", "I found {r0[contacts][0][name]} ({r0[contacts][0][email]}) and sent the email (message id {r[message_id]}).")
 chain("sms_contact", ("search_contacts", "send_sms"),
       lambda r, w: {"name": _contact_first(r, w), "message": r.choice(SMS)},
       ("Text {name}: \"{message}\"", "Send {name} an SMS saying \"{message}\".", "Find {name}'s number and text them \"{message}\"."),
       (contact_lookup, lambda c, rs: ("send_sms", {"phone_number": contact(rs)["phone"], "message": c["message"]})),
       "text a contact", "Sent \"{c[message]}\" to {r0[contacts][0][name]} at {r0[contacts][0][phone]}.")
-chain("contact_weather", ("search_contacts", "get_current_weather"), lambda r, w: {"name": _contact_first(r, w)},
+chain("contact_weather", ("search_contacts", "get_weather_now"), lambda r, w: {"name": _contact_first(r, w)},
       ("What's the weather like where {name} lives?", "Check the current weather in {name}'s city.", "Is it nice out where my contact {name} is?"),
-      (contact_lookup, lambda c, rs: ("get_current_weather", {"city": contact(rs)["city"]})),
+      (contact_lookup, lambda c, rs: ("get_weather_now", {"city": contact(rs)["city"]})),
       "check the weather where a contact lives",
       "{r0[contacts][0][name]} lives in {r[city]}, where it is {r[temperature]} degrees and {r[condition]}.")
-chain("contact_time", ("search_contacts", "get_local_time"), lambda r, w: {"name": _contact_first(r, w)},
+chain("contact_time", ("search_contacts", "get_city_local_time"), lambda r, w: {"name": _contact_first(r, w)},
       ("What time is it for {name} right now?", "Find {name}'s city and tell me the local time there."),
-      (contact_lookup, lambda c, rs: ("get_local_time", {"city": contact(rs)["city"]})),
+      (contact_lookup, lambda c, rs: ("get_city_local_time", {"city": contact(rs)["city"]})),
       "check the local time of a contact", "{r0[contacts][0][name]} is in {r[city]}, where it is {r[local_time]}.")
 
 
@@ -104,17 +104,17 @@ chain("contact_distance", ("search_contacts", "get_distance"), lambda r, w: {"na
       "measure the distance to a contact", "{r0[contacts][0][name]} lives in {r[destination]}, {r[distance]} km from {r[origin]}.")
 
 _QUERIES = ("headphones", "shoes", "keyboard", "mouse", "lamp", "mat", "game", "novel", "jacket", "speaker", "bottle", "set")
-cheapest_search: Step = lambda c, rs: ("search_products", {"query": c["query"], "in_stock_only": True, "sort_by": "price_asc"})  # noqa: E731
-chain("cart_cheapest", ("search_products", "add_to_cart"), lambda r, w: {"query": r.choice(_QUERIES)},
+cheapest_search: Step = lambda c, rs: ("search_store_items", {"query": c["query"], "in_stock_only": True, "sort_by": "price_asc"})  # noqa: E731
+chain("cart_cheapest", ("search_store_items", "add_to_cart"), lambda r, w: {"query": r.choice(_QUERIES)},
       ("Add the cheapest {query} that's in stock to my cart.", "Find the lowest-priced in-stock {query} and put it in my cart."),
       (cheapest_search, lambda c, rs: ("add_to_cart", {"product_id": first(rs[0]["results"], "product")["product_id"]})),
       "add the cheapest matching product to the cart", "I added {r0[results][0][name]} (${r0[results][0][price]}) to your cart.")
-chain("best_rated_details", ("search_products", "get_product_details"), lambda r, w: {"query": r.choice(_QUERIES)},
+chain("best_rated_details", ("search_store_items", "get_store_item_details"), lambda r, w: {"query": r.choice(_QUERIES)},
       ("Find the best-rated {query} and show me its details.", "Which {query} has the highest rating? Give me its full details."),
-      (lambda c, rs: ("search_products", {"query": c["query"], "sort_by": "rating"}),
-       lambda c, rs: ("get_product_details", {"product_id": first(rs[0]["results"], "product")["product_id"]})),
+      (lambda c, rs: ("search_store_items", {"query": c["query"], "sort_by": "rating"}),
+       lambda c, rs: ("get_store_item_details", {"product_id": first(rs[0]["results"], "product")["product_id"]})),
       "find the best-rated product", "The best-rated match is {r[name]} at ${r[price]} (rating {r[rating]}, {r[stock]} in stock).")
-chain("buy_cheapest", ("search_products", "add_to_cart", "checkout"),
+chain("buy_cheapest", ("search_store_items", "add_to_cart", "checkout"),
       lambda r, w: {"query": r.choice(_QUERIES), "street": f"{r.randint(1, 250)} {r.choice(('Main St', 'Oak Avenue', 'Harbor Road', 'Elm Street'))}",
                     "city": r.choice(("Boston", "Denver", "Austin", "Portland", "Seattle")), "postal_code": f"{r.randint(10000, 99999)}"},
       ("Buy the cheapest {query} in stock and ship it to {street}, {city} {postal_code}.",
@@ -122,12 +122,12 @@ chain("buy_cheapest", ("search_products", "add_to_cart", "checkout"),
       (cheapest_search, lambda c, rs: ("add_to_cart", {"product_id": first(rs[0]["results"], "product")["product_id"]}),
        lambda c, rs: ("checkout", {"shipping_address": {"street": c["street"], "city": c["city"], "postal_code": c["postal_code"]}})),
       "buy a product", "Ordered {r0[results][0][name]}: order {r[order_id]}, total ${r[total]}, arriving in {r[eta]}.")
-chain("book_cheapest_flight", ("search_flights", "book_flight"),
+chain("book_cheapest_flight", ("search_flights", "reserve_flight_seat"),
       lambda r, w: dict(zip(("origin", "destination"), two_cities(r), strict=True), date=future(r, 5, 60), passenger=person(r)),
       ("Book the cheapest flight from {origin} to {destination} on {date} for {passenger}.",
        "Find flights {origin} to {destination} on {date} and book the cheapest one for passenger {passenger}."),
       (lambda c, rs: ("search_flights", {"origin": c["origin"], "destination": c["destination"], "date": c["date"]}),
-       lambda c, rs: ("book_flight", {"flight_id": first(rs[0]["flights"], "flight")["flight_id"], "passenger_name": c["passenger"]})),
+       lambda c, rs: ("reserve_flight_seat", {"flight_id": first(rs[0]["flights"], "flight")["flight_id"], "passenger_name": c["passenger"]})),
       "book a flight", "Booked {r0[flights][0][airline]} flight {r[flight_id]} for {r[passenger]}, seat {r[seat]} (booking {r[booking_id]}).")
 
 
@@ -138,18 +138,18 @@ def _best_hotel(rs: list[Any]) -> str:
     return max(hotels, key=lambda h: (h["rating"], h["hotel_id"]))["hotel_id"]
 
 
-chain("book_best_hotel", ("search_hotels", "book_hotel"),
+chain("book_best_hotel", ("search_hotel_rooms", "reserve_hotel_room"),
       lambda r, w: {"city": city(r), "check_in": future(r, 3, 60), "nights": r.randint(1, 6), "guest": person(r)},
       ("Book the highest-rated hotel in {city} for {nights} nights from {check_in}, guest name {guest}.",
        "Find hotels in {city} checking in {check_in} for {nights} nights and reserve the best-rated one for {guest}."),
-      (lambda c, rs: ("search_hotels", {"city": c["city"], "check_in": c["check_in"], "nights": c["nights"]}),
-       lambda c, rs: ("book_hotel", {"hotel_id": _best_hotel(rs), "guest_name": c["guest"], "check_in": c["check_in"], "nights": c["nights"]})),
+      (lambda c, rs: ("search_hotel_rooms", {"city": c["city"], "check_in": c["check_in"], "nights": c["nights"]}),
+       lambda c, rs: ("reserve_hotel_room", {"hotel_id": _best_hotel(rs), "guest_name": c["guest"], "check_in": c["check_in"], "nights": c["nights"]})),
       "book a hotel", "Booked hotel {r[hotel_id]} for {r[guest]} from {r[check_in]} for {r[nights]} nights (booking {r[booking_id]}).")
-chain("stock_in_currency", ("get_stock_price", "convert_currency"),
+chain("stock_in_currency", ("get_stock_quote", "exchange_money_amount"),
       lambda r, w: {"symbol": r.choice(list(STOCKS)), "currency": r.choice(("EUR", "GBP", "JPY", "CHF", "INR", "CAD"))},
       ("What is one {symbol} share worth in {currency}?", "Get the price of {symbol} and convert it to {currency}."),
-      (lambda c, rs: ("get_stock_price", {"symbol": c["symbol"]}),
-       lambda c, rs: ("convert_currency", {"amount": rs[0]["price"], "from_currency": "USD", "to_currency": c["currency"]})),
+      (lambda c, rs: ("get_stock_quote", {"symbol": c["symbol"]}),
+       lambda c, rs: ("exchange_money_amount", {"amount": rs[0]["price"], "from_currency": "USD", "to_currency": c["currency"]})),
       "price a stock in another currency", "{c[symbol]} trades at ${r0[price]}, which is {r[converted]} {r[to]}.")
 
 
@@ -160,10 +160,10 @@ def _max_shares(c: dict[str, Any], rs: list[Any]) -> tuple[str, dict[str, Any]]:
     return "place_stock_order", {"symbol": c["symbol"], "quantity": q, "side": "buy"}
 
 
-chain("max_shares", ("get_stock_price", "place_stock_order"),
+chain("max_shares", ("get_stock_quote", "place_stock_order"),
       lambda r, w: {"symbol": r.choice(list(STOCKS)), "budget": float(r.choice((500, 1000, 2000, 2500, 5000)))},
       ("Buy as many {symbol} shares as I can with ${budget}.", "I have {budget} dollars. Buy the maximum whole number of {symbol} shares."),
-      (lambda c, rs: ("get_stock_price", {"symbol": c["symbol"]}), _max_shares),
+      (lambda c, rs: ("get_stock_quote", {"symbol": c["symbol"]}), _max_shares),
       "buy shares within a budget", "Bought {r[quantity]} shares of {r[symbol]} at ${r[price]}; cash left ${r[cash_remaining]}.")
 
 
@@ -172,29 +172,29 @@ def _earliest(rs: list[Any]) -> str:
 
 
 _event_day = lambda r, w: r.choice(w.events)["date"]  # noqa: E731
-chain("cancel_first_event", ("list_events", "delete_event"), lambda r, w: {"date": _event_day(r, w)},
+chain("cancel_first_event", ("list_calendar_events", "delete_event"), lambda r, w: {"date": _event_day(r, w)},
       ("Cancel my first appointment on {date}.", "Delete the earliest event in my calendar on {date}."),
-      (lambda c, rs: ("list_events", {"date": c["date"]}), lambda c, rs: ("delete_event", {"event_id": _earliest(rs)})),
+      (lambda c, rs: ("list_calendar_events", {"date": c["date"]}), lambda c, rs: ("delete_event", {"event_id": _earliest(rs)})),
       "cancel an event", "I cancelled '{r[title]}' ({r[event_id]}), your first event on {c[date]}.")
-chain("move_first_event", ("list_events", "reschedule_event"),
+chain("move_first_event", ("list_calendar_events", "move_calendar_event"),
       lambda r, w: {"date": _event_day(r, w), "new_date": future(r, 8, 20), "new_time": clock(r, 8, 17)},
       ("Move my first event on {date} to {new_date} at {new_time}.", "Reschedule the earliest thing on my calendar on {date} to {new_date}, {new_time}."),
-      (lambda c, rs: ("list_events", {"date": c["date"]}),
-       lambda c, rs: ("reschedule_event", {"event_id": _earliest(rs), "new_date": c["new_date"], "new_start_time": c["new_time"]})),
+      (lambda c, rs: ("list_calendar_events", {"date": c["date"]}),
+       lambda c, rs: ("move_calendar_event", {"event_id": _earliest(rs), "new_date": c["new_date"], "new_start_time": c["new_time"]})),
       "reschedule an event", "Moved {r0[events][0][title]} ({r[event_id]}) to {r[date]} at {r[start_time]}.")
 _INGR = ("rice", "garlic", "tomato", "spinach", "onion", "eggs", "mushroom", "tofu", "pasta")
-chain("recipe_details", ("search_recipes", "get_recipe"), lambda r, w: {"ingredient": r.choice(_INGR), "servings": r.randint(2, 6)},
+chain("recipe_details", ("search_recipes", "get_recipe_details"), lambda r, w: {"ingredient": r.choice(_INGR), "servings": r.randint(2, 6)},
       ("Find a recipe with {ingredient} and give me the full recipe for {servings} servings.",
        "I have {ingredient}. Find the best matching recipe and show it scaled to {servings} servings."),
       (lambda c, rs: ("search_recipes", {"ingredients": [c["ingredient"]]}),
-       lambda c, rs: ("get_recipe", {"recipe_id": first(rs[0]["recipes"], "recipe")["recipe_id"], "servings": c["servings"]})),
+       lambda c, rs: ("get_recipe_details", {"recipe_id": first(rs[0]["recipes"], "recipe")["recipe_id"], "servings": c["servings"]})),
       "find and open a recipe", "Try {r[name]} ({r[minutes]} minutes): you need {r[ingredients]}.")
-chain("book_restaurant", ("find_restaurants", "reserve_table"),
+chain("book_restaurant", ("search_restaurants", "reserve_table"),
       lambda r, w: {"city": city(r), "cuisine": r.choice(("italian", "japanese", "mexican", "indian", "thai")), "date": future(r, 1, 14),
                     "time": clock(r, 18, 21), "party": r.randint(2, 6), "name": person(r)},
       ("Book a table at a {cuisine} restaurant in {city} for {party} on {date} at {time}, under {name}.",
        "Find a {cuisine} place in {city} and reserve for {party} people on {date} at {time}; the name is {name}."),
-      (lambda c, rs: ("find_restaurants", {"city": c["city"], "cuisine": c["cuisine"]}),
+      (lambda c, rs: ("search_restaurants", {"city": c["city"], "cuisine": c["cuisine"]}),
        lambda c, rs: ("reserve_table", {"restaurant_id": first(rs[0]["restaurants"], "restaurant")["restaurant_id"], "date": c["date"],
                                         "time": c["time"], "party_size": c["party"], "name": c["name"]})),
       "book a restaurant", "Reserved {r0[restaurants][0][name]} for {r[party_size]} on {r[date]} at {r[time]} ({r[reservation_id]}).")
@@ -212,18 +212,18 @@ chain("file_word_count", ("read_file", "count_words"), lambda r, w: {"path": r.c
       ("How many words are in {path}?", "Read {path} and count its words."),
       (lambda c, rs: ("read_file", {"path": c["path"]}), lambda c, rs: ("count_words", {"text": rs[0]["content"]})),
       "count the words in a file", "{c[path]} has {r[words]} words.")
-chain("weather_kelvin", ("get_current_weather", "convert_temperature"),
+chain("weather_kelvin", ("get_weather_now", "convert_temperature"),
       lambda r, w: {"city": city(r), "scale": "kelvin"},
       ("What's the current temperature in {city} in {scale}?", "Get the temperature in {city} now and convert it to {scale}."),
-      (lambda c, rs: ("get_current_weather", {"city": c["city"]}),
+      (lambda c, rs: ("get_weather_now", {"city": c["city"]}),
        lambda c, rs: ("convert_temperature", {"value": rs[0]["temperature"], "from_scale": "celsius", "to_scale": c["scale"]})),
       "get the temperature in kelvin", "It is {r0[temperature]} degrees Celsius in {c[city]}, which is {r[result]} kelvin.")
 
 # chains that need held-out tools (they land in the test split)
-chain("top_scorer_stats", ("get_top_scorers", "get_player_stats"), lambda r, w: {"league": r.choice([k for k in TEAMS if k != "nba"])},
+chain("top_scorer_stats", ("get_top_scorers", "get_player_season_stats"), lambda r, w: {"league": r.choice([k for k in TEAMS if k != "nba"])},
       ("Get the season stats of the top scorer in {league}.", "Who leads the {league} scoring charts? Show me that player's statistics."),
       (lambda c, rs: ("get_top_scorers", {"league": c["league"]}),
-       lambda c, rs: ("get_player_stats", {"player_name": first(rs[0]["top_scorers"], "player")["player"]})),
+       lambda c, rs: ("get_player_season_stats", {"player_name": first(rs[0]["top_scorers"], "player")["player"]})),
       "look up the top scorer's statistics", "{r[player]} ({r[team]}) leads with {r[goals]} goals in {r[appearances]} appearances.")
 chain("leader_fixtures", ("get_league_standings", "get_upcoming_fixtures"), lambda r, w: {"league": r.choice(list(TEAMS))},
       ("When does the team at the top of {league} play next?", "Find the {league} leader and list its upcoming fixtures."),
@@ -254,11 +254,11 @@ chain("recipe_wine", ("search_recipes", "get_wine_pairing"), lambda r, w: {"ingr
       (lambda c, rs: ("search_recipes", {"ingredients": [c["ingredient"]]}),
        lambda c, rs: ("get_wine_pairing", {"dish": first(rs[0]["recipes"], "recipe")["name"]})),
       "pair a recipe with wine", "Make {r[dish]} and serve it with a {r[wine]}.")
-chain("coords_weather", ("reverse_geocode", "get_current_weather"),
+chain("coords_weather", ("reverse_geocode", "get_weather_now"),
       lambda r, w: (lambda c: {"lat": round(c.lat + r.uniform(-0.3, 0.3), 2), "lon": round(c.lon + r.uniform(-0.3, 0.3), 2)})(r.choice(CITIES)),
       ("What's the weather at latitude {lat}, longitude {lon}?", "Which city is at ({lat}, {lon}) and what's the weather there?"),
       (lambda c, rs: ("reverse_geocode", {"latitude": c["lat"], "longitude": c["lon"]}),
-       lambda c, rs: ("get_current_weather", {"city": rs[0]["city"]})),
+       lambda c, rs: ("get_weather_now", {"city": rs[0]["city"]})),
       "check the weather at a coordinate", "That's {r[city]}: {r[temperature]} degrees and {r[condition]}.")
 chain("file_info", ("search_files", "get_file_info"), lambda r, w: {"pattern": r.choice(("*.csv", "report*", "notes*", "*.py"))},
       ("How big is the file matching {pattern}?", "Find the {pattern} file and get its size."),

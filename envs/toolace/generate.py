@@ -30,14 +30,14 @@ from typing import Any
 
 from envs.toolace.chains import CHAINS, Chain, Skip
 from envs.toolace.chitchat import CHITCHAT, N_TEST
-from envs.toolace.render import CLOSERS, OPENERS, Fields, answer_text, render_request
+from envs.toolace.render import CLOSERS, OPENERS, Fields, answer_text, lower_first, render_request
 from envs.toolace.splits import SPLITS, TEST_TOOLS, allowed_tools
 from envs.toolace.task import Task
 from envs.toolace.templates import TEMPLATES, Template
 from tools import ToolCall, format_pythonic
 from tools.catalog import TOOL_DOMAIN, World, build_catalog, tool_schema
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "3"
 DEFAULT_SIZES = {"train": 5000, "val": 400, "test": 800}
 KIND_WEIGHTS = {"single": 0.26, "parallel": 0.16, "dependent": 0.15, "multi_turn": 0.17, "no_tool": 0.26}
 NO_TOOL_WEIGHTS = {"irrelevant": 0.45, "missing_param": 0.4, "chitchat": 0.15}
@@ -73,7 +73,7 @@ CONNECT = (" Also, ", " And ", " Additionally, ", " Plus, ")
 
 def _decorate(text: str, rng: Random) -> str:
     opener = rng.choice(OPENERS)
-    text = (opener + text[0].lower() + text[1:]) if opener.endswith(", ") else opener + text
+    text = (opener + lower_first(text)) if opener.endswith(", ") else opener + text
     return text + (rng.choice(CLOSERS) if text.endswith((".", "?", "!")) else "")
 
 
@@ -82,7 +82,7 @@ def _join(parts: list[str], rng: Random) -> str:
     for p in parts[1:]:
         if not out.endswith((".", "?", "!")):
             out += "."
-        out += rng.choice(CONNECT) + p[0].lower() + p[1:]
+        out += rng.choice(CONNECT) + lower_first(p)
     return _decorate(out, rng)
 
 
@@ -166,10 +166,10 @@ def _last(h: History, name: str) -> Any:
 def followup_for(first_tools: tuple[str, ...], rng: Random) -> Turn | None:
     """A follow-up that acts on what the first turn created, when there is one."""
     last = first_tools[-1] if first_tools else None
-    if last in ("book_flight", "book_hotel"):
+    if last in ("reserve_flight_seat", "reserve_hotel_room"):
         if maybe(rng):
             return Turn(rng.choice(("Actually, please cancel that booking.", "Plans changed, cancel the booking you just made.")),
-                        ("cancel_booking",), [lambda h: [ToolCall("cancel_booking", {"booking_id": _last(h, last)[1]["booking_id"]})]],
+                        ("cancel_travel_booking",), [lambda h: [ToolCall("cancel_travel_booking", {"booking_id": _last(h, last)[1]["booking_id"]})]],
                         lambda h: f"Booking {h[-1][1]['booking_id']} has been cancelled.")
         return Turn(rng.choice(("Can you pull up that booking again?", "Show me the details of the booking.")), ("get_booking",),
                     [lambda h: [ToolCall("get_booking", {"booking_id": _last(h, last)[1]["booking_id"]})]],
@@ -182,9 +182,9 @@ def followup_for(first_tools: tuple[str, ...], rng: Random) -> Turn | None:
         return Turn(rng.choice(("What's in my cart now?", "Show me the cart.")), ("view_cart",), [lambda h: [ToolCall("view_cart", {})]],
                     lambda h: answer_text("view_cart", {}, h[-1][1], "Your cart: {r[items]}; subtotal ${r[subtotal]}."))
     if last == "create_event":
-        return Turn(rng.choice(("What else is on my calendar that day?", "Now list everything on that date.")), ("list_events",),
-                    [lambda h: [ToolCall("list_events", {"date": _last(h, "create_event")[1]["date"]})]],
-                    lambda h: answer_text("list_events", {}, h[-1][1], None))
+        return Turn(rng.choice(("What else is on my calendar that day?", "Now list everything on that date.")), ("list_calendar_events",),
+                    [lambda h: [ToolCall("list_calendar_events", {"date": _last(h, "create_event")[1]["date"]})]],
+                    lambda h: answer_text("list_calendar_events", {}, h[-1][1], None))
     return None
 
 
@@ -252,7 +252,7 @@ class SplitGenerator:
         if style == "stateful":
             follow = followup_for(first.tools, rng) if self.split != "test" else None
             if follow is None:
-                starters = [c for c in self.chains if c.tools[-1] in ("book_flight", "book_hotel", "create_event", "add_to_cart")]
+                starters = [c for c in self.chains if c.tools[-1] in ("reserve_flight_seat", "reserve_hotel_room", "create_event", "add_to_cart")]
                 starters_t = [t for t in self.templates if t.tool in ("add_to_cart", "create_event")]
                 if self.split == "test" or not (starters or starters_t):
                     style = "next"
@@ -283,7 +283,7 @@ class SplitGenerator:
         if sub == "chitchat":
             text, intent = rng.choice(self.chitchat)
             offered = rng.sample(self.allowed, rng.randint(1, 5))
-            return [decline_turn(_decorate(text, rng), intent, rng)], {"subkind": sub}, offered
+            return [decline_turn(_decorate(text, rng), intent, rng)], {"subkind": sub, "request": text}, offered
         tpl = rng.choice(self.templates)
         domain = TOOL_DOMAIN[tpl.tool]
         req = single_turn(tpl, rng, view)

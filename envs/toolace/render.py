@@ -13,6 +13,14 @@ OPENERS = ("", "", "", "Hi! ", "Hey, ", "Hello. ", "Quick question: ", "Hi there
 CLOSERS = ("", "", "", " Thanks!", " Thank you.", " Thanks in advance.")
 
 
+def lower_first(text: str) -> str:
+    """Lower-case the first letter for use mid-sentence, unless it starts "I", an acronym or a name-like token."""
+    word = text.split(" ", 1)[0]
+    if not text or word in ("I", "I'm", "I'd", "I'll", "I've") or (len(word) > 1 and word[1].isupper()):
+        return text
+    return text[0].lower() + text[1:]
+
+
 def placeholders(text: str) -> set[str]:
     """The ``{name}`` fields of a phrasing (format specs and indexing ignored)."""
     out = set()
@@ -47,7 +55,7 @@ def render_request(phrasings: tuple[str, ...], args: Mapping[str, Any], rng: Ran
     text = rng.choice(candidates).format(**fields)
     if decorate:
         opener = rng.choice(OPENERS)
-        text = (opener + text[0].lower() + text[1:]) if opener.endswith(", ") else opener + text
+        text = (opener + lower_first(text)) if opener.endswith(", ") else opener + text
         text += rng.choice(CLOSERS) if text.endswith((".", "?", "!")) else ""
     return text
 

@@ -13,7 +13,7 @@ from tools.catalog import DOMAINS, TOOL_DOMAIN
 
 HELDOUT_DOMAINS: tuple[str, ...] = ("sports", "health")
 HELDOUT_TOOLS: tuple[str, ...] = (
-    "get_weather_alerts", "calculate_compound_interest", "find_free_slots", "get_visa_requirements", "apply_coupon",
+    "get_weather_alerts", "project_savings_growth", "find_free_slots", "get_visa_requirements", "apply_coupon",
     "convert_speed", "fibonacci_sequence", "make_slug", "get_file_info", "mark_messages_read", "reverse_geocode",
     "get_wine_pairing",
 )

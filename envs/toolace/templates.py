@@ -118,7 +118,7 @@ def add(tool: str, sample: Sampler, phrasings: tuple[str, ...] | list[str], inte
 UNIT_WORD = {"celsius": "Celsius", "fahrenheit": "Fahrenheit"}
 
 # weather
-add("get_current_weather", lambda r, w: with_opt(r, {"city": city(r)}, unit=r.choice(("celsius", "fahrenheit"))), (
+add("get_weather_now", lambda r, w: with_opt(r, {"city": city(r)}, unit=r.choice(("celsius", "fahrenheit"))), (
     "What's the weather like in {city} right now?", "How is the weather in {city} at the moment?",
     "Is it raining in {city}? Tell me the current conditions.", "Current weather for {city}, please.",
     "What's the weather in {city} right now? Give me the temperature in {unit}.",
@@ -126,13 +126,13 @@ add("get_current_weather", lambda r, w: with_opt(r, {"city": city(r)}, unit=r.ch
     "check the current weather in a city",
     "It is currently {r[temperature]} degrees {r[unit]} and {r[condition]} in {r[city]}, with {r[humidity_percent]}% humidity.",
     unit=lambda u: UNIT_WORD[u])
-add("get_weather_forecast", lambda r, w: with_opt(r, {"city": city(r)}, days=r.randint(1, 7), unit=r.choice(("celsius", "fahrenheit"))), (
+add("get_daily_forecast", lambda r, w: with_opt(r, {"city": city(r)}, days=r.randint(1, 7), unit=r.choice(("celsius", "fahrenheit"))), (
     "What's the forecast for {city}?", "Will it rain in {city} over the next few days?",
     "Give me a {days}-day weather forecast for {city}.", "What will the weather be in {city} for the next {days} days?",
     "Forecast for {city} for the next {days} days in {unit}, please.", "Show me the upcoming weather in {city} with temperatures in {unit}.",
     "I need the {days}-day forecast for {city}, temperatures in {unit}."),
     "get a weather forecast", unit=lambda u: UNIT_WORD[u])
-add("get_air_quality", lambda r, w: {"city": city(r)}, (
+add("check_city_air_quality", lambda r, w: {"city": city(r)}, (
     "How is the air quality in {city} today?", "What's the AQI in {city}?", "Is the air in {city} safe to go running today?"),
     "check air quality", "The air quality index in {r[city]} is {r[aqi]} ({r[level]}); the main pollutant is {r[main_pollutant]}.")
 add("get_uv_index", lambda r, w: with_opt(r, {"city": city(r)}, 0.4, date=future(r, 1, 10)), (
@@ -153,7 +153,7 @@ add("get_weather_alerts", lambda r, w: with_opt(r, {"city": city(r)}, 0.5, min_s
     "check weather alerts")
 
 # finance
-add("get_stock_price", lambda r, w: {"symbol": r.choice(list(STOCKS))}, (
+add("get_stock_quote", lambda r, w: {"symbol": r.choice(list(STOCKS))}, (
     "What's the current price of {symbol} stock?", "How much is {symbol} trading at right now?", "Give me a quote for {symbol}.",
     "Check the stock price of ticker {symbol}."),
     "get a stock quote", "{r[symbol]} is trading at ${r[price]} ({r[change_percent]}% today).")
@@ -165,11 +165,11 @@ add("get_company_profile", lambda r, w: {"symbol": r.choice(list(STOCKS))}, (
     "What company is behind the ticker {symbol}?", "Give me the company profile for {symbol}.", "Which sector is {symbol} in, and how big is it?"),
     "look up a company profile", "{r[symbol]} is {r[name]} in the {r[sector]} sector, worth about ${r[market_cap_billion_usd]} billion.")
 _CUR = tuple(CURRENCIES)
-add("convert_currency", lambda r, w: dict(zip(("from_currency", "to_currency"), r.sample(_CUR, 2), strict=True), amount=num(r, 5, 5000, 5)), (
+add("exchange_money_amount", lambda r, w: dict(zip(("from_currency", "to_currency"), r.sample(_CUR, 2), strict=True), amount=num(r, 5, 5000, 5)), (
     "Convert {amount} {from_currency} to {to_currency}.", "How much is {amount} {from_currency} in {to_currency}?",
     "I have {amount} {from_currency}. What is that in {to_currency}?", "Change {amount} {from_currency} into {to_currency} for me."),
     "convert money between currencies", "{r[amount]} {r[from]} is {r[converted]} {r[to]} at a rate of {r[rate]}.")
-add("get_exchange_rate", lambda r, w: (lambda c: {"base_currency": c[0], "target_currencies": c[1:]})(r.sample(_CUR, r.randint(2, 4))), (
+add("get_currency_rates", lambda r, w: (lambda c: {"base_currency": c[0], "target_currencies": c[1:]})(r.sample(_CUR, r.randint(2, 4))), (
     "What are the exchange rates from {base_currency} to {target_currencies}?", "Give me {base_currency} rates against {target_currencies}.",
     "How much is one {base_currency} worth in {target_currencies}?"),
     "look up exchange rates")
@@ -178,7 +178,7 @@ add("calculate_loan_payment", lambda r, w: {"principal": num(r, 5000, 500000, 10
     "Calculate my mortgage payment: {principal} borrowed, {annual_rate_percent} percent interest, {years}-year term.",
     "If I borrow {principal} for {years} years at an annual rate of {annual_rate_percent}%, how much do I pay each month?"),
     "calculate a loan payment", "The monthly payment would be {r[monthly_payment]}, for a total of {r[total_paid]} ({r[total_interest]} in interest).")
-add("calculate_compound_interest", lambda r, w: with_opt(r, {"principal": num(r, 500, 50000, 100), "annual_rate_percent": num(r, 1, 8, 0.5), "years": r.randint(1, 30)}, 0.4, compounds_per_year=r.choice((1, 4, 365))), (
+add("project_savings_growth", lambda r, w: with_opt(r, {"principal": num(r, 500, 50000, 100), "annual_rate_percent": num(r, 1, 8, 0.5), "years": r.randint(1, 30)}, 0.4, compounds_per_year=r.choice((1, 4, 365))), (
     "If I invest {principal} at {annual_rate_percent}% a year for {years} years, how much will I have?",
     "Compound interest on {principal} at {annual_rate_percent} percent for {years} years, please.",
     "What will {principal} grow to in {years} years at {annual_rate_percent}% compounded {compounds_per_year} times a year?"),
@@ -204,13 +204,13 @@ add("create_event", lambda r, w: with_opt(r, {"title": r.choice(EVENT_TITLES), "
     "Schedule {title} on {date} at {start_time} at {location}.", "Create '{title}' on {date} at {start_time}, location {location}.",
     "Add {title} on {date} at {start_time} for {duration_minutes} minutes at {location}."),
     "create a calendar event", "Done: '{r[title]}' is scheduled on {r[date]} at {r[start_time]} (event id {r[event_id]}).")
-add("list_events", lambda r, w: {"date": r.choice(w.events)["date"] if maybe(r, 0.8) else future(r, 1, 10)}, (
+add("list_calendar_events", lambda r, w: {"date": r.choice(w.events)["date"] if maybe(r, 0.8) else future(r, 1, 10)}, (
     "What's on my calendar on {date}?", "Do I have any events on {date}?", "List my appointments for {date}.", "Show my schedule for {date}."),
     "list calendar events")
 add("delete_event", lambda r, w: {"event_id": r.choice(w.events)["event_id"]}, (
     "Delete event {event_id} from my calendar.", "Cancel the calendar event with id {event_id}.", "Remove {event_id} from my schedule."),
     "delete a calendar event", "I deleted '{r[title]}' ({r[event_id]}) from your calendar.", parallel_ok=False)
-add("reschedule_event", lambda r, w: {"event_id": r.choice(w.events)["event_id"], "new_date": future(r, 1, 14), "new_start_time": clock(r, 8, 18)}, (
+add("move_calendar_event", lambda r, w: {"event_id": r.choice(w.events)["event_id"], "new_date": future(r, 1, 14), "new_start_time": clock(r, 8, 18)}, (
     "Move event {event_id} to {new_date} at {new_start_time}.", "Reschedule {event_id} to {new_date}, {new_start_time}.",
     "Can you push calendar event {event_id} to {new_date} starting {new_start_time}?"),
     "reschedule a calendar event", "Event {r[event_id]} now starts on {r[date]} at {r[start_time]}.", parallel_ok=False)
@@ -242,7 +242,7 @@ add("search_train_tickets", lambda r, w: with_opt(r, dict(zip(("origin", "destin
     "Find trains from {origin} to {destination} on {date}.", "Are there train connections between {origin} and {destination} on {date}?",
     "Search first-class{first_class} train tickets from {origin} to {destination} on {date}.", "Find me a first class{first_class} train {origin} to {destination} on {date}."),
     "search train tickets", first_class=lambda v: "")
-add("search_hotels", lambda r, w: with_opt(r, {"city": city(r), "check_in": future(r, 3, 60), "nights": r.randint(1, 7)}, 0.3,
+add("search_hotel_rooms", lambda r, w: with_opt(r, {"city": city(r), "check_in": future(r, 3, 60), "nights": r.randint(1, 7)}, 0.3,
                                            max_price_per_night=num(r, 100, 300, 10), min_rating=r.choice((3.5, 4.0, 4.5))), (
     "Find a hotel in {city} from {check_in} for {nights} nights.", "Search hotels in {city}, checking in {check_in}, {nights} nights.",
     "I need a place to stay in {city} for {nights} nights starting {check_in}.",
@@ -258,12 +258,12 @@ add("get_visa_requirements", lambda r, w: with_opt(r, dict(zip(("nationality", "
 
 # shopping
 _PRODUCT_WORDS = tuple(sorted({n.split()[-1] for n, _, _ in PRODUCT_CATALOG}))
-add("search_products", lambda r, w: with_opt(r, {"query": r.choice(_PRODUCT_WORDS)}, 0.3, max_price=num(r, 20, 200, 10), in_stock_only=True), (
+add("search_store_items", lambda r, w: with_opt(r, {"query": r.choice(_PRODUCT_WORDS)}, 0.3, max_price=num(r, 20, 200, 10), in_stock_only=True), (
     "Search the store for {query}.", "Do you sell any {query}?", "Find {query} products.",
     "Find {query} under {max_price} dollars.", "Show me {query} that cost at most {max_price}.",
     "Search for {query} that are in stock{in_stock_only}.", "Find {query} in stock{in_stock_only} under {max_price} dollars."),
     "search for products", in_stock_only=lambda v: "")
-add("get_product_details", lambda r, w: {"product_id": r.choice(w.products)["product_id"]}, (
+add("get_store_item_details", lambda r, w: {"product_id": r.choice(w.products)["product_id"]}, (
     "Tell me more about product {product_id}.", "What are the details of item {product_id}?", "Is product {product_id} in stock, and how much is it?"),
     "get product details", "{r[name]} ({r[product_id]}) costs ${r[price]}, is rated {r[rating]} and has {r[stock]} units in stock.")
 add("add_to_cart", lambda r, w: with_opt(r, {"product_id": r.choice([p for p in w.products if p["stock"] >= 3])["product_id"]}, 0.4, quantity=r.randint(2, 3)), (
@@ -298,12 +298,12 @@ add("convert_temperature", lambda r, w: dict(zip(("from_scale", "to_scale"), uni
     from_scale=lambda s: s.capitalize(), to_scale=lambda s: s.capitalize())
 
 # math
-add("compute_statistics", lambda r, w: with_opt(r, {"numbers": [float(r.randint(1, 99)) for _ in range(r.randint(4, 8))]}, 0.5,
+add("describe_numbers", lambda r, w: with_opt(r, {"numbers": [float(r.randint(1, 99)) for _ in range(r.randint(4, 8))]}, 0.5,
                                                 measures=r.sample(["mean", "median", "stdev", "min", "max", "sum"], 2)), (
     "Compute summary statistics for {numbers}.", "Give me the statistics of these values: {numbers}.",
     "What are the {measures} of {numbers}?", "Calculate the {measures} for the data {numbers}."),
     "compute statistics", numbers=lambda xs: ", ".join(f"{x:g}" for x in xs))
-add("solve_quadratic", lambda r, w: {"a": float(r.choice((1, 2, 3, -1))), "b": float(r.randint(-10, 10)), "c": float(r.randint(-20, 20))}, (
+add("find_quadratic_roots", lambda r, w: {"a": float(r.choice((1, 2, 3, -1))), "b": float(r.randint(-10, 10)), "c": float(r.randint(-20, 20))}, (
     "Solve {a}x^2 + {b}x + {c} = 0.", "Find the real roots of the quadratic with a={a}, b={b}, c={c}.",
     "What are the solutions of the equation with coefficients a = {a}, b = {b} and c = {c}?"),
     "solve a quadratic equation", "The discriminant is {r[discriminant]} and the real roots are {r[real_roots]}.")
@@ -317,10 +317,10 @@ add("greatest_common_divisor", lambda r, w: {"numbers": [r.randint(2, 40) * k fo
 add("check_prime", lambda r, w: {"number": r.randint(2, 100000)}, (
     "Is {number} a prime number?", "Check whether {number} is prime.", "Factorise {number} and tell me if it's prime."),
     "check if a number is prime")
-add("calculate_factorial", lambda r, w: {"n": r.randint(0, 25)}, ("What is {n} factorial?", "Calculate {n}!.", "Compute the factorial of {n}."),
+add("compute_factorial", lambda r, w: {"n": r.randint(0, 25)}, ("What is {n} factorial?", "Calculate {n}!.", "Compute the factorial of {n}."),
     "calculate a factorial", "{r[n]}! = {r[factorial]}.")
 _SHAPES = {"circle": ("radius",), "rectangle": ("width", "height"), "triangle": ("base", "height"), "square": ("side",)}
-add("calculate_area", lambda r, w: (lambda s: {"shape": s, "dimensions": {k: num(r, 1, 30, 0.5) for k in _SHAPES[s]}})(r.choice(list(_SHAPES))), (
+add("compute_shape_area", lambda r, w: (lambda s: {"shape": s, "dimensions": {k: num(r, 1, 30, 0.5) for k in _SHAPES[s]}})(r.choice(list(_SHAPES))), (
     "What is the area of a {shape} with {dimensions}?", "Calculate the area of a {shape}: {dimensions}.", "Find the area of a {shape} whose {dimensions}."),
     "calculate the area of a shape", "The area of that {r[shape]} is {r[area]}.")
 add("fibonacci_sequence", lambda r, w: {"count": r.randint(3, 30)}, (
@@ -396,7 +396,7 @@ add("search_contacts", lambda r, w: {"query": r.choice(w.contacts)["name"].split
 add("get_contact_details", lambda r, w: {"contact_id": r.choice(w.contacts)["contact_id"]}, (
     "Show me the details of contact {contact_id}.", "What's the phone number and email of contact {contact_id}?", "Get contact record {contact_id}."),
     "get contact details", "{r[name]}: email {r[email]}, phone {r[phone]}, based in {r[city]}.")
-add("send_email", lambda r, w: with_opt(r, {"to": [r.choice(w.contacts)["email"]], "subject": r.choice(SUBJECTS), "body": r.choice(BODIES)}, 0.25,
+add("send_email_message", lambda r, w: with_opt(r, {"to": [r.choice(w.contacts)["email"]], "subject": r.choice(SUBJECTS), "body": r.choice(BODIES)}, 0.25,
                                         cc=[r.choice(w.contacts)["email"]], priority="high"), (
     "Send an email to {to} with the subject \"{subject}\" saying: {body}", "Email {to}, subject \"{subject}\", message: \"{body}\"",
     "Write to {to}: subject {subject}, body \"{body}\". CC {cc}.", "Send a {priority}-priority email to {to} with subject \"{subject}\": {body}",
@@ -427,14 +427,14 @@ add("get_distance", lambda r, w: with_opt(r, dict(zip(("origin", "destination"),
     "How far is {origin} from {destination}?", "What's the distance between {origin} and {destination}?",
     "How many {unit} is it from {origin} to {destination}?", "Distance from {origin} to {destination} in {unit}, please."),
     "measure the distance between cities", "{r[origin]} and {r[destination]} are {r[distance]} {r[unit]} apart.")
-add("get_travel_time", lambda r, w: with_opt(r, dict(zip(("origin", "destination"), two_cities(r, EU_CITIES), strict=True)), 0.5,
+add("estimate_travel_duration", lambda r, w: with_opt(r, dict(zip(("origin", "destination"), two_cities(r, EU_CITIES), strict=True)), 0.5,
                                              mode=r.choice(("walking", "cycling", "transit")), avoid=r.sample(["tolls", "highways", "ferries"], 1)), (
     "How long does it take to drive from {origin} to {destination}?", "Estimate the travel time from {origin} to {destination}.",
     "How long is the trip from {origin} to {destination} by {mode}?", "Travel time {origin} to {destination} by {mode}?",
     "How long to drive from {origin} to {destination} avoiding {avoid}?",
     "How long from {origin} to {destination} by {mode}, avoiding {avoid}?"),
     "estimate travel time", "The {r[route_km]} km trip takes about {r[hours]} hours by {r[mode]}.")
-add("get_local_time", lambda r, w: {"city": city(r)}, ("What time is it in {city}?", "Current local time in {city}?", "What's the time right now in {city}?"),
+add("get_city_local_time", lambda r, w: {"city": city(r)}, ("What time is it in {city}?", "Current local time in {city}?", "What's the time right now in {city}?"),
     "get the local time", "It is {r[local_time]} in {r[city]} (UTC{r[utc_offset]:+d}).")
 add("find_nearby_places", lambda r, w: with_opt(r, {"city": city(r), "category": r.choice(("restaurant", "cafe", "museum", "pharmacy", "park", "gas_station", "hospital"))}, 0.3,
                                                 radius_km=r.choice((1.0, 3.0, 5.0)), open_now=True), (
@@ -455,7 +455,7 @@ add("get_match_result", lambda r, w: {"team": r.choice(_ALL_TEAMS), "date": past
 add("get_upcoming_fixtures", lambda r, w: with_opt(r, {"team": r.choice(_ALL_TEAMS)}, 0.5, count=r.randint(1, 6)), (
     "When does {team} play next?", "Show {team}'s upcoming fixtures.", "List the next {count} matches of {team}."),
     "list upcoming fixtures")
-add("get_player_stats", lambda r, w: with_opt(r, {"player_name": r.choice(list(PLAYERS))}, 0.4, season=r.choice((2022, 2023))), (
+add("get_player_season_stats", lambda r, w: with_opt(r, {"player_name": r.choice(list(PLAYERS))}, 0.4, season=r.choice((2022, 2023))), (
     "How is {player_name} doing this season?", "Get {player_name}'s stats.", "Show {player_name}'s statistics for the {season} season."),
     "get player statistics")
 add("get_top_scorers", lambda r, w: with_opt(r, {"league": r.choice(list(TEAMS))}, 0.4, limit=r.randint(1, 3)), (
@@ -473,14 +473,14 @@ add("search_recipes", lambda r, w: with_opt(r, {"ingredients": r.sample(_INGREDI
     "What can I cook with {ingredients}?", "Find recipes using {ingredients}.", "Find a {diet} recipe with {ingredients}.",
     "Find recipes with {ingredients} that take at most {max_minutes} minutes.", "I want a {diet} dish with {ingredients}, ready in {max_minutes} minutes."),
     "search for recipes")
-add("get_recipe", lambda r, w: with_opt(r, {"recipe_id": f"R-{r.randint(301, 312)}"}, 0.5, servings=r.randint(1, 8)), (
+add("get_recipe_details", lambda r, w: with_opt(r, {"recipe_id": f"R-{r.randint(301, 312)}"}, 0.5, servings=r.randint(1, 8)), (
     "Show me recipe {recipe_id}.", "What do I need for recipe {recipe_id}?", "Get recipe {recipe_id} for {servings} servings."),
     "get a recipe", "{r[name]} takes {r[minutes]} minutes; you need {r[ingredients]}.")
 add("get_nutrition_facts", lambda r, w: with_opt(r, {"food": r.choice(list(FOODS))}, 0.6, grams=float(r.choice((50, 150, 200, 250)))), (
     "How many calories are in {food}?", "Nutrition facts for {food}, please.", "How many calories and how much protein in {grams} grams of {food}?",
     "Give me the macros for {grams} g of {food}."),
     "look up nutrition facts", "{r[grams]} g of {r[food]} has {r[calories]} kcal, {r[protein_g]} g protein, {r[carbs_g]} g carbs and {r[fat_g]} g fat.")
-add("find_restaurants", lambda r, w: with_opt(r, {"city": city(r)}, 0.4, cuisine=r.choice(("italian", "japanese", "mexican", "indian", "french", "thai")), price_level=r.choice(("$", "$$", "$$$"))), (
+add("search_restaurants", lambda r, w: with_opt(r, {"city": city(r)}, 0.4, cuisine=r.choice(("italian", "japanese", "mexican", "indian", "french", "thai")), price_level=r.choice(("$", "$$", "$$$"))), (
     "Find restaurants in {city}.", "Where can I eat in {city}?", "Find {cuisine} restaurants in {city}.", "Any good {cuisine} places in {city}?",
     "Find {price_level} restaurants in {city}.", "Find {cuisine} restaurants in {city} with price level {price_level}."),
     "find restaurants")
@@ -495,7 +495,7 @@ add("get_wine_pairing", lambda r, w: with_opt(r, {"dish": r.choice(("grilled sal
     "suggest a wine pairing", "Try a {r[wine]} ({r[price_range]}) with {r[dish]}.")
 
 # health (held out for test)
-add("calculate_bmi", lambda r, w: {"weight_kg": num(r, 45, 120, 0.5), "height_cm": num(r, 150, 200, 1)}, (
+add("compute_body_mass_index", lambda r, w: {"weight_kg": num(r, 45, 120, 0.5), "height_cm": num(r, 150, 200, 1)}, (
     "What's my BMI? I weigh {weight_kg} kg and I'm {height_cm} cm tall.", "Calculate BMI for {weight_kg} kg and {height_cm} cm.",
     "I'm {height_cm} cm and {weight_kg} kilograms. Am I in a healthy weight range?"),
     "calculate BMI", "Your BMI is {r[bmi]}, which is {r[category]}.")

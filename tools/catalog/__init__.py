@@ -2,7 +2,7 @@
 
 In the spirit of ToolACE's synthetic API pool, but every tool runs: ``build_catalog(World(seed))`` gives a
 ``Toolset`` whose results are a pure function of the seed and of the calls made so far (stateful tools such
-as ``create_event`` then ``list_events`` see each other's effects within one world, never across worlds).
+as ``create_event`` then ``list_calendar_events`` see each other's effects within one world, never across worlds).
 
 Schemas are built once per process from the functions' type hints and docstrings; a world only binds
 fresh closures to them, so a new world per episode costs a fraction of a millisecond.

@@ -48,7 +48,7 @@ def functions(world: World) -> list[Callable]:
         world.events.append(event)
         return {"status": "created", **event}
 
-    def list_events(date: str) -> dict:
+    def list_calendar_events(date: str) -> dict:
         """List the calendar events on a day, sorted by start time.
 
         Args:
@@ -70,7 +70,7 @@ def functions(world: World) -> list[Callable]:
                 return {"status": "deleted", "event_id": event_id, "title": e["title"]}
         raise ValueError(f"no event with id {event_id!r}")
 
-    def reschedule_event(event_id: str, new_date: str, new_start_time: str) -> dict:
+    def move_calendar_event(event_id: str, new_date: str, new_start_time: str) -> dict:
         """Move an existing event to a new day and start time.
 
         Args:
@@ -135,5 +135,5 @@ def functions(world: World) -> list[Callable]:
                 for md, n in HOLIDAYS[key]]
         return {"country": key, "year": year, "holidays": days}
 
-    return [create_event, list_events, delete_event, reschedule_event, find_free_slots, set_reminder,
+    return [create_event, list_calendar_events, delete_event, move_calendar_event, find_free_slots, set_reminder,
             get_public_holidays]

@@ -67,7 +67,7 @@ def functions(world: World) -> list[Callable]:
         return {"path": p, "bytes_written": len(content.encode()), "status": "written"}
 
     def delete_file(path: str) -> dict:
-        """Delete a file.
+        """Delete a file permanently from the file tree.
 
         Args:
             path: Absolute file path.

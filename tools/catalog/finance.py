@@ -32,7 +32,7 @@ def price_of(world: World, symbol: str, days_ago: int = 0) -> float:
 
 
 def functions(world: World) -> list[Callable]:
-    def get_stock_price(symbol: str) -> dict:
+    def get_stock_quote(symbol: str) -> dict:
         """Get the latest trading price of a stock.
 
         Args:
@@ -66,7 +66,7 @@ def functions(world: World) -> list[Callable]:
         shares = world.rng("shares", s).randint(1, 16)
         return {"symbol": s, "name": name, "sector": sector, "market_cap_billion_usd": r2(price_of(world, s) * shares)}
 
-    def convert_currency(amount: float, from_currency: str, to_currency: str) -> dict:
+    def exchange_money_amount(amount: float, from_currency: str, to_currency: str) -> dict:
         """Convert an amount of money from one currency to another at today's rate.
 
         Args:
@@ -78,7 +78,7 @@ def functions(world: World) -> list[Callable]:
         rate = CURRENCIES[dst] / CURRENCIES[src]
         return {"amount": amount, "from": src, "to": dst, "rate": round(rate, 4), "converted": r2(amount * rate)}
 
-    def get_exchange_rate(base_currency: str, target_currencies: list[str]) -> dict:
+    def get_currency_rates(base_currency: str, target_currencies: list[str]) -> dict:
         """Get exchange rates from one base currency to several target currencies.
 
         Args:
@@ -105,7 +105,7 @@ def functions(world: World) -> list[Callable]:
         pay = principal / n if i == 0 else principal * i / (1 - (1 + i) ** -n)
         return {"monthly_payment": r2(pay), "total_paid": r2(pay * n), "total_interest": r2(pay * n - principal)}
 
-    def calculate_compound_interest(principal: float, annual_rate_percent: float, years: int,
+    def project_savings_growth(principal: float, annual_rate_percent: float, years: int,
                                     compounds_per_year: int = 12) -> dict:
         """Calculate the future value of a deposit with compound interest.
 
@@ -159,5 +159,5 @@ def functions(world: World) -> list[Callable]:
         return {"order_id": world.new_id("ORD"), "status": "filled", "symbol": s, "side": side, "quantity": quantity,
                 "price": price, "cash_remaining": r2(acct["cash"])}
 
-    return [get_stock_price, get_stock_history, get_company_profile, convert_currency, get_exchange_rate,
-            calculate_loan_payment, calculate_compound_interest, get_portfolio_value, place_stock_order]
+    return [get_stock_quote, get_stock_history, get_company_profile, exchange_money_amount, get_currency_rates,
+            calculate_loan_payment, project_savings_growth, get_portfolio_value, place_stock_order]

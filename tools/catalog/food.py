@@ -33,7 +33,7 @@ def functions(world: World) -> list[Callable]:
         hits.sort(key=lambda h: (-h["matched_ingredients"], h["minutes"]))
         return {"recipes": hits[:4]}
 
-    def get_recipe(recipe_id: str, servings: int = 2) -> dict:
+    def get_recipe_details(recipe_id: str, servings: int = 2) -> dict:
         """Get the ingredients and cooking time of a recipe, scaled to a number of servings.
 
         Args:
@@ -63,7 +63,7 @@ def functions(world: World) -> list[Callable]:
         return {"food": key, "grams": grams, "calories": round(kcal * k, 1), "protein_g": round(p * k, 1),
                 "carbs_g": round(c * k, 1), "fat_g": round(f * k, 1)}
 
-    def find_restaurants(city: str, cuisine: Literal["italian", "japanese", "mexican", "indian", "french", "thai", "chinese", "mediterranean"] | None = None,
+    def search_restaurants(city: str, cuisine: Literal["italian", "japanese", "mexican", "indian", "french", "thai", "chinese", "mediterranean"] | None = None,
                          price_level: Literal["$", "$$", "$$$"] | None = None, open_now: bool = False) -> dict:
         """Find restaurants in a city.
 
@@ -86,7 +86,7 @@ def functions(world: World) -> list[Callable]:
         """Reserve a table at a restaurant.
 
         Args:
-            restaurant_id: Identifier from find_restaurants, e.g. "RS-LIS2".
+            restaurant_id: Identifier from search_restaurants, e.g. "RS-LIS2".
             date: Day in YYYY-MM-DD format.
             time: Time in HH:MM format.
             party_size: Number of guests, 1 to 20.
@@ -116,4 +116,4 @@ def functions(world: World) -> list[Callable]:
                  "pinot noir" if any(w in d for w in ("mushroom", "chicken", "duck")) else "chianti")
         return {"dish": dish, "wine": style, "price_range": {"low": "under $15", "medium": "$15-40", "high": "over $40"}[budget]}
 
-    return [search_recipes, get_recipe, get_nutrition_facts, find_restaurants, reserve_table, get_wine_pairing]
+    return [search_recipes, get_recipe_details, get_nutrition_facts, search_restaurants, reserve_table, get_wine_pairing]

@@ -14,7 +14,7 @@ ACTIVITY = {"sedentary": 1.2, "light": 1.375, "moderate": 1.55, "active": 1.725,
 
 
 def functions(world: World) -> list[Callable]:
-    def calculate_bmi(weight_kg: float, height_cm: float) -> dict:
+    def compute_body_mass_index(weight_kg: float, height_cm: float) -> dict:
         """Calculate the body mass index from weight and height.
 
         Args:
@@ -99,4 +99,4 @@ def functions(world: World) -> list[Callable]:
         return {"date": day, "total_ml_today": world.water_ml[day], "goal_ml": 2000,
                 "goal_reached": world.water_ml[day] >= 2000}
 
-    return [calculate_bmi, calculate_daily_calories, get_heart_rate_zones, log_workout, get_workout_summary, log_water_intake]
+    return [compute_body_mass_index, calculate_daily_calories, get_heart_rate_zones, log_workout, get_workout_summary, log_water_intake]

@@ -52,7 +52,7 @@ def functions(world: World) -> list[Callable]:
         return {"origin": world.city(origin).name, "destination": world.city(destination).name,
                 "distance": round(km if unit == "km" else km / 1.609344, 1), "unit": unit}
 
-    def get_travel_time(origin: str, destination: str, mode: Literal["driving", "walking", "cycling", "transit"] = "driving",
+    def estimate_travel_duration(origin: str, destination: str, mode: Literal["driving", "walking", "cycling", "transit"] = "driving",
                         avoid: list[Literal["tolls", "highways", "ferries"]] | None = None) -> dict:
         """Estimate the travel time between two cities by a mode of transport.
 
@@ -68,7 +68,7 @@ def functions(world: World) -> list[Callable]:
         speed = SPEED_KPH[mode] * (0.85 if avoid and mode == "driving" else 1.0)
         return {"mode": mode, "route_km": round(km, 1), "hours": round(km / speed, 1), "avoiding": list(avoid or [])}
 
-    def get_local_time(city: str) -> dict:
+    def get_city_local_time(city: str) -> dict:
         """Get the current local date, time and UTC offset in a city.
 
         Args:
@@ -97,4 +97,4 @@ def functions(world: World) -> list[Callable]:
                         key=lambda p: p["distance_km"])
         return {"city": c.name, "category": category, "places": places[: max(0, limit)]}
 
-    return [geocode_city, reverse_geocode, get_distance, get_travel_time, get_local_time, find_nearby_places]
+    return [geocode_city, reverse_geocode, get_distance, estimate_travel_duration, get_city_local_time, find_nearby_places]

@@ -13,7 +13,7 @@ DOMAIN = "math"
 
 
 def functions(world: World) -> list[Callable]:
-    def compute_statistics(numbers: list[float], measures: list[Literal["mean", "median", "mode", "stdev", "min", "max", "sum"]] | None = None) -> dict:
+    def describe_numbers(numbers: list[float], measures: list[Literal["mean", "median", "mode", "stdev", "min", "max", "sum"]] | None = None) -> dict:
         """Compute descriptive statistics of a list of numbers.
 
         Args:
@@ -26,7 +26,7 @@ def functions(world: World) -> list[Callable]:
                  "stdev": lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0, "min": min, "max": max, "sum": math.fsum}
         return {m: round(float(funcs[m](numbers)), 4) for m in (measures or list(funcs))}
 
-    def solve_quadratic(a: float, b: float, c: float) -> dict:
+    def find_quadratic_roots(a: float, b: float, c: float) -> dict:
         """Solve the quadratic equation a*x^2 + b*x + c = 0 for real roots.
 
         Args:
@@ -85,7 +85,7 @@ def functions(world: World) -> list[Callable]:
             factors.append(n)
         return {"number": number, "is_prime": factors == [number], "prime_factors": factors}
 
-    def calculate_factorial(n: int) -> dict:
+    def compute_factorial(n: int) -> dict:
         """Calculate n! (n factorial).
 
         Args:
@@ -95,7 +95,7 @@ def functions(world: World) -> list[Callable]:
             raise ValueError("n must be between 0 and 50")
         return {"n": n, "factorial": math.factorial(n)}
 
-    def calculate_area(shape: Literal["circle", "rectangle", "triangle", "square", "trapezoid"], dimensions: dict[str, float]) -> dict:
+    def compute_shape_area(shape: Literal["circle", "rectangle", "triangle", "square", "trapezoid"], dimensions: dict[str, float]) -> dict:
         """Calculate the area of a plane shape from its dimensions.
 
         Args:
@@ -148,5 +148,5 @@ def functions(world: World) -> list[Callable]:
                 break
         return {"input": number, "from_base": from_base, "to_base": to_base, "result": sign + digits}
 
-    return [compute_statistics, solve_quadratic, calculate_percentage, greatest_common_divisor, check_prime,
-            calculate_factorial, calculate_area, fibonacci_sequence, convert_number_base]
+    return [describe_numbers, find_quadratic_roots, calculate_percentage, greatest_common_divisor, check_prime,
+            compute_factorial, compute_shape_area, fibonacci_sequence, convert_number_base]

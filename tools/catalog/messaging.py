@@ -38,9 +38,9 @@ def functions(world: World) -> list[Callable]:
                 return dict(c)
         raise ValueError(f"no contact with id {contact_id!r}")
 
-    def send_email(to: list[str], subject: str, body: str, cc: list[str] | None = None,
+    def send_email_message(to: list[str], subject: str, body: str, cc: list[str] | None = None,
                    priority: Literal["low", "normal", "high"] = "normal") -> dict:
-        """Send an email.
+        """Send an email to one or more recipients.
 
         Args:
             to: Recipient email addresses.
@@ -107,4 +107,4 @@ def functions(world: World) -> list[Callable]:
             known[i]["unread"] = False
         return {"marked_read": list(message_ids)}
 
-    return [search_contacts, get_contact_details, send_email, send_sms, list_inbox, read_message, mark_messages_read]
+    return [search_contacts, get_contact_details, send_email_message, send_sms, list_inbox, read_message, mark_messages_read]

@@ -20,7 +20,7 @@ def functions(world: World) -> list[Callable]:
                 return p
         raise ValueError(f"no product with id {product_id!r}")
 
-    def search_products(query: str, category: Category | None = None, max_price: float | None = None,
+    def search_store_items(query: str, category: Category | None = None, max_price: float | None = None,
                         in_stock_only: bool = False, sort_by: Literal["relevance", "price_asc", "price_desc", "rating"] = "relevance") -> dict:
         """Search the online store's products.
 
@@ -40,7 +40,7 @@ def functions(world: World) -> list[Callable]:
             hits.sort(key=key)
         return {"query": query, "results": [{k: p[k] for k in ("product_id", "name", "price", "rating")} for p in hits[:5]]}
 
-    def get_product_details(product_id: str) -> dict:
+    def get_store_item_details(product_id: str) -> dict:
         """Get price, rating, category and stock of a product.
 
         Args:
@@ -122,5 +122,5 @@ def functions(world: World) -> list[Callable]:
             raise ValueError(f"no order with id {order_id!r}")
         return dict(world.orders[order_id])
 
-    return [search_products, get_product_details, add_to_cart, remove_from_cart, view_cart, apply_coupon,
+    return [search_store_items, get_store_item_details, add_to_cart, remove_from_cart, view_cart, apply_coupon,
             checkout, track_order]

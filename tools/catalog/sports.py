@@ -80,7 +80,7 @@ def functions(world: World) -> list[Callable]:
         return {"team": t, "fixtures": [{"date": (TODAY + dt.timedelta(days=4 * i + 2)).isoformat(), "opponent": rng.choice(others),
                                          "venue": rng.choice(("home", "away"))} for i in range(count)]}
 
-    def get_player_stats(player_name: str, season: int = 2024) -> dict:
+    def get_player_season_stats(player_name: str, season: int = 2024) -> dict:
         """Get a player's statistics for a season.
 
         Args:
@@ -103,7 +103,7 @@ def functions(world: World) -> list[Callable]:
             league: The league.
             limit: Number of players.
         """
-        rows = [{"player": p, "team": t, "goals" if league != "nba" else "points_per_game": get_player_stats(p)["goals" if league != "nba" else "points_per_game"]}
+        rows = [{"player": p, "team": t, "goals" if league != "nba" else "points_per_game": get_player_season_stats(p)["goals" if league != "nba" else "points_per_game"]}
                 for p, (t, lg) in PLAYERS.items() if lg == league]
         key = "goals" if league != "nba" else "points_per_game"
         return {"league": league, "top_scorers": sorted(rows, key=lambda r: -r[key])[: max(0, limit)]}
@@ -126,4 +126,4 @@ def functions(world: World) -> list[Callable]:
             wins[a if x > y else b if y > x else "draws"] += 1
         return {"team_a": a, "team_b": b, "record": wins}
 
-    return [get_league_standings, get_match_result, get_upcoming_fixtures, get_player_stats, get_top_scorers, compare_teams]
+    return [get_league_standings, get_match_result, get_upcoming_fixtures, get_player_season_stats, get_top_scorers, compare_teams]

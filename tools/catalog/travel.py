@@ -61,7 +61,7 @@ def functions(world: World) -> list[Callable]:
         return {"origin": world.city(origin).name, "destination": world.city(destination).name, "date": date,
                 "cabin_class": cabin_class, "flights": sorted(fl, key=lambda f: f["total_price"])}
 
-    def book_flight(flight_id: str, passenger_name: str,
+    def reserve_flight_seat(flight_id: str, passenger_name: str,
                     seat_preference: Literal["window", "aisle", "middle", "no_preference"] = "no_preference") -> dict:
         """Book a seat on a flight returned by search_flights.
 
@@ -98,7 +98,7 @@ def functions(world: World) -> list[Callable]:
                    "price": r2((20 + km * 0.12) * (1.7 if first_class else 1.0))} for h in sorted(rng.sample(range(6, 22), 3))]
         return {"origin": world.city(origin).name, "destination": world.city(destination).name, "date": date, "trains": trains}
 
-    def search_hotels(city: str, check_in: str, nights: int, max_price_per_night: float | None = None,
+    def search_hotel_rooms(city: str, check_in: str, nights: int, max_price_per_night: float | None = None,
                       min_rating: float = 0.0, amenities: list[Literal["wifi", "pool", "gym", "parking", "breakfast"]] | None = None) -> dict:
         """Search hotels in a city for a stay.
 
@@ -127,8 +127,8 @@ def functions(world: World) -> list[Callable]:
             h["total_price"] = r2(h["price_per_night"] * nights)
         return {"city": c.name, "check_in": check_in, "nights": nights, "hotels": hotels}
 
-    def book_hotel(hotel_id: str, guest_name: str, check_in: str, nights: int) -> dict:
-        """Reserve a room in a hotel returned by search_hotels.
+    def reserve_hotel_room(hotel_id: str, guest_name: str, check_in: str, nights: int) -> dict:
+        """Reserve a room in a hotel returned by search_hotel_rooms.
 
         Args:
             hotel_id: Identifier of the hotel, e.g. "H-LIS2".
@@ -139,7 +139,7 @@ def functions(world: World) -> list[Callable]:
         parse_date(check_in)
         positive("nights", nights)
         if not str(hotel_id).startswith("H-"):
-            raise ValueError(f"invalid hotel id {hotel_id!r}: expected an id from search_hotels")
+            raise ValueError(f"invalid hotel id {hotel_id!r}: expected an id from search_hotel_rooms")
         bid = world.new_id("BK")
         world.bookings[bid] = {"booking_id": bid, "type": "hotel", "hotel_id": hotel_id, "guest": guest_name,
                                "check_in": check_in, "nights": nights, "status": "confirmed"}
@@ -155,7 +155,7 @@ def functions(world: World) -> list[Callable]:
             raise ValueError(f"no booking with id {booking_id!r}")
         return dict(world.bookings[booking_id])
 
-    def cancel_booking(booking_id: str, reason: str | None = None) -> dict:
+    def cancel_travel_booking(booking_id: str, reason: str | None = None) -> dict:
         """Cancel a flight or hotel booking.
 
         Args:
@@ -184,5 +184,5 @@ def functions(world: World) -> list[Callable]:
                 "max_visa_free_days": 0 if needed else 90, "processing_days": 10 if needed else 0,
                 "checked_on": TODAY.isoformat()}
 
-    return [search_flights, book_flight, search_train_tickets, search_hotels, book_hotel, get_booking,
-            cancel_booking, get_visa_requirements]
+    return [search_flights, reserve_flight_seat, search_train_tickets, search_hotel_rooms, reserve_hotel_room, get_booking,
+            cancel_travel_booking, get_visa_requirements]

@@ -25,7 +25,7 @@ def _temp(value_c: float, unit: str) -> float:
 
 
 def functions(world: World) -> list[Callable]:
-    def get_current_weather(city: str, unit: Literal["celsius", "fahrenheit"] = "celsius") -> dict:
+    def get_weather_now(city: str, unit: Literal["celsius", "fahrenheit"] = "celsius") -> dict:
         """Get the current weather conditions for a city.
 
         Args:
@@ -36,7 +36,7 @@ def functions(world: World) -> list[Callable]:
         return {"city": r["city"], "temperature": _temp(r["temp_c"], unit), "unit": unit,
                 "condition": r["condition"], "humidity_percent": r["humidity"], "wind_kph": r["wind_kph"]}
 
-    def get_weather_forecast(city: str, days: int = 3, unit: Literal["celsius", "fahrenheit"] = "celsius") -> dict:
+    def get_daily_forecast(city: str, days: int = 3, unit: Literal["celsius", "fahrenheit"] = "celsius") -> dict:
         """Get the daily weather forecast for a city for the next few days.
 
         Args:
@@ -54,7 +54,7 @@ def functions(world: World) -> list[Callable]:
                         "condition": r["condition"], "precip_chance": r["precip_chance"]})
         return {"city": world.city(city).name, "unit": unit, "forecast": out}
 
-    def get_air_quality(city: str) -> dict:
+    def check_city_air_quality(city: str) -> dict:
         """Get the current air quality index (AQI) and main pollutant for a city.
 
         Args:
@@ -125,5 +125,5 @@ def functions(world: World) -> list[Callable]:
         alerts = [a for a in alerts if order[a["severity"]] >= order[min_severity]]
         return {"city": c.name, "alerts": alerts, "count": len(alerts)}
 
-    return [get_current_weather, get_weather_forecast, get_air_quality, get_uv_index, get_sunrise_sunset,
+    return [get_weather_now, get_daily_forecast, check_city_air_quality, get_uv_index, get_sunrise_sunset,
             get_historical_weather, get_weather_alerts]
