@@ -189,7 +189,7 @@ def rollout_with_stats(
             raise RuntimeError(f"engine returned {len(generations)} generations for {len(live)} prompts")
         turn += 1
         for ep, gen, budget in zip(live, generations, budgets, strict=True):
-            text = _append_turn(ep, gen, budget, renderer, stats)
+            text = _append_turn(ep, gen, budget, params, renderer, stats)
             _step_env(ep, text, renderer, stats, max_turns, max_episode_tokens)
 
     trajectories = [_to_trajectory(ep, renderer, stats) for ep in episodes]
@@ -203,7 +203,8 @@ def _stop_for(sampling: Any, renderer: ChatRenderer) -> list[int]:
     return stop + [renderer.eot_id] if renderer.eot_id not in stop else stop
 
 
-def _append_turn(ep: _Episode, gen: Any, budget: int, renderer: ChatRenderer, stats: RolloutStats) -> str:
+def _append_turn(ep: _Episode, gen: Any, budget: int, sampling: Any, renderer: ChatRenderer,
+                 stats: RolloutStats) -> str:
     """Append one sampled turn to the episode (mask 1); return its text for ``env.step``."""
     tokens = list(gen.token_ids)
     logprobs = [float(x) for x in gen.logprobs]
@@ -216,9 +217,11 @@ def _append_turn(ep: _Episode, gen: Any, budget: int, renderer: ChatRenderer, st
     stopped = len(tokens) >= len(eot) and tokens[-len(eot):] == eot
     content_ids = tokens[:-len(eot)] if stopped else tokens
     foreign_stop = False
-    if not stopped and finish != "length" and tokens:
+    stop_ids = {s for s in getattr(sampling, "stop", ()) if isinstance(s, int)}
+    if not stopped and tokens and (finish == "eos" or (finish == "stop" and tokens[-1] in stop_ids)):
         # stopped on a stop id that is not the template's end-of-turn token (a caller's stop id, another
         # EOS id of the model): it stays as sampled, and the template's end-of-turn tokens close the turn.
+        # (A stop *string* ends the turn like the budget does: all tokens are content.)
         foreign_stop = True
         content_ids = tokens[:-1]
     text = _decode(renderer, content_ids)

@@ -363,3 +363,92 @@ def test_expert_equals_a_rollout_that_samples_the_expert_tokens(tiny, renderer):
     assert trajs[0].input_ids == expert.input_ids
     assert trajs[0].loss_mask == expert.loss_mask
     assert trajs[0].info["render_mismatch"] == 0
+
+
+def test_foreign_stop_id_is_kept_closed_and_counted(tiny, renderer):
+    """A turn that ends on a caller's stop id (not <|im_end|>) keeps it as sampled, gets <|im_end|> from the
+    environment side, and is counted as a mismatch."""
+    tokenizer = tiny[1]
+    other = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    hello = tokenizer("hello", add_special_tokens=False)["input_ids"]
+    engine = ScriptedEngine([hello + [other], hello + [renderer.eot_id], hello + [renderer.eot_id]])
+    trajs = rollout([EchoToolEnv()], engine, tokenizer, sampling=sampling(stop=(other,)))
+    t = trajs[0]
+    s, e = t.turn_spans[0]
+    assert t.input_ids[s:e] == hello + [other] and t.input_ids[e] == renderer.eot_id and t.loss_mask[e] == 0
+    assert t.info["messages"][2]["content"] == "hello"
+    assert [d["reason"] for d in t.info["render_mismatch_detail"]] == ["foreign_stop_token"]
+
+
+# ----------------------------------------------------------------------------------------- ToolACE
+class PerPromptScript:
+    """Scripted engine over several episodes: row ``i`` of every call gets ``scripts[episode][turn]``.
+    Rows are matched to episodes by their prompt prefix (the opening prompt of each episode)."""
+
+    def __init__(self, prefixes: list[list[int]], scripts: list[list[list[int]]]):
+        self.prefixes, self.scripts = prefixes, scripts
+        self.turn = [0] * len(scripts)
+
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams) -> list[Generation]:
+        out = []
+        for p in prompts:
+            e = next(k for k, pre in enumerate(self.prefixes) if p[:len(pre)] == pre)
+            toks = self.scripts[e][self.turn[e]]
+            self.turn[e] += 1
+            out.append(Generation(token_ids=list(toks), logprobs=[-1.0] * len(toks), finish_reason="eos"))
+        return out
+
+
+TOOLACE_INDICES = list(range(12))
+
+
+@pytest.fixture(scope="module")
+def toolace_tasks():
+    import envs
+
+    env = envs.make("toolace", split="train")
+    return [env.reset(options={"index": i}) for i in TOOLACE_INDICES]
+
+
+def test_toolace_expert_trajectories(tiny, renderer, toolace_tasks):
+    tokenizer = tiny[1]
+    for i, (opening, info) in zip(TOOLACE_INDICES, toolace_tasks, strict=True):
+        t = expert_trajectory(opening, info["expert"], tokenizer, group_id=i)
+        t.validate()
+        assert t.input_ids == renderer.render(opening + info["expert"])
+        n_assistant = sum(m["role"] == "assistant" for m in info["expert"])
+        check_text_and_mask(dataclasses.replace(t, info={**t.info, "finish_reasons": ["eos"] * n_assistant}),
+                            tokenizer)
+
+
+def test_toolace_replaying_the_expert_tokens_reproduces_the_expert(tiny, renderer, toolace_tasks):
+    """Sampling exactly the expert's tokens through the real ToolACEEnv gives the expert's trajectory
+    token for token (same tool results, same deltas) and the full reward."""
+    import envs
+
+    tokenizer = tiny[1]
+    experts = [expert_trajectory(opening, info["expert"], tokenizer) for opening, info in toolace_tasks]
+    prefixes = [renderer.render_prompt(opening) for opening, _ in toolace_tasks]
+    scripts = [[e.input_ids[s:end] for s, end in e.turn_spans] for e in experts]
+    engine = PerPromptScript(prefixes, scripts)
+    trajs, stats = rollout_with_stats(
+        [envs.make("toolace", split="train") for _ in TOOLACE_INDICES], engine, tokenizer,
+        sampling=sampling(max_new_tokens=512), reset_kwargs=[{"options": {"index": i}} for i in TOOLACE_INDICES])
+    for t, e in zip(trajs, experts, strict=True):
+        assert t.input_ids == e.input_ids and t.loss_mask == e.loss_mask
+        assert t.info["messages"] == e.info["messages"]
+        assert t.info["terminated"] and t.reward == pytest.approx(1.0)
+    assert stats.render_mismatch_turns == 0
+
+
+def test_toolace_sampled_rollout_is_token_exact(tiny, engine, renderer):
+    import envs
+
+    model, tokenizer = tiny
+    trajs, stats = group_rollout(lambda: envs.make("toolace", split="train"), [0, 7], 2, engine, tokenizer,
+                                 sampling=sampling(max_new_tokens=10), max_turns=2)
+    assert [t.group_id for t in trajs] == [0, 0, 7, 7] and stats.generate_calls <= 2
+    for t in trajs:
+        check_text_and_mask(t, tokenizer)
+        check_render(t, renderer)
+        check_logprobs(t, model, temperature=1.0)
