@@ -1,0 +1,445 @@
+"""``python -m algorithms.realign env=toolace model=smollm2``: rewrite an environment's expert set with
+Hinted Decoding, keep only rewrites the environment rewards fully, and report how close to on-policy the
+data moved (mean centred log-likelihood under the base model, before vs after).
+
+Episodes, not single replies. An expert continuation can hold several assistant turns (a call list, the
+tool results, a final answer). Each expert assistant turn is rewritten in order, the rewritten text is
+played through the environment (``env.reset(options={"index": i})``, then ``env.step(text)`` per turn), and
+the *real* environment messages that follow it (tool results, user follow-ups) become the conversation for
+the next turn. Turn k's hinted stream sees that conversation plus the expert's k-th assistant message as
+the reference; the student stream sees the conversation alone. So every assistant message of a kept
+episode is the model's own (mixed) text, every other message is what the environment actually answered
+to it, and the episode is kept only if the environment ends it (terminated/truncated) with reward
+>= ``min_reward`` (default 1.0, the maximum). Rewriting only the first turn and pasting the rest of the
+expert transcript would leave later turns off-policy and could pair them with tool results the rewritten
+call never produced.
+
+``self_rollout_first``: as in the paper, first let the model play the episode itself (plain sampling, the
+same temperature/top-p/stop rules); keep it if it is rewarded fully, and use Hinted Decoding only for the
+tasks it got wrong.
+
+Output (``out_dir``): ``realigned.jsonl``, one accepted episode per line (see ``load_realigned``), and
+``report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agents.chat_render import ChatRenderer
+from agents.models import autocast_context
+from agents.rollout import expert_trajectory
+from algorithms.hinted import (
+    HINT_INSTRUCTION,
+    STOP_EOS,
+    HintedParams,
+    Marker,
+    hint_messages,
+    hinted_decode,
+    resolve_marker,
+)
+from algorithms.idft import centred_loglik
+from algorithms.logprobs import token_logprobs_and_entropy
+
+Messages = list[dict[str, Any]]
+
+SOURCE_HINTED = "hinted"
+SOURCE_SELF = "self"
+SOURCE_ORIGINAL = "original"
+
+
+# ----------------------------------------------------------------------------------------------- episodes
+
+
+@dataclass
+class Episode:
+    """One task played turn by turn: ``conv`` = opening messages + what has happened since."""
+
+    index: int
+    env: Any
+    opening: Messages
+    expert: Messages
+    task_info: dict[str, Any]
+    conv: Messages = field(default_factory=list)
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    reward: float = 0.0
+    done: bool = False
+
+    @property
+    def references(self) -> list[str]:
+        """The expert's assistant messages, in order: turn k's reference."""
+        return [m["content"] for m in self.expert if m.get("role") == "assistant"]
+
+    @property
+    def continuation(self) -> Messages:
+        return self.conv[len(self.opening):]
+
+
+@dataclass
+class DecodeStats:
+    """Generated tokens and the wall time spent decoding them (env steps excluded)."""
+
+    tokens: int = 0
+    seconds: float = 0.0
+    calls: int = 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def _seed(base: int, index: int, turn: int, hinted: bool) -> int:
+    """A distinct, reproducible sampler seed per (run seed, task, turn, mode)."""
+    return (int(base) * 1_000_003 + int(index) * 1_009 + int(turn) * 7 + (0 if hinted else 3)) % (2**62)
+
+
+def play_episodes(model: Any, tokenizer: Any, episodes: Sequence[Episode], params: HintedParams, *,
+                  hinted: bool, marker: str | Marker | None, seed: int, max_turns: int,
+                  instruction: str = HINT_INSTRUCTION, stats: DecodeStats | None = None) -> None:
+    """Play ``episodes`` (already reset) to the end, all live ones batched per turn; updates them in place.
+
+    ``hinted=True``: turn k is decoded with Hinted Decoding against the expert's k-th assistant message; an
+    episode the environment has not ended after the expert's last turn stays ``done=False`` (not kept).
+    ``hinted=False``: the model's own rollout (student stream alone), at most ``max_turns`` turns.
+    """
+    renderer = ChatRenderer(tokenizer)
+    marker_fn = resolve_marker(marker)
+    for turn in range(max_turns):
+        live = [e for e in episodes if not e.done and (not hinted or turn < len(e.references))]
+        if not live:
+            return
+        student = [renderer.render_prompt(e.conv) for e in live]
+        hints = ([renderer.render_prompt(hint_messages(e.conv, e.references[turn], instruction)) for e in live]
+                 if hinted else None)
+        t0 = time.perf_counter()
+        samples = hinted_decode(model, tokenizer, student, hints, [_seed(seed, e.index, turn, hinted) for e in live],
+                                params, marker=marker_fn, eos_ids=renderer.eot_ids)
+        if stats is not None:
+            stats.seconds += time.perf_counter() - t0
+            stats.tokens += sum(len(s.token_ids) for s in samples)
+            stats.calls += 1
+        for e, s in zip(live, samples, strict=True):
+            # a reply cut by the length cap or the repetition stop is a length cut for the environment
+            finish = "eos" if s.stop_reason == STOP_EOS else "length"
+            new, reward, terminated, truncated, _ = e.env.step(s.text, finish_reason=finish)
+            e.conv.append({"role": "assistant", "content": s.text})
+            e.conv.extend({"role": m["role"], "content": m["content"]} for m in new)
+            e.turns.append({"mode": SOURCE_HINTED if hinted else SOURCE_SELF, "stop_reason": s.stop_reason,
+                            "switch_pos": s.switch_pos, "tokens": len(s.token_ids), "mean_lam": s.mean_lam,
+                            "lams": s.lams})
+            e.reward = float(reward)
+            e.done = bool(terminated or truncated)
+
+
+def reset_episode(env: Any, index: int) -> Episode | None:
+    """Reset ``env`` on task ``index``; None when the task has no expert continuation."""
+    opening, info = env.reset(options={"index": int(index)})
+    expert = info.get("expert") or []
+    if not any(m.get("role") == "assistant" for m in expert):
+        return None
+    opening = [{"role": m["role"], "content": m["content"]} for m in opening]
+    task_info = {k: v for k, v in info.items() if k != "expert" and _jsonable(v)}
+    return Episode(index=int(index), env=env, opening=opening, expert=[dict(m) for m in expert],
+                   task_info=task_info, conv=[dict(m) for m in opening])
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+# ----------------------------------------------------------------------------------------------- cll
+
+
+def conversation_cll(model: Any, tokenizer: Any, opening: Messages, continuation: Messages,
+                     dtype: str | None = None) -> dict[str, float]:
+    """Centred log-likelihood (cll_t = log p_t + H_t at temperature 1) of the assistant tokens of
+    ``opening + continuation`` under ``model``, the tokens masked exactly as the trainer's expert
+    trajectories (``expert_trajectory``). Returns {"sum", "count", "mean", "positive"}."""
+    traj = expert_trajectory(opening, continuation, tokenizer)
+    device = next(model.parameters()).device
+    ids = torch.tensor([traj.input_ids], dtype=torch.long, device=device)
+    mask = torch.tensor([traj.loss_mask], dtype=torch.bool, device=device)
+    with torch.no_grad(), autocast_context(device, dtype or getattr(model.config, "chordgym_dtype", "fp32")):
+        logits = model(input_ids=ids).logits
+    logp, entropy = token_logprobs_and_entropy(logits, ids, temperature=1.0, with_entropy=True)
+    cll = centred_loglik(logp, entropy)[mask]
+    count = int(cll.numel())
+    total = float(cll.sum()) if count else 0.0
+    return {"sum": total, "count": count, "mean": total / count if count else 0.0,
+            "positive": int((cll > 0).sum())}
+
+
+def summarize_cll(items: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Token-weighted mean cll (sum of sums / tokens), the mean of per-sequence means, share cll > 0
+    (None when there is nothing to average)."""
+    tokens = sum(int(c["count"]) for c in items)
+    return {"sequences": len(items), "tokens": tokens,
+            "token_mean": sum(c["sum"] for c in items) / tokens if tokens else None,
+            "sequence_mean": sum(c["mean"] for c in items) / len(items) if items else None,
+            "share_positive": sum(int(c["positive"]) for c in items) / tokens if tokens else None}
+
+
+# ----------------------------------------------------------------------------------------------- the rewrite
+
+
+@dataclass
+class RealignConfig:
+    """What ``realign`` does (the ``realign:`` block of configs/realign.yaml)."""
+
+    params: HintedParams = field(default_factory=HintedParams)
+    marker: str | Marker | None = "call_list"
+    batch_size: int = 8
+    seed: int = 0
+    self_rollout_first: bool = False
+    max_self_turns: int = 4
+    min_reward: float = 1.0
+    fallback_to_original: bool = False
+    measure_cll: bool = True
+    instruction: str = HINT_INSTRUCTION
+
+
+def realign(model: Any, tokenizer: Any, make_env: Callable[[], Any], indices: Sequence[int],
+            cfg: RealignConfig, progress: Callable[[str], None] | None = None
+            ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rewrite the expert episodes of tasks ``indices``; returns (JSONL records, report).
+
+    Tasks without an expert continuation are skipped (counted in the report). A record is written for
+    every accepted episode; with ``fallback_to_original`` a rejected task keeps its original expert
+    continuation (``source="original"``) so the pool keeps its size.
+    """
+    envs = [make_env() for _ in range(max(1, min(cfg.batch_size, len(indices))))]
+    stats = DecodeStats()
+    records: list[dict[str, Any]] = []
+    all_turns: list[dict[str, Any]] = []
+    sources: Counter[str] = Counter()
+    rewards: list[float] = []
+    cll_orig_all: list[dict[str, float]] = []
+    cll_orig_kept: list[dict[str, float]] = []
+    cll_new_kept: list[dict[str, float]] = []
+    rejected_examples: list[dict[str, Any]] = []
+    skipped = 0
+    t_start = time.perf_counter()
+
+    for start in range(0, len(indices), len(envs)):
+        chunk = indices[start:start + len(envs)]
+        pending = [ep for env, i in zip(envs, chunk, strict=False) if (ep := reset_episode(env, i)) is not None]
+        skipped += len(chunk) - len(pending)
+        final: dict[int, tuple[Episode, str]] = {}
+        if cfg.self_rollout_first and pending:
+            play_episodes(model, tokenizer, pending, cfg.params, hinted=False, marker=None, seed=cfg.seed,
+                          max_turns=cfg.max_self_turns, stats=stats)
+            for ep in pending:
+                if _accepted(ep, cfg.min_reward):
+                    final[ep.index] = (ep, SOURCE_SELF)
+            pending = [reset_episode(ep.env, ep.index) for ep in pending if ep.index not in final]
+            pending = [ep for ep in pending if ep is not None]
+        if pending:
+            play_episodes(model, tokenizer, pending, cfg.params, hinted=True, marker=cfg.marker, seed=cfg.seed,
+                          max_turns=max(len(ep.references) for ep in pending), instruction=cfg.instruction,
+                          stats=stats)
+            all_turns.extend(t for ep in pending for t in ep.turns)
+            for ep in pending:
+                rewards.append(ep.reward)
+                final[ep.index] = (ep, SOURCE_HINTED if _accepted(ep, cfg.min_reward) else "rejected")
+
+        for i in chunk:
+            if i not in final:
+                continue
+            ep, source = final[i]
+            c_orig = conversation_cll(model, tokenizer, ep.opening, ep.expert) if cfg.measure_cll else None
+            if c_orig:
+                cll_orig_all.append(c_orig)
+            if source == "rejected" and len(rejected_examples) < 3:  # for diagnosis in the report
+                rejected_examples.append({"index": ep.index, "reward": ep.reward, "done": ep.done,
+                                          "continuation": ep.continuation})
+            if source == "rejected" and not cfg.fallback_to_original:
+                sources["rejected"] += 1
+                continue
+            if source == "rejected":
+                sources["rejected"] += 1
+                source, continuation, reward = SOURCE_ORIGINAL, ep.expert, None
+            else:
+                sources[source] += 1
+                continuation, reward = ep.continuation, ep.reward
+            c_new = (conversation_cll(model, tokenizer, ep.opening, continuation)
+                     if cfg.measure_cll and source != SOURCE_ORIGINAL else c_orig)
+            if c_orig and c_new and source != SOURCE_ORIGINAL:
+                cll_orig_kept.append(c_orig)
+                cll_new_kept.append(c_new)
+            records.append({
+                "index": ep.index, "opening": ep.opening, "expert": continuation, "original_expert": ep.expert,
+                "source": source, "reward": reward, "task": ep.task_info,
+                "turns": [{k: v for k, v in t.items() if k != "lams"} for t in ep.turns] if source != SOURCE_ORIGINAL
+                else [],
+                "cll_original": c_orig, "cll_rewritten": c_new,
+            })
+        if progress is not None:
+            progress(f"{min(start + len(envs), len(indices))}/{len(indices)} tasks, kept "
+                     f"{sources[SOURCE_HINTED] + sources[SOURCE_SELF]}, {stats.tokens_per_s:.1f} tok/s")
+
+    attempted = len(indices) - skipped
+    kept = sources[SOURCE_HINTED] + sources[SOURCE_SELF]
+    report = {
+        "tasks": len(indices), "skipped_no_expert": skipped, "attempted": attempted,
+        "accepted": kept, "acceptance_rate": kept / attempted if attempted else 0.0,
+        "sources": dict(sources),
+        "hinted_acceptance_rate": (sources[SOURCE_HINTED] / len(rewards)) if rewards else 0.0,
+        "hinted_reward_mean": sum(rewards) / len(rewards) if rewards else None,
+        "cll": {"original_all": summarize_cll(cll_orig_all), "original_accepted": summarize_cll(cll_orig_kept),
+                "rewritten_accepted": summarize_cll(cll_new_kept)},
+        "hinted_turns": _turn_stats(all_turns),
+        "generation": {"tokens": stats.tokens, "decode_seconds": round(stats.seconds, 2),
+                       "tokens_per_s": round(stats.tokens_per_s, 2), "decode_calls": stats.calls},
+        "wall_seconds": round(time.perf_counter() - t_start, 2),
+        "rejected_examples": rejected_examples,
+    }
+    return records, report
+
+
+def _accepted(ep: Episode, min_reward: float) -> bool:
+    """Kept only if the environment ended the episode with the maximum reward."""
+    return ep.done and ep.reward >= min_reward
+
+
+def _turn_stats(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """lam statistics over every mixed step, switch rate and stop reasons of the hinted turns."""
+    lams = sorted(x for t in turns for x in t["lams"])
+
+    def q(p: float) -> float | None:
+        return lams[min(len(lams) - 1, int(p * len(lams)))] if lams else None
+
+    return {"turns": len(turns), "mixed_steps": len(lams),
+            "lam_mean": sum(lams) / len(lams) if lams else None, "lam_p10": q(0.1), "lam_p50": q(0.5),
+            "lam_p90": q(0.9), "lam_max": lams[-1] if lams else None,
+            "switch_rate": (sum(t["switch_pos"] is not None for t in turns) / len(turns)) if turns else None,
+            "stop_reasons": dict(Counter(t["stop_reason"] for t in turns)),
+            "tokens_mean": (sum(t["tokens"] for t in turns) / len(turns)) if turns else None}
+
+
+# ----------------------------------------------------------------------------------------------- files
+
+
+def write_jsonl(path: str | Path, records: Sequence[dict[str, Any]]) -> None:
+    """Write records one JSON object per line, atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def load_realigned(path: str | Path, sources: Sequence[str] | None = None) -> list[tuple[Messages, Messages]]:
+    """The realigned expert pool: ``(opening messages, expert continuation)`` per line of ``path``, the same
+    pair the trainer gets from ``env.reset`` (opening, ``info["expert"]``) and hands to ``expert_trajectory``.
+    ``sources`` filters by record source (``"hinted"``, ``"self"``, ``"original"``; default: all)."""
+    pairs = []
+    with Path(path).open() as f:
+        for line in f:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            if sources is not None and r.get("source") not in sources:
+                continue
+            pairs.append((r["opening"], r["expert"]))
+    return pairs
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+def _env_factory(env_cfg: Any) -> tuple[Callable[[], Any], str]:
+    from omegaconf import OmegaConf
+
+    from envs import make
+
+    kwargs = dict(OmegaConf.to_container(env_cfg.get("kwargs"), resolve=True) or {}) if env_cfg.get("kwargs") else {}
+    split = env_cfg.get("train_split", "train")
+    kwargs.setdefault("split", split)
+    return (lambda: make(env_cfg.name, **kwargs)), split
+
+
+def _num_tasks(env: Any) -> int:
+    """Number of tasks of an environment: ``num_tasks``, ``len(env)`` or ``len(env.tasks)``."""
+    n = getattr(env, "num_tasks", None)
+    if n is not None:
+        return int(n)
+    try:
+        return len(env)
+    except TypeError:
+        return len(env.tasks)
+
+
+def _marker_for(env_name: str, marker: str) -> str:
+    """``auto``: ``\\boxed{`` for math, the pythonic call list for tool environments."""
+    if marker != "auto":
+        return marker
+    return "boxed" if env_name == "math" else "call_list"
+
+
+def main_cli(cfg: Any) -> dict[str, Any]:
+    """Run the rewrite described by a Hydra config (configs/realign.yaml); returns the report."""
+    from omegaconf import OmegaConf
+
+    from agents.models import load_model
+
+    r = cfg.realign
+    if r.get("num_threads"):
+        torch.set_num_threads(int(r.num_threads))
+    torch.manual_seed(int(cfg.seed))
+    model, tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed))
+    make_env, split = _env_factory(cfg.env)
+    n_tasks = _num_tasks(make_env())
+    start = int(r.start_index)
+    indices = list(range(start, min(n_tasks, start + int(r.num_samples))))
+    params = HintedParams(beta=float(r.beta), temperature=float(r.temperature), top_p=float(r.top_p),
+                          max_new_tokens=int(r.max_new_tokens), repeat_window=int(r.repeat_window),
+                          repeat_count=int(r.repeat_count))
+    rc = RealignConfig(params=params, marker=_marker_for(cfg.env.name, str(r.marker)), batch_size=int(r.batch_size),
+                       seed=int(cfg.seed), self_rollout_first=bool(r.self_rollout_first),
+                       max_self_turns=int(r.max_self_turns), min_reward=float(r.min_reward),
+                       fallback_to_original=bool(r.fallback_to_original), measure_cll=bool(r.measure_cll),
+                       instruction=str(r.instruction) if r.get("instruction") else HINT_INSTRUCTION)
+    records, report = realign(model, tokenizer, make_env, indices, rc,
+                              progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    out = Path(cfg.out_dir)
+    write_jsonl(out / "realigned.jsonl", records)
+    report = {"env": cfg.env.name, "split": split, "model": cfg.model.spec, "dtype": cfg.model.dtype,
+              "marker": rc.marker, "config": OmegaConf.to_container(r, resolve=True), **report}
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    c = report["cll"]
+    print(json.dumps({"accepted": report["accepted"], "attempted": report["attempted"],
+                      "acceptance_rate": round(report["acceptance_rate"], 3),
+                      "cll_original_all": c["original_all"]["token_mean"],
+                      "cll_original_accepted": c["original_accepted"]["token_mean"],
+                      "cll_rewritten_accepted": c["rewritten_accepted"]["token_mean"],
+                      "tokens_per_s": report["generation"]["tokens_per_s"], "out": str(out)}, default=str))
+    return report
+
+
+def _hydra_main() -> None:
+    import hydra
+
+    @hydra.main(config_path="../configs", config_name="realign", version_base="1.3")
+    def run(cfg: Any) -> None:
+        main_cli(cfg)
+
+    run()
+
+
+if __name__ == "__main__":
+    _hydra_main()
