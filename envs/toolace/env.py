@@ -91,6 +91,8 @@ class ToolACEEnv(ChatEnv):
         else:
             self.tasks = list(tasks)
         self._by_id = {t.id: i for i, t in enumerate(self.tasks)}
+        self._default_tools = toolset_factory is None
+        self._prompts: dict[tuple[str, ...], str] = {}
         self.toolset_factory = toolset_factory or catalog_toolset(tool_timeout_s)
         self.task: Task | None = None
         self.toolset: Toolset | None = None
@@ -126,11 +128,24 @@ class ToolACEEnv(ChatEnv):
         self.turn_unparsed = [0] * task.n_turns
         self.errors = 0
         self.parse_errors = 0
-        messages = [{"role": "system", "content": system_prompt(self.toolset.schemas("toolace"), self.prompt_style)},
+        messages = [{"role": "system", "content": self._system_prompt(task)},
                     {"role": "user", "content": task.user_messages[0]}]
         info = {"task_id": task.id, "kind": task.kind, "domain": task.domain, "tools": list(task.tools),
                 "expert": [dict(m) for m in task.expert], "ground_truth": task.ground_truth, "meta": dict(task.meta)}
         return messages, info
+
+    def _system_prompt(self, task: Task) -> str:
+        """The prompt for the task's tools; cached by tool list for the built-in catalog (same schemas)."""
+        assert self.toolset is not None
+        if not self._default_tools:
+            return system_prompt(self.toolset.schemas("toolace"), self.prompt_style)
+        key = tuple(task.tools)
+        prompt = self._prompts.get(key)
+        if prompt is None:
+            if len(self._prompts) >= 8192:
+                self._prompts.clear()
+            prompt = self._prompts[key] = system_prompt(self.toolset.schemas("toolace"), self.prompt_style)
+        return prompt
 
     # -- a turn --------------------------------------------------------------------------------------------
     def _step_turn(self, assistant_text: str) -> tuple[Messages, float, bool, dict[str, Any]]:

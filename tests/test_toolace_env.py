@@ -1,0 +1,179 @@
+"""ToolACEEnv: expert replays score 1.0; wrong, missing and extra calls score 0; errors never crash."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs  # noqa: F401  (registers the ids)
+from envs.toolace import Task, ToolACEEnv, load_split
+from envs.toolace.generate import replay_expert
+from envs.toolace.reward import values_equal
+
+
+@pytest.fixture(scope="module")
+def env():
+    return ToolACEEnv(tasks=[])
+
+
+def _task(kind: str, split: str = "val", pred=lambda t: True) -> Task:
+    return next(t for t in load_split(split) if t.kind == kind and pred(t))
+
+
+def _run(env, task, assistant_texts):
+    env.reset(options={"task": task})
+    out = None
+    for text in assistant_texts:
+        out = env.step(text)
+        if out[2] or out[3]:
+            break
+    return out
+
+
+def _expert_assistant(task):
+    return [m["content"] for m in task.expert if m["role"] == "assistant"]
+
+
+def test_check_env():
+    check_env(gym.make("chordgym/ToolACE-v0").unwrapped)
+
+
+@pytest.mark.parametrize("split,limit", [("train", 600), ("val", None), ("test", 400)])
+def test_expert_replays_score_one(env, split, limit):
+    tasks = load_split(split)[:limit]
+    for task in tasks:
+        reward, problem = replay_expert(env, task)
+        assert problem is None and reward == 1.0, (task.id, problem)
+
+
+def test_reset_returns_system_and_user_and_info():
+    env = ToolACEEnv(split="val")
+    messages, info = env.reset(seed=0)
+    assert [m["role"] for m in messages] == ["system", "user"]
+    system = messages[0]["content"]
+    assert system.startswith("You are an expert in composing functions.")
+    assert "[func_name1(params_name1=params_value1, params_name2=params_value2...), func_name2(params)]" in system
+    assert "Note that the provided function is in Python 3 syntax." in system
+    assert set(info) >= {"task_id", "kind", "expert", "ground_truth"}
+    again, info2 = env.reset(seed=0)
+    assert again == messages and info2["task_id"] == info["task_id"]
+    by_index, _ = env.reset(options={"index": 5})
+    _, by_id = env.reset(options={"task_id": env.tasks[5].id})
+    assert by_id["task_id"] == env.tasks[5].id and by_index[1]["content"] == env.tasks[5].user_messages[0]
+    with pytest.raises(ValueError, match="unknown reset option"):
+        env.reset(options={"idx": 1})
+    for t in env.tasks[:30]:
+        m, _ = env.reset(options={"task": t})
+        listed = [f["name"] for f in json.loads(m[0]["content"].split("invoke.\n", 1)[1])]
+        assert listed == t.tools
+
+
+def test_wrong_call_wrong_argument_missing_and_extra_score_zero(env):
+    task = _task("parallel")
+    gt = task.ground_truth[0][0]
+    right = _expert_assistant(task)
+    assert _run(env, task, right)[1] == 1.0
+    answer = right[-1]
+    calls = [f"{c['name']}({', '.join(f'{k}={v!r}' for k, v in c['arguments'].items())})" for c in gt]
+    assert _run(env, task, ["[" + ", ".join(calls) + "]", answer])[1] == 1.0
+    assert _run(env, task, ["[" + ", ".join(reversed(calls)) + "]", answer])[1] == 1.0  # order-free
+    assert _run(env, task, ["[" + calls[0] + "]", answer])[1] == 0.0  # missing call
+    assert _run(env, task, ["[" + ", ".join(calls + [calls[0]]) + "]", answer])[1] == 0.0  # extra call
+    wrong_name = "[" + ", ".join(["not_a_tool(x=1)"] + calls[1:]) + "]"
+    assert _run(env, task, [wrong_name, answer])[1] == 0.0
+    first = dict(gt[0]["arguments"])
+    key = next(iter(first))
+    first[key] = "definitely wrong" if not isinstance(first[key], str) else first[key] + "x"
+    bad = [f"{gt[0]['name']}({', '.join(f'{k}={v!r}' for k, v in first.items())})"] + calls[1:]
+    assert _run(env, task, ["[" + ", ".join(bad) + "]", answer])[1] == 0.0
+    assert _run(env, task, [answer])[1] == 0.0  # no call at all
+
+
+def test_split_across_assistant_turns_still_matches(env):
+    task = _task("parallel")
+    gt = task.ground_truth[0][0]
+    texts = [f"[{c['name']}({', '.join(f'{k}={v!r}' for k, v in c['arguments'].items())})]" for c in gt]
+    assert _run(env, task, texts + ["Done."])[1] == 1.0
+
+
+def test_dependent_and_multi_turn(env):
+    dep = _task("dependent")
+    texts = _expert_assistant(dep)
+    assert _run(env, dep, texts)[1] == 1.0
+    assert _run(env, dep, [texts[0], texts[-1]])[1] == 0.0  # skipped the dependent call
+    multi = _task("multi_turn", pred=lambda t: t.meta["style"] == "next")
+    texts = _expert_assistant(multi)
+    env.reset(options={"task": multi})
+    seen_user = False
+    for text in texts:
+        out, reward, term, trunc, info = env.step(text)
+        seen_user |= any(m["role"] == "user" for m in out)
+    assert seen_user and term and reward == 1.0 and info["matched"] == [True, True]
+
+
+def test_no_tool_tasks(env):
+    task = _task("no_tool", pred=lambda t: t.meta["subkind"] == "irrelevant")
+    assert _run(env, task, ["Sorry, I cannot do that with these functions."])[1] == 1.0
+    assert _run(env, task, ["[]"])[1] == 0.0  # an empty reply is not an answer
+    offered = task.tools[0]
+    assert _run(env, task, [f"[{offered}()]", "Sorry."])[1] == 0.0
+    ask = _task("no_tool", pred=lambda t: t.meta["subkind"] == "missing_param")
+    assert _run(env, ask, _expert_assistant(ask))[1] == 1.0
+
+
+def test_parse_errors_are_tool_messages(env):
+    task = _task("single")
+    env.reset(options={"task": task})
+    out, reward, term, trunc, info = env.step("[get_weather_now(city=Paris)]")
+    assert not term and reward == 0.0 and out[0]["role"] == "tool"
+    item = json.loads(out[0]["content"])[0]
+    assert item["name"] == "invalid_call" and "bare name" in item["error"]
+    assert info["errors"] == 1 and info["parse_errors"] == 1
+    rest = _expert_assistant(task)
+    for text in rest:
+        out, reward, term, trunc, info = env.step(text)
+    assert term and reward == 0.0  # a failed attempt forfeits strict credit
+
+
+def test_truncation_gives_zero(env):
+    task = _task("single")
+    short = ToolACEEnv(tasks=[task], max_turns=2)
+    short.reset(options={"index": 0})
+    call = _expert_assistant(task)[0]
+    assert short.step(call)[3] is False
+    out, reward, term, trunc, info = short.step(call)
+    assert trunc and not term and reward == 0.0 and info["truncated_at_turn_cap"]
+
+
+def test_partial_mode(env):
+    task = _task("parallel", pred=lambda t: len(t.ground_truth[0][0]) == 2)
+    partial = ToolACEEnv(tasks=[task], reward_mode="partial")
+    gt = task.ground_truth[0][0]
+    one = f"[{gt[0]['name']}({', '.join(f'{k}={v!r}' for k, v in gt[0]['arguments'].items())})]"
+    partial.reset(options={"index": 0})
+    partial.step(one)
+    assert partial.step("Here you go.")[1] == 0.5
+    assert _run(env, task, [one, "Here you go."])[1] == 0.0
+
+
+def test_fresh_world_per_episode(env):
+    task = _task("single", split="train", pred=lambda t: t.ground_truth[0][0][0]["name"] == "create_event")
+    texts = _expert_assistant(task)
+    env.reset(options={"task": task})
+    first = env.step(texts[0])[0]
+    env.reset(options={"task": task})
+    assert env.step(texts[0])[0] == first  # same event id: nothing leaked from the last episode
+
+
+def test_values_compare_type_aware():
+    number, integer = {"type": "number"}, {"type": "integer"}
+    assert values_equal(1.0, 1, number) and values_equal(1, 1.0, number)
+    assert not values_equal(1, 1.0, integer)
+    assert not values_equal(1, "1", number) and not values_equal("1", 1, {"type": "string"})
+    assert not values_equal(1, True, integer) and not values_equal(True, 1, {"type": "boolean"})
+    assert values_equal("Paris", " paris", {"type": "string"})
+    assert values_equal({"a": 1}, {"a": 1.0}, {"type": "object", "properties": {"a": number}})
+    assert not values_equal([1, 2], [2, 1], {"type": "array", "items": integer})
