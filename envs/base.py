@@ -22,7 +22,8 @@ StepResult = tuple[Messages, float, bool, bool, dict[str, Any]]
 class ChatEnv(gym.Env):
     """Base class: a multi-turn text environment with a turn cap.
 
-    Subclasses implement ``_reset_task(options) -> (messages, info)`` and
+    Subclasses hold a list of tasks (``num_tasks``; ``reset(options={"index": i})`` picks task ``i``) and
+    implement ``_reset_task(options) -> (messages, info)`` and
     ``_step_turn(assistant_text) -> (messages, reward, terminated, info)``; this class counts turns,
     truncates at ``max_turns`` and keeps the transcript in ``self.messages`` for inspection.
     """
@@ -68,6 +69,11 @@ class ChatEnv(gym.Env):
         self.messages.extend(dict(m) for m in messages)
         self.done = terminated or truncated
         return messages, float(reward), bool(terminated), bool(truncated), info
+
+    @property
+    def num_tasks(self) -> int:
+        """How many tasks ``reset(options={"index": i})`` can pick from."""
+        raise NotImplementedError
 
     def render(self) -> str | None:
         if self.render_mode == "ansi":

@@ -97,6 +97,11 @@ class ToolACEEnv(ChatEnv):
         self.task: Task | None = None
         self.toolset: Toolset | None = None
 
+    @property
+    def num_tasks(self) -> int:
+        """How many tasks ``reset(options={"index": i})`` can pick from."""
+        return len(self.tasks)
+
     # -- episode state -------------------------------------------------------------------------------
     def _pick(self, options: dict[str, Any]) -> Task:
         unknown = set(options) - _OPTION_KEYS
