@@ -21,10 +21,12 @@ generated text, the rest comes from q alone. Decoding stops on the end-of-turn t
 ``repeat_window``-token window seen ``repeat_count`` times.
 
 KV-cache design (``KVBatch``): B problems x 2 streams are one batch of 2B rows in one ``DynamicCache``.
-Prompts are left-padded to a common length; the attention mask marks padding and the position ids are
-``cumsum(mask) - 1`` so every row sees positions 0, 1, ... from its own first real token, exactly as if it
-were alone. The prompt is run once (prefill, ``logits_to_keep=1``); each later step feeds one token per row
-with the previous cache. Rows that are no longer needed (a finished problem, the p row after the switch)
+Each prompt is prefilled alone (no compute spent on padding; ``logits_to_keep=1``), and a prompt that
+shares a prefix with an earlier one (p and q share the environment's system prompt, often most of the
+prompt) reuses that prefix's K/V and runs only the rest. The rows' K/V are then left-padded with zeros
+into one cache; the attention mask marks the padding and each row's positions continue from its own
+length, so every row sees positions 0, 1, ... exactly as if it were alone. Each later step feeds one
+token per row with the cache. Rows that are no longer needed (a finished problem, the p row after the switch)
 are removed from the cache with ``batch_select_indices``, so late steps cost only what is still decoding.
 The authors' reference recomputes the whole prefix every token; this is O(T) per token instead of O(T^2).
 
@@ -259,21 +261,65 @@ class KVBatch:
         self.cache = out.past_key_values
         return out.logits[:, -1].float()
 
-    def prefill(self, prompts: Sequence[Sequence[int]]) -> Tensor:
-        """Left-pad ``prompts`` to one length and run them; returns the [R, V] next-token logits."""
+    def _run_row(self, prompt: Sequence[int], prefix: list[tuple[Tensor, Tensor]] | None, start: int
+                 ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """Run ``prompt[start:]`` alone (no padding) on top of ``prefix`` (the K/V of ``prompt[:start]``);
+        returns its next-token logits [V] and the row's K/V per layer ([1, heads, len, dim])."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(ddp_cache_data=prefix) if prefix else None
+        ids = torch.tensor([list(prompt[start:])], dtype=torch.long, device=self.device)
+        positions = torch.arange(start, len(prompt), device=self.device).unsqueeze(0)
+        with torch.no_grad(), autocast_context(self.device, self.dtype):
+            out = self.model(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True,
+                             logits_to_keep=1)
+        kv = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        return out.logits[0, -1].float(), kv
+
+    def prefill(self, prompts: Sequence[Sequence[int]], min_shared: int = 16) -> Tensor:
+        """Run ``prompts`` and build the left-padded batch cache; returns the [R, V] next-token logits.
+
+        Each row runs alone, so no compute is spent on padding; a row that shares a prefix of at least
+        ``min_shared`` tokens with an earlier row (the hinted and student prompts share the environment's
+        system prompt, often most of the prompt) reuses that row's K/V for the prefix and runs only the rest.
+        The rows' K/V are then left-padded with zeros (masked out) into one ``DynamicCache``.
+        """
+        from transformers import DynamicCache
+
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("prefill needs at least one prompt and no empty prompt")
         length = max(len(p) for p in prompts)
+        rows_kv: list[list[tuple[Tensor, Tensor]]] = []
+        logits = []
+        for r, prompt in enumerate(prompts):
+            best, shared = None, 0
+            for q in range(r):
+                n = _common_prefix(prompt, prompts[q])
+                if n > shared:
+                    best, shared = q, n
+            shared = min(shared, len(prompt) - 1)  # at least one token runs, to get its logits
+            if best is None or shared < min_shared:
+                row_logits, kv = self._run_row(prompt, None, 0)
+            else:
+                prefix = [(k[:, :, :shared], v[:, :, :shared]) for k, v in rows_kv[best]]
+                row_logits, kv = self._run_row(prompt, prefix, shared)
+            rows_kv.append(kv)
+            logits.append(row_logits)
+
+        def pad(t: Tensor) -> Tensor:
+            return torch.cat([t.new_zeros(*t.shape[:2], length - t.shape[2], t.shape[3]), t], dim=2)
+
+        layers = [(torch.cat([pad(kv[i][0]) for kv in rows_kv]), torch.cat([pad(kv[i][1]) for kv in rows_kv]))
+                  for i in range(len(rows_kv[0]))]
+        self.cache = DynamicCache(ddp_cache_data=layers)
         ids = torch.full((len(prompts), length), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), length), dtype=torch.long)
         for r, p in enumerate(prompts):
             ids[r, length - len(p):] = torch.tensor(list(p), dtype=torch.long)
             mask[r, length - len(p):] = 1
         self.ids, self.mask = ids.to(self.device), mask.to(self.device)
-        positions = (self.mask.cumsum(-1) - 1).clamp(min=0)
-        self.next_pos = positions[:, -1] + 1
-        self.cache = None
-        return self._forward(self.ids, positions)
+        self.next_pos = torch.tensor([len(p) for p in prompts], dtype=torch.long, device=self.device)
+        return torch.stack(logits)
 
     def step(self, tokens: Sequence[int]) -> Tensor:
         """Append one token per row; returns the [R, V] logits of the token after it."""
@@ -400,6 +446,15 @@ def hinted_decode(model: Any, tokenizer: Any, student_prompts: Sequence[Sequence
         out.append(HintedSample(token_ids=st.gen, text=_decode(tokenizer, body), stop_reason=str(st.stop),
                                 switch_pos=st.switch_pos, lams=st.lams))
     return out
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
 
 
 def _decode(tokenizer: Any, ids: Sequence[int]) -> str:

@@ -168,11 +168,12 @@ def test_kv_cache_matches_full_recompute(tiny):
 
 
 class _LogitsHook(torch.nn.Module):
-    """Wraps a model and edits its logits: ``edit(logits, call_number)`` returns the new logits."""
+    """Wraps a model and edits its logits: ``edit(logits, step)`` returns the new logits, where ``step`` is 0
+    for prefill calls (prompts) and k for the k-th one-token decode step."""
 
     def __init__(self, inner: Any, edit: Any):
         super().__init__()
-        self.inner, self.edit, self.calls = inner, edit, 0
+        self.inner, self.edit, self.steps = inner, edit, 0
 
     @property
     def config(self) -> Any:
@@ -180,13 +181,14 @@ class _LogitsHook(torch.nn.Module):
 
     def forward(self, **kwargs: Any) -> Any:
         out = self.inner(**kwargs)
-        out.logits = self.edit(out.logits, self.calls)
-        self.calls += 1
+        is_step = kwargs["input_ids"].shape[1] == 1 and kwargs.get("past_key_values") is not None
+        self.steps += int(is_step)
+        out.logits = self.edit(out.logits, self.steps if is_step else 0)
         return out
 
 
 def _forced(model: Any, token: int, start: int) -> _LogitsHook:
-    """From forward call ``start`` on (the prefill is call 0), ``token`` is overwhelmingly likely."""
+    """From decode step ``start`` on (prefill = step 0), ``token`` is overwhelmingly likely."""
     def edit(logits: torch.Tensor, call: int) -> torch.Tensor:
         if call >= start:
             logits[..., token] += 1e4
