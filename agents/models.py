@@ -379,19 +379,22 @@ def load_tokenizer(spec: str = EMBEDDED_SPEC) -> Any:
     return _prepare_tokenizer(_load_local_tokenizer(Path(spec).expanduser()))
 
 
-def tiny_random_model(tokenizer: Any, seed: int = 0, dtype: torch.dtype = torch.float32) -> Any:
+def tiny_random_model(tokenizer: Any, seed: int = 0, dtype: torch.dtype = torch.float32,
+                      **config_overrides: Any) -> Any:
     """A seeded 2-layer Llama (hidden 64, 4 heads, MLP 128, tied embeddings) over ``tokenizer``'s vocabulary.
 
-    Same seed -> same weights; the global torch RNG is left untouched.
+    Same seed -> same weights; the global torch RNG is left untouched. ``config_overrides`` change the
+    ``LlamaConfig`` (tests use a larger ``initializer_range`` for peaked, non-repeating greedy output).
     """
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(
+    settings: dict[str, Any] = dict(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, initializer_range=0.02,
     )
+    config = LlamaConfig(**{**settings, **config_overrides})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)

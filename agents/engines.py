@@ -1,0 +1,475 @@
+"""Generation engines: the token-in/token-out interface rollouts sample through, and the HF implementation.
+
+Contract (``GenerationEngine``): ``generate(prompts, sampling) -> list[Generation]``, one per prompt, in
+order. ``prompts`` are token ids (already rendered by the chat template); the engine never re-tokenises.
+
+Log-prob convention (what RL needs): ``Generation.logprobs[t]`` is ``log_softmax(logits / T)[token_t]``
+computed in fp32 from the model's logits at temperature ``T = sampling.temperature``, i.e. exactly what a
+trainer computes in a teacher-forced pass at the same temperature. top-p truncation changes which token
+can be *sampled* but not the recorded log-prob (the trainer never sees the truncation either). Greedy
+decoding records the same quantity for the argmax token (``T = 1`` when ``temperature == 0``).
+
+Stopping: the model's EOS ids (tokenizer + generation config; ``<|im_end|>`` for SmolLM2, the token that
+closes an assistant turn) end a row with ``finish_reason="eos"``; integer entries of ``sampling.stop`` are
+stop token ids and string entries are stop strings (``"stop"``); ``max_new_tokens`` gives ``"length"``.
+The token that triggers a stop is part of ``token_ids`` and has a log-prob. A stop string is matched on
+the decoded text of the generated tokens; generation is cut after the token that completes it (tokens are
+never split, so that token's text may run a little past the stop string).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import torch
+
+from agents.models import autocast_context, normalize_dtype
+
+FinishReason = Literal["stop", "length", "eos"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample one batch.
+
+    ``stop`` mixes stop strings (``str``) and stop token ids (``int``). ``greedy`` (or ``temperature=0``)
+    takes the argmax. ``seed`` makes sampling reproducible: row ``i`` of a call draws from its own stream
+    seeded by ``(seed, i)``, so its tokens do not depend on batch size or on when other rows finish.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    stop: tuple[str | int, ...] = ()
+    greedy: bool = False
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        stop = (self.stop,) if isinstance(self.stop, str | int) else tuple(self.stop or ())
+        object.__setattr__(self, "stop", stop)
+        if any(not isinstance(s, str | int) or (isinstance(s, str) and not s) for s in stop):
+            raise ValueError(f"stop entries must be non-empty strings or token ids, got {stop!r}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.greedy or self.temperature == 0
+
+    @property
+    def logprob_temperature(self) -> float:
+        """The ``T`` in the recorded ``log_softmax(logits / T)`` (1.0 for ``temperature == 0``)."""
+        return self.temperature if self.temperature > 0 else 1.0
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        return tuple(s for s in self.stop if isinstance(s, str))
+
+    @property
+    def stop_token_ids(self) -> frozenset[int]:
+        return frozenset(s for s in self.stop if isinstance(s, int))
+
+
+@dataclass
+class Generation:
+    """One sampled continuation: tokens as sampled, their log-probs (see module doc), and why it ended."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+    finish_reason: FinishReason
+
+
+@runtime_checkable
+class GenerationEngine(Protocol):
+    """What rollouts need from an engine."""
+
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams) -> list[Generation]: ...
+
+    def update_weights(self, model: Any) -> None: ...
+
+
+# ----------------------------------------------------------------------------------------------- sampling
+
+
+def choose_tokens(logits: torch.Tensor, sampling: SamplingParams,
+                  uniforms: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick one token per row of ``logits`` [B, V]; return ``(tokens [B], logprobs [B])``.
+
+    ``uniforms`` [B] in [0, 1) drive inverse-CDF sampling (one per row, from the row's own generator);
+    unused when greedy. The log-prob is ``log_softmax(logits / T)`` at the chosen token, before top-p.
+    """
+    logits = logits.float()
+    logp = torch.log_softmax(logits / sampling.logprob_temperature, dim=-1)
+    if sampling.is_greedy:
+        tokens = logits.argmax(dim=-1)
+    else:
+        assert uniforms is not None
+        probs = logp.exp()
+        if sampling.top_p < 1.0:
+            probs, order = probs.sort(dim=-1, descending=True)
+            before = probs.cumsum(dim=-1) - probs  # mass strictly above each token
+            probs = probs.masked_fill(before >= sampling.top_p, 0.0)  # the top token always survives
+        else:
+            order = None
+        cdf = probs.cumsum(dim=-1)
+        target = (uniforms.to(cdf) * cdf[:, -1]).unsqueeze(-1)
+        idx = torch.searchsorted(cdf, target, right=True).clamp_(max=cdf.shape[-1] - 1)
+        # float round-off can land on a zero-probability token at the very end: step back to a real one
+        bad = probs.gather(-1, idx) <= 0
+        if bad.any():
+            idx = torch.where(bad, (probs > 0).cumsum(-1).argmax(-1, keepdim=True), idx)
+        tokens = (order.gather(-1, idx) if order is not None else idx).squeeze(-1)
+    return tokens, logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def _row_generators(n: int, seed: int | None) -> list[torch.Generator]:
+    """One CPU generator per row. Without a seed, the base seed comes from the global torch RNG."""
+    base = int(torch.randint(0, 2**62, ()).item()) if seed is None else int(seed)
+    gens = []
+    for i in range(n):
+        g = torch.Generator()
+        g.manual_seed((base * 1_000_003 + i) % (2**63 - 1))
+        gens.append(g)
+    return gens
+
+
+# ----------------------------------------------------------------------------------------------- prefix store
+
+
+@dataclass
+class _PrefixEntry:
+    """KV of one finished row: ``tokens`` whose keys/values are in ``kv`` (per layer ``[H, n, D]`` pairs)."""
+
+    tokens: list[int]
+    kv: list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def _common_prefix_len(a: list[int], b: list[int]) -> int:
+    """Length of the common prefix of ``a`` and ``b`` (list slices compare in C; binary search on mismatch)."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+class PrefixStore:
+    """LRU of per-conversation KV caches, so a multi-turn rollout only prefills each turn's new tokens.
+
+    Rollouts are append-only: turn ``k+1``'s prompt extends turn ``k``'s prompt + sampled tokens. After a
+    batch, each row's KV (padding columns removed) is stored with its tokens; the next prompt that shares a
+    prefix of at least ``min_reuse`` tokens with an entry starts from that entry's KV (cropped to the shared
+    prefix). Entries are consumed when reused. Capacity is counted in tokens.
+    """
+
+    def __init__(self, max_tokens: int = 65536, min_reuse: int = 16):
+        self.max_tokens = max_tokens
+        self.min_reuse = min_reuse
+        self._entries: OrderedDict[int, _PrefixEntry] = OrderedDict()
+        self._next_id = 0
+        self.tokens = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.tokens = 0
+
+    def add(self, tokens: list[int], kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        if len(tokens) < self.min_reuse or len(tokens) > self.max_tokens:
+            return
+        self._entries[self._next_id] = _PrefixEntry(tokens, kv)
+        self._next_id += 1
+        self.tokens += len(tokens)
+        while self.tokens > self.max_tokens:
+            _, old = self._entries.popitem(last=False)
+            self.tokens -= len(old.tokens)
+
+    def match(self, prompt: list[int]) -> tuple[int | None, int]:
+        """The entry sharing the longest prefix with ``prompt`` and that length (leaving >= 1 token to feed)."""
+        best, best_len = None, 0
+        limit = len(prompt) - 1
+        for key, entry in self._entries.items():
+            n = min(_common_prefix_len(entry.tokens, prompt), limit)
+            if n > best_len:
+                best, best_len = key, n
+        return (best, best_len) if best_len >= self.min_reuse else (None, 0)
+
+    def get(self, key: int) -> _PrefixEntry:
+        return self._entries[key]
+
+    def discard(self, keys: set[int]) -> None:
+        for key in keys:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self.tokens -= len(entry.tokens)
+
+
+# ----------------------------------------------------------------------------------------------- HF engine
+
+
+@dataclass
+class EngineStats:
+    """Counters since construction (or ``reset_stats``): how much was prefilled, reused and decoded."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    prefilled_tokens: int = 0  # prompt tokens actually run through the model
+    reused_tokens: int = 0  # prompt tokens whose KV came from the prefix store
+    generated_tokens: int = 0
+    decode_steps: int = 0
+    compactions: int = 0
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class HFEngine:
+    """Batched sampling with a transformers causal LM: left padding, KV cache, per-row streams, prefix reuse.
+
+    All prompts of a call are generated together (in chunks of ``max_batch_size``, sorted by length to
+    limit padding). Finished rows are dropped from the batch (and their padding columns trimmed) once they
+    make up a quarter of it; until then they are fed a masked pad token. ``prefix_cache=True`` keeps each
+    finished row's KV in a :class:`PrefixStore` so the next turn of the same conversation feeds only its new
+    tokens; the store is cleared by ``update_weights`` and whenever the model's parameters change
+    (checked by a cheap fingerprint at every call), so stale KV never meets new weights.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, dtype: str | None = None, max_batch_size: int = 64,
+                 eos_token_ids: Sequence[int] | None = None, prefix_cache: bool = True,
+                 max_cached_tokens: int = 65536):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.dtype = normalize_dtype(dtype or getattr(model.config, "chordgym_dtype", "bf16"))
+        self.max_batch_size = max_batch_size
+        if eos_token_ids is None:
+            eos: set[int] = set()
+            for src in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None),
+                                                         "eos_token_id", None)):
+                if isinstance(src, int):
+                    eos.add(src)
+                elif src is not None:
+                    eos.update(int(x) for x in src)
+            eos_token_ids = sorted(eos)
+        self.eos_token_ids = frozenset(int(x) for x in eos_token_ids)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_token_id = int(pad if pad is not None else 0)
+        self.prefix_cache = prefix_cache
+        self.store = PrefixStore(max_tokens=max_cached_tokens)
+        self.stats = EngineStats()
+        self._fingerprint: tuple | None = None
+
+    # -- weights ------------------------------------------------------------------------------------
+
+    def update_weights(self, model: Any | None = None) -> None:
+        """Point at ``model`` (the HF engine shares the trainer's module, so weights are already current)
+        and drop every cached KV: it was computed with the old weights."""
+        if model is not None:
+            self.model = model
+        self.store.clear()
+        self._fingerprint = None
+
+    def _weights_fingerprint(self) -> tuple:
+        """Cheap change detector: storage, version counters and a few values of every parameter."""
+        params = list(self.model.parameters())
+        with torch.no_grad():
+            sums = torch.stack([torch.cat([p.detach().reshape(-1)[:4], p.detach().reshape(-1)[-4:]]).float().sum()
+                                for p in params]).tolist()
+        return tuple((p.data_ptr(), getattr(p, "_version", 0), v) for p, v in zip(params, sums, strict=True))
+
+    def _check_weights(self) -> None:
+        if not self.prefix_cache:
+            return
+        fp = self._weights_fingerprint()
+        if fp != self._fingerprint:
+            self.store.clear()
+            self._fingerprint = fp
+
+    # -- public API ---------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams | None = None) -> list[Generation]:
+        """Sample one continuation per prompt (token ids), all prompts batched; results in input order."""
+        sampling = sampling or SamplingParams()
+        prompts = [list(map(int, p)) for p in prompts]
+        if any(len(p) == 0 for p in prompts):
+            raise ValueError("every prompt needs at least one token")
+        if not prompts:
+            return []
+        start = time.perf_counter()
+        self._check_weights()
+        gens = None if sampling.is_greedy else _row_generators(len(prompts), sampling.seed)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        results: list[Generation | None] = [None] * len(prompts)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode(), autocast_context(self.device, self.dtype):
+                for lo in range(0, len(order), self.max_batch_size):
+                    rows = order[lo:lo + self.max_batch_size]
+                    outs = self._generate_batch([prompts[i] for i in rows], sampling,
+                                                None if gens is None else [gens[i] for i in rows])
+                    for i, out in zip(rows, outs, strict=True):
+                        results[i] = out
+        finally:
+            self.model.train(was_training)
+        self.stats.calls += 1
+        self.stats.seconds += time.perf_counter() - start
+        return results  # type: ignore[return-value]
+
+    # -- one batch ----------------------------------------------------------------------------------
+
+    def _cache_is_plain(self, cache: Any) -> bool:
+        from transformers.cache_utils import DynamicLayer
+
+        return all(type(layer) is DynamicLayer for layer in getattr(cache, "layers", [None]))
+
+    def _new_cache(self) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    def _prefill(self, prompts: list[list[int]]) -> tuple[Any, torch.Tensor, torch.Tensor, list[int], list[int]]:
+        """Run the prompts (minus any reused prefix) through the model.
+
+        Row layout in the KV cache: ``[left pad][reused prefix c_i][pad][new tokens d_i]``, so every row's
+        last column is its last prompt token. Returns ``(cache, mask [B, T], last logits [B, V], positions,
+        used store keys)``; ``positions[i]`` is the position id of the next token row ``i`` will feed.
+        """
+        device = self.device
+        matches = [self.store.match(p) if self.prefix_cache else (None, 0) for p in prompts]
+        reuse = [n for _, n in matches]
+        lc = max(reuse)
+        deltas = [p[n:] for p, n in zip(prompts, reuse, strict=True)]
+        d = max(len(x) for x in deltas)
+        b = len(prompts)
+        input_ids = torch.full((b, d), self.pad_token_id, dtype=torch.long)
+        position_ids = torch.zeros((b, d), dtype=torch.long)
+        mask = torch.zeros((b, lc + d), dtype=torch.long)
+        for i, (delta, c) in enumerate(zip(deltas, reuse, strict=True)):
+            input_ids[i, d - len(delta):] = torch.tensor(delta)
+            position_ids[i, d - len(delta):] = torch.arange(c, c + len(delta))
+            mask[i, lc - c:lc] = 1
+            mask[i, lc + d - len(delta):] = 1
+        cache = self._new_cache()
+        used = {key for key, _ in matches if key is not None}
+        if lc > 0:
+            entries = [self.store.get(key) if key is not None else None for key, _ in matches]
+            ref = next(e for e in entries if e is not None).kv
+            for layer, (k0, v0) in enumerate(ref):
+                keys = k0.new_zeros((b, k0.shape[0], lc, k0.shape[2]))
+                values = v0.new_zeros((b, v0.shape[0], lc, v0.shape[2]))
+                for i, (entry, c) in enumerate(zip(entries, reuse, strict=True)):
+                    if entry is not None and c > 0:
+                        keys[i, :, lc - c:] = entry.kv[layer][0][:, :c]
+                        values[i, :, lc - c:] = entry.kv[layer][1][:, :c]
+                cache.update(keys.to(device), values.to(device), layer)
+            self.store.discard(used)
+        self.stats.prompt_tokens += sum(len(p) for p in prompts)
+        self.stats.reused_tokens += sum(reuse)
+        self.stats.prefilled_tokens += sum(len(x) for x in deltas)
+        out = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                         position_ids=position_ids.to(device), past_key_values=cache, use_cache=True,
+                         logits_to_keep=1)
+        positions = [len(p) for p in prompts]
+        return out.past_key_values, mask.to(device), out.logits[:, -1], positions, list(used)
+
+    def _store_rows(self, cache: Any, mask: torch.Tensor, rows: list[int], tokens: list[list[int]]) -> None:
+        """Copy the unpadded KV of batch rows ``rows`` into the prefix store (``tokens[j]`` = row's tokens)."""
+        for j, i in enumerate(rows):
+            keep = mask[i].bool()
+            kv = [(layer.keys[i][:, keep], layer.values[i][:, keep]) for layer in cache.layers]  # copies
+            if kv and kv[0][0].shape[1] != len(tokens[j]):  # bookkeeping bug: never store a misaligned cache
+                raise RuntimeError(f"KV length {kv[0][0].shape[1]} != {len(tokens[j])} tokens")
+            self.store.add(tokens[j], kv)
+
+    def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams,
+                        gens: list[torch.Generator] | None) -> list[Generation]:
+        device = self.device
+        cache, mask, logits, positions, _ = self._prefill(prompts)
+        plain = self._cache_is_plain(cache)
+        keep_prefix = self.prefix_cache and plain
+        stop_ids = sampling.stop_token_ids
+        stop_strings = sampling.stop_strings
+        window = 4 * max((len(s.encode()) for s in stop_strings), default=0) + 4
+        n = len(prompts)
+        out_tokens: list[list[int]] = [[] for _ in range(n)]
+        out_logps: list[list[float]] = [[] for _ in range(n)]
+        finish: list[FinishReason | None] = [None] * n
+        active = list(range(n))  # batch row -> original row
+        while True:
+            u = None if gens is None else torch.stack([torch.rand((), generator=gens[r]) for r in active])
+            tok, logp = choose_tokens(logits, sampling, u)
+            tok_list, logp_list = tok.tolist(), logp.tolist()
+            for j, r in enumerate(active):
+                if finish[r] is not None:
+                    continue
+                t = tok_list[j]
+                out_tokens[r].append(t)
+                out_logps[r].append(logp_list[j])
+                if t in self.eos_token_ids:
+                    finish[r] = "eos"
+                elif t in stop_ids:
+                    finish[r] = "stop"
+                elif stop_strings and any(s in self.tokenizer.decode(out_tokens[r][-window:],
+                                                                     skip_special_tokens=False)
+                                          for s in stop_strings):
+                    finish[r] = "stop"
+                elif len(out_tokens[r]) >= sampling.max_new_tokens:
+                    finish[r] = "length"
+            done_rows = [j for j, r in enumerate(active) if finish[r] is not None]
+            if len(done_rows) == len(active):
+                if keep_prefix:
+                    self._store_rows(cache, mask, list(range(len(active))),
+                                     [prompts[r] + out_tokens[r][:-1] for r in active])
+                break
+            if done_rows and (4 * len(done_rows) >= len(active)) and plain:
+                cache, mask, active, tok, positions = self._compact(
+                    cache, mask, active, tok, positions, finish, prompts, out_tokens, keep_prefix)
+                self.stats.compactions += 1
+            live = torch.tensor([finish[r] is None for r in active], dtype=torch.long, device=device)
+            feed = torch.where(live.bool(), tok.to(device), torch.full_like(tok, self.pad_token_id).to(device))
+            pos = torch.tensor(positions, dtype=torch.long, device=device)
+            mask = torch.cat([mask, live.unsqueeze(1)], dim=1)
+            out = self.model(input_ids=feed.unsqueeze(1), attention_mask=mask, position_ids=pos.unsqueeze(1),
+                             past_key_values=cache, use_cache=True, logits_to_keep=1)
+            cache, logits = out.past_key_values, out.logits[:, -1]
+            positions = [p + int(x) for p, x in zip(positions, live.tolist(), strict=True)]
+            self.stats.decode_steps += 1
+        self.stats.generated_tokens += sum(len(t) for t in out_tokens)
+        return [Generation(out_tokens[r], out_logps[r], finish[r]) for r in range(n)]  # type: ignore[arg-type]
+
+    def _compact(self, cache: Any, mask: torch.Tensor, active: list[int], tok: torch.Tensor,
+                 positions: list[int], finish: list, prompts: list[list[int]], out_tokens: list[list[int]],
+                 keep_prefix: bool) -> tuple[Any, torch.Tensor, list[int], torch.Tensor, list[int]]:
+        """Drop finished rows from the batch (storing their KV first) and trim all-padding left columns."""
+        done = [j for j, r in enumerate(active) if finish[r] is not None]
+        if keep_prefix:
+            self._store_rows(cache, mask, done, [prompts[active[j]] + out_tokens[active[j]][:-1] for j in done])
+        keep = [j for j, r in enumerate(active) if finish[r] is None]
+        idx = torch.tensor(keep, dtype=torch.long, device=mask.device)
+        mask = mask.index_select(0, idx)
+        first = int(mask.any(dim=0).long().argmax())  # first column any remaining row attends to
+        for layer in cache.layers:
+            layer.keys = layer.keys.index_select(0, idx)[:, :, first:]
+            layer.values = layer.values.index_select(0, idx)[:, :, first:]
+        mask = mask[:, first:]
+        return (cache, mask, [active[j] for j in keep], tok.index_select(0, idx.to(tok.device)),
+                [positions[j] for j in keep])
