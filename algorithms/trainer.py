@@ -295,6 +295,8 @@ class Trainer:
                 sft_loss_value += float(out.loss.detach()) * units / global_units
                 record(out.metrics)
         self.engine.step()
+        # The sampler must not reuse anything computed with the old weights (KV prefixes; vLLM's copy).
+        self.sampler.update_weights(self.engine.module)
 
         grpo_global = all_reduce_sum(grpo_loss_value)
         sft_global = all_reduce_sum(sft_loss_value)
