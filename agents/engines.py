@@ -251,7 +251,7 @@ class HFEngine:
 
     def __init__(self, model: Any, tokenizer: Any, dtype: str | None = None, max_batch_size: int = 64,
                  eos_token_ids: Sequence[int] | None = None, prefix_cache: bool = True,
-                 max_cached_tokens: int = 65536):
+                 max_cached_tokens: int = 32768):
         self.model = model
         self.tokenizer = tokenizer
         self.dtype = normalize_dtype(dtype or getattr(model.config, "chordgym_dtype", "bf16"))

@@ -186,6 +186,11 @@ def _convert_embedded(cache: Path, gguf: Path) -> None:
     """Dequantise the GGUF into a safetensors HF directory (model + tokenizer) at ``cache``, atomically."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if importlib.util.find_spec("accelerate") is None:  # transformers' GGUF loader requires it
+        raise ModelLoadError(
+            f"converting {gguf} needs the package 'accelerate' (transformers' GGUF loader requires it). "
+            "Fix: pip install accelerate"
+        )
     _quiet_transformers()
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
