@@ -349,7 +349,7 @@ def _from_hub(repo_id: str, loader: Any, **kwargs: Any) -> Any:
         raise ModelLoadError(
             f"hub model '{repo_id}' is not in the local HF cache and the hub is unreachable ({why}). "
             f"Fix: download it on a machine with access (hf download {repo_id} --local-dir DIR), copy DIR here "
-            "and pass the directory as the spec."
+            f"and pass the directory as the spec. (If you meant a local directory '{repo_id}', it does not exist.)"
         )
     try:
         return loader(repo_id, **kwargs)
