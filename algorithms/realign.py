@@ -369,7 +369,7 @@ def _env_factory(env_cfg: Any) -> tuple[Callable[[], Any], str]:
 
     kwargs = dict(OmegaConf.to_container(env_cfg.get("kwargs"), resolve=True) or {}) if env_cfg.get("kwargs") else {}
     split = env_cfg.get("train_split", "train")
-    kwargs.setdefault("split", split)
+    kwargs["split"] = split  # as the trainer does: the train split, whatever kwargs says
     return (lambda: make(env_cfg.name, **kwargs)), split
 
 
