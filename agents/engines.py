@@ -20,7 +20,7 @@ never split, so that token's text may run a little past the stop string).
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -229,7 +229,7 @@ class EngineStats:
 
     calls: int = 0
     prompt_tokens: int = 0
-    prefilled_tokens: int = 0  # prompt tokens actually run through the model
+    prefilled_tokens: int = 0  # prompt tokens actually run through the model (incl. shared group prefills)
     reused_tokens: int = 0  # prompt tokens whose KV came from the prefix store
     generated_tokens: int = 0
     decode_steps: int = 0
@@ -245,7 +245,8 @@ class HFEngine:
     limit padding). Finished rows are dropped from the batch (and their padding columns trimmed) once they
     make up a quarter of it; until then they are fed a masked pad token. ``prefix_cache=True`` keeps each
     finished row's KV in a :class:`PrefixStore` so the next turn of the same conversation feeds only its new
-    tokens; the store is cleared by ``update_weights`` and whenever the model's parameters change
+    tokens, and prefills a prompt repeated within a call (a GRPO group) once for all its copies; the store
+    is cleared by ``update_weights`` and whenever the model's parameters change
     (checked by a cheap fingerprint at every call), so stale KV never meets new weights.
     """
 
@@ -322,6 +323,8 @@ class HFEngine:
         self.model.eval()
         try:
             with torch.inference_mode(), autocast_context(self.device, self.dtype):
+                if self.prefix_cache:
+                    self._share_duplicate_prompts(prompts)
                 for lo in range(0, len(order), self.max_batch_size):
                     rows = order[lo:lo + self.max_batch_size]
                     outs = self._generate_batch([prompts[i] for i in rows], sampling,
@@ -333,6 +336,18 @@ class HFEngine:
         self.stats.calls += 1
         self.stats.seconds += time.perf_counter() - start
         return results  # type: ignore[return-value]
+
+    def _share_duplicate_prompts(self, prompts: list[list[int]]) -> None:
+        """Prefill each prompt that occurs more than once (a GRPO group) a single time and store its KV,
+        so the G rows of the group then feed one token each instead of G copies of the prompt."""
+        counts = Counter(tuple(p) for p in prompts)
+        todo = [list(p) for p, c in counts.items()
+                if c > 1 and len(p) > self.store.min_reuse and self.store.match(list(p))[1] < len(p) - 1]
+        for lo in range(0, len(todo), self.max_batch_size):
+            chunk = todo[lo:lo + self.max_batch_size]
+            cache, mask, _, _, _ = self._prefill(chunk, count_prompt=False)
+            if self._cache_is_plain(cache):
+                self._store_rows(cache, mask, list(range(len(chunk))), chunk)
 
     # -- one batch ----------------------------------------------------------------------------------
 
@@ -346,7 +361,8 @@ class HFEngine:
 
         return DynamicCache(config=self.model.config)
 
-    def _prefill(self, prompts: list[list[int]]) -> tuple[Any, torch.Tensor, torch.Tensor, list[int], list[int]]:
+    def _prefill(self, prompts: list[list[int]], count_prompt: bool = True
+                 ) -> tuple[Any, torch.Tensor, torch.Tensor, list[int], list[int]]:
         """Run the prompts (minus any reused prefix) through the model.
 
         Row layout in the KV cache: ``[left pad][reused prefix c_i][pad][new tokens d_i]``, so every row's
@@ -382,8 +398,9 @@ class HFEngine:
                         values[i, :, lc - c:] = entry.kv[layer][1][:, :c]
                 cache.update(keys.to(device), values.to(device), layer)
             self.store.discard(used)
-        self.stats.prompt_tokens += sum(len(p) for p in prompts)
-        self.stats.reused_tokens += sum(reuse)
+        if count_prompt:
+            self.stats.prompt_tokens += sum(len(p) for p in prompts)
+            self.stats.reused_tokens += sum(reuse)
         self.stats.prefilled_tokens += sum(len(x) for x in deltas)
         out = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                          position_ids=position_ids.to(device), past_key_values=cache, use_cache=True,

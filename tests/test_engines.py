@@ -194,6 +194,22 @@ def test_prefix_cache_reuse_equals_fresh_prefill(sharp, prompts):
     assert cached.stats.prefilled_tokens < fresh.stats.prefilled_tokens / 2
 
 
+def test_group_prompts_are_prefilled_once(sharp, prompts):
+    group = [prompts[1]] * 4 + [prompts[3]] * 3 + [prompts[0]]
+    sp = SamplingParams(temperature=1.0, max_new_tokens=6, seed=11)
+    fresh = engine(sharp, prefix_cache=False)
+    shared = engine(sharp, prefix_cache=True)
+    a, b = fresh.generate(group, sp), shared.generate(group, sp)
+    for ga, gb in zip(a, b, strict=True):
+        assert ga.token_ids == gb.token_ids
+        assert ga.logprobs == pytest.approx(gb.logprobs, abs=1e-6)
+    assert len({tuple(g.token_ids) for g in b[:4]}) > 1  # the group's samples differ
+    unique = len(prompts[1]) + len(prompts[3])
+    # one token per grouped row; the single prompt also reuses the system-prompt prefix it shares
+    assert unique + 7 < shared.stats.prefilled_tokens < unique + 7 + len(prompts[0])
+    assert fresh.stats.prefilled_tokens == sum(len(p) for p in group)
+
+
 def test_prefix_cache_dropped_when_weights_change(prompts):
     model, tok = load_model("tiny-random", dtype="fp32")  # a private copy: this test edits weights
     eng = HFEngine(model, tok, prefix_cache=True)
