@@ -39,6 +39,8 @@ class SamplingParams:
     ``stop`` mixes stop strings (``str``) and stop token ids (``int``). ``greedy`` (or ``temperature=0``)
     takes the argmax. ``seed`` makes sampling reproducible: row ``i`` of a call draws from its own stream
     seeded by ``(seed, i)``, so its tokens do not depend on batch size or on when other rows finish.
+    ``row_seeds`` (one per prompt) seeds each row's stream directly instead: a caller that names its rows
+    (e.g. an episode id) gets the same tokens for a row whatever else is in the call, on any rank.
     """
 
     temperature: float = 1.0
@@ -47,6 +49,7 @@ class SamplingParams:
     stop: tuple[str | int, ...] = ()
     greedy: bool = False
     seed: int | None = None
+    row_seeds: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         stop = (self.stop,) if isinstance(self.stop, str | int) else tuple(self.stop or ())
@@ -59,6 +62,8 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.row_seeds is not None:
+            object.__setattr__(self, "row_seeds", tuple(int(s) for s in self.row_seeds))
 
     @property
     def is_greedy(self) -> bool:
@@ -130,13 +135,20 @@ def choose_tokens(logits: torch.Tensor, sampling: SamplingParams,
     return tokens, logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
-def _row_generators(n: int, seed: int | None) -> list[torch.Generator]:
-    """One CPU generator per row. Without a seed, the base seed comes from the global torch RNG."""
-    base = int(torch.randint(0, 2**62, ()).item()) if seed is None else int(seed)
+def _row_generators(n: int, seed: int | None, row_seeds: Sequence[int] | None = None) -> list[torch.Generator]:
+    """One CPU generator per row: seeded by ``row_seeds[i]`` when given, else by ``(seed, i)``; without
+    either, the base seed comes from the global torch RNG."""
+    if row_seeds is not None:
+        if len(row_seeds) != n:
+            raise ValueError(f"row_seeds has {len(row_seeds)} entries for {n} prompts")
+        seeds = [int(s) % (2**63 - 1) for s in row_seeds]
+    else:
+        base = int(torch.randint(0, 2**62, ()).item()) if seed is None else int(seed)
+        seeds = [(base * 1_000_003 + i) % (2**63 - 1) for i in range(n)]
     gens = []
-    for i in range(n):
+    for s in seeds:
         g = torch.Generator()
-        g.manual_seed((base * 1_000_003 + i) % (2**63 - 1))
+        g.manual_seed(s)
         gens.append(g)
     return gens
 
@@ -316,7 +328,7 @@ class HFEngine:
             return []
         start = time.perf_counter()
         self._check_weights()
-        gens = None if sampling.is_greedy else _row_generators(len(prompts), sampling.seed)
+        gens = None if sampling.is_greedy else _row_generators(len(prompts), sampling.seed, sampling.row_seeds)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[Generation | None] = [None] * len(prompts)
         was_training = self.model.training

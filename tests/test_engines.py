@@ -252,3 +252,16 @@ def test_vllm_engine_names_the_extra_when_missing(monkeypatch):
 
     with pytest.raises(ImportError, match=r"chordgym\[vllm\]"):
         VLLMEngine("/some/model")
+
+
+def test_row_seeds_make_a_row_independent_of_its_batch(tiny, prompts):
+    """A row named by its own seed samples the same tokens alone, in a batch, or at another position."""
+    model, tok = tiny
+    sp = dict(temperature=1.0, max_new_tokens=8)
+    together = engine(tiny).generate(prompts[:3], SamplingParams(**sp, row_seeds=(11, 22, 33)))
+    alone = engine(tiny).generate([prompts[1]], SamplingParams(**sp, row_seeds=(22,)))
+    reordered = engine(tiny).generate([prompts[2], prompts[1]], SamplingParams(**sp, row_seeds=(33, 22)))
+    assert alone[0].token_ids == together[1].token_ids == reordered[1].token_ids
+    assert reordered[0].token_ids == together[2].token_ids
+    with pytest.raises(ValueError, match="row_seeds"):
+        engine(tiny).generate(prompts[:2], SamplingParams(**sp, row_seeds=(1,)))
