@@ -30,6 +30,27 @@ def aggregation_units(loss_mask: Tensor, mode: str) -> float:
     return float((loss_mask.sum(dim=-1) > 0).sum())
 
 
+def completion_logits(model: torch.nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    """Logits for the positions that predict trainable tokens only, and the batch cut to match.
+
+    Prompts (the system prompt with its tool list) are most of a trajectory's tokens, but only positions
+    from the first trainable token on need the vocabulary-wide lm_head, softmax and entropy. With
+    ``f`` the first masked position over the batch, ``logits_to_keep = T - f + 1`` keeps positions
+    ``f - 1 .. T - 1``; the returned batch tensors are cut to the same window, so the usual shift convention
+    (``logp[:, t]`` predicts token ``t`` from position ``t - 1``; position 0 of the window gets 0) holds and
+    loses nothing: the window's position 0 (``f - 1``) is unmasked in every row.
+    """
+    mask = batch["loss_mask"]
+    seq_len = mask.shape[1]
+    rows_with_tokens = mask.sum(dim=1) > 0
+    first = int(mask[rows_with_tokens].argmax(dim=1).min()) if bool(rows_with_tokens.any()) else seq_len - 1
+    start = max(first - 1, 0)
+    keep = seq_len - start
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
+    window = {k: (v[:, start:] if v.dim() == 2 and v.shape[1] == seq_len else v) for k, v in batch.items()}
+    return logits, window
+
+
 @dataclass
 class MicroBatchOutput:
     loss: Tensor
@@ -44,7 +65,7 @@ def on_policy_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], advan
     Old log-probs are the detached current ones (one optimizer step per rollout batch, the paper's
     setting: rho = 1) unless ``use_sampler_logprobs``; the sampler/trainer mismatch is reported either way.
     """
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits, batch = completion_logits(model, batch)
     need_entropy = algo.entropy_coef != 0.0 or temperature == 1.0
     logp, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], temperature=temperature,
                                                with_entropy=need_entropy, entropy_grad=algo.entropy_coef != 0.0)
@@ -70,7 +91,7 @@ def expert_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], algo: Al
     The entropy pass is always run: IDFT needs it, and the centred log-likelihood of the expert tokens is
     the diagnostic that shows how far off-policy the expert data is.
     """
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits, batch = completion_logits(model, batch)
     logp, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], temperature=1.0, with_entropy=True)
     mask = batch["loss_mask"]
     loss, sft_metrics = sft_loss(logp, mask, weighting=algo.sft_weighting, agg=algo.loss_agg, entropy=entropy,

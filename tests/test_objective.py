@@ -1,0 +1,83 @@
+"""The trainer's per-micro-batch losses: logits computed only from the first trainable token on give the
+same losses and gradients as the full forward pass."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agents import Trajectory, collate, load_model
+from algorithms.chord import preset
+from algorithms.logprobs import token_logprobs_and_entropy
+from algorithms.losses import clipped_policy_loss
+from algorithms.objective import aggregation_units, completion_logits, expert_micro_loss, on_policy_micro_loss
+from algorithms.sft import sft_loss
+
+
+@pytest.fixture(scope="module")
+def model():
+    m, _ = load_model("tiny-random", dtype="fp32", seed=3)
+    return m
+
+
+def batch_of(lengths_and_first: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    trajs = []
+    for n, first in lengths_and_first:
+        ids = torch.randint(5, 2000, (n,), generator=gen).tolist()
+        mask = [0] * first + [1] * (n - first)
+        trajs.append(Trajectory(ids, mask, [-1.0 if m else 0.0 for m in mask], reward=float(first % 2)))
+    return collate(trajs, pad_token_id=0)
+
+
+def full_logp(model, batch):
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return token_logprobs_and_entropy(logits, batch["input_ids"])
+
+
+def grads(model):
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]).clone()
+
+
+def test_window_starts_one_before_the_first_trainable_token(model):
+    batch = batch_of([(30, 12), (25, 20), (18, 9)])
+    logits, window = completion_logits(model, batch)
+    assert logits.shape[1] == 30 - 8 and window["input_ids"].shape[1] == 22
+    assert window["loss_mask"].sum() == batch["loss_mask"].sum()  # no trainable token lost
+    assert window["loss_mask"][:, 0].sum() == 0
+
+
+@pytest.mark.parametrize("algo_name", ["chord_mu", "chord_phi", "idft"])
+def test_windowed_losses_and_gradients_equal_the_full_pass(model, algo_name):
+    algo = preset(algo_name)
+    batch = batch_of([(30, 12), (25, 20), (18, 9)])
+    adv = torch.tensor([1.0, -0.5, 0.25])
+
+    model.zero_grad()
+    out_pg = on_policy_micro_loss(model, batch, adv, algo, 1.0, False, None)
+    out_pg.loss.backward()
+    g_window_pg = grads(model)
+    model.zero_grad()
+    logp, ent = full_logp(model, batch)
+    ref_pg, _ = clipped_policy_loss(logp, logp.detach(), adv, batch["loss_mask"])
+    ref_pg.backward()
+    assert out_pg.loss.item() == pytest.approx(ref_pg.item(), abs=1e-6)
+    assert torch.allclose(g_window_pg, grads(model), atol=1e-6)
+
+    model.zero_grad()
+    out_sft = expert_micro_loss(model, batch, algo, step=5, total_steps=10, max_len=None)
+    out_sft.loss.backward()
+    g_window_sft = grads(model)
+    model.zero_grad()
+    logp, ent = full_logp(model, batch)
+    ref_sft, _ = sft_loss(logp, batch["loss_mask"], weighting=algo.sft_weighting, entropy=ent,
+                          idft_params=algo.idft_params(5, 10))
+    ref_sft.backward()
+    assert out_sft.loss.item() == pytest.approx(ref_sft.item(), rel=1e-5)
+    assert torch.allclose(g_window_sft, grads(model), atol=1e-6)
+
+
+def test_aggregation_units():
+    mask = torch.tensor([[0, 1, 1], [0, 0, 0], [1, 0, 0]], dtype=torch.float32)
+    assert aggregation_units(mask, "token-mean") == 3
+    assert aggregation_units(mask, "seq-mean-token-mean") == 2
