@@ -115,6 +115,7 @@ def rollout_with_stats(
     max_turns: int | None = None,
     max_tokens_per_turn: int | None = None,
     max_episode_tokens: int | None = None,
+    episode_seeds: Sequence[int] | None = None,
 ) -> tuple[list[Trajectory], RolloutStats]:
     """Run one episode per environment, all live episodes in one ``engine.generate`` batch per turn.
 
@@ -134,6 +135,9 @@ def rollout_with_stats(
             budget is cut to what is left, and an episode with no room for another turn ends truncated.
             Environment messages that arrive with the last turn are still appended (mask 0), as are the
             end-of-turn tokens of a turn cut by length, so a trajectory can end a few tokens past the cap.
+        episode_seeds: per environment, a seed for its own sampling stream (turn ``k`` of episode ``i``
+            draws from ``(episode_seeds[i], k)``), so an episode's tokens do not depend on which other
+            episodes share its batch, rank or turn; the trainer uses it to make rank splits exact.
 
     Returns:
         The trajectories, in the order of ``envs``, and the ``RolloutStats``.
@@ -149,6 +153,8 @@ def rollout_with_stats(
     group_ids = list(group_ids) if group_ids is not None else list(range(n))
     if len(reset_kwargs) != n or len(group_ids) != n:
         raise ValueError(f"{n} envs but {len(reset_kwargs)} reset_kwargs and {len(group_ids)} group_ids")
+    if episode_seeds is not None and len(episode_seeds) != n:
+        raise ValueError(f"{n} envs but {len(episode_seeds)} episode_seeds")
     turn_budget = max_tokens_per_turn if max_tokens_per_turn is not None else sampling.max_new_tokens
     if turn_budget is None or turn_budget < 1:
         raise ValueError(f"the per-turn token budget must be >= 1, got {turn_budget}")
@@ -180,7 +186,9 @@ def rollout_with_stats(
                    for ep in live]
         params = dataclasses.replace(
             sampling, max_new_tokens=max(budgets), stop=_stop_for(sampling, renderer),
-            seed=None if getattr(sampling, "seed", None) is None else sampling.seed + turn)
+            seed=None if getattr(sampling, "seed", None) is None else sampling.seed + turn,
+            row_seeds=None if episode_seeds is None else tuple(
+                int(episode_seeds[ep.index]) * 1_000_003 + turn for ep in live))
         t_gen = time.perf_counter()
         generations = engine.generate([list(ep.ids) for ep in live], params)
         stats.generate_s += time.perf_counter() - t_gen

@@ -170,24 +170,33 @@ class Trainer:
     def _sampling(self, step: int, greedy: bool = False, max_new_tokens: int | None = None) -> SamplingParams:
         return SamplingParams(temperature=float(self.t.temperature), top_p=float(self.t.top_p),
                               max_new_tokens=int(max_new_tokens or self.t.max_new_tokens), greedy=greedy,
-                              seed=int(self.cfg.seed) * 1_000_003 + step * 101 + self.dist.rank)
+                              seed=int(self.cfg.seed) * 1_000_003 + step * 101)
+
+    def step_prompts(self, step: int) -> list[int]:
+        """The train-task indices of step ``step``'s on-policy batch (all ranks): a pure function of (seed, step)."""
+        rng = self._rng(step, 0)
+        size = int(self.t.prompts_per_step)
+        return [int(i) for i in rng.choice(self.num_train_tasks, size=size, replace=self.num_train_tasks < size)]
 
     def _rollouts(self, step: int) -> tuple[list[Trajectory], float, int]:
-        rng = self._rng(step, 0)
-        prompts = [int(i) for i in rng.choice(self.num_train_tasks, size=int(self.t.prompts_per_step),
-                                              replace=self.num_train_tasks < int(self.t.prompts_per_step))]
-        mine = self._rank_share(prompts)
+        prompts = self.step_prompts(step)
+        # Slot k of the global batch: prompt k // G, sample k % G. A rank takes every world_size-th prompt;
+        # each episode's reset seed and sampling stream are named by its global slot, so splitting the
+        # batch over ranks changes nothing about what is sampled.
         group = int(self.algo.group_size)
+        mine = self._rank_share(list(enumerate(prompts)))
         n = len(mine) * group
         while len(self.rollout_envs) < n:
             self.rollout_envs.append(self._make_env(self.cfg.env.train_split))
-        reset_kwargs = [{"seed": step * 1000 + k, "options": {"index": idx}}
-                        for k, idx in enumerate(mine) for _ in range(group)]
-        group_ids = [f"{step}-{idx}" for idx in mine for _ in range(group)]
+        slots = [k * group + g for k, _ in mine for g in range(group)]
+        reset_kwargs = [{"seed": step * 100_000 + slot, "options": {"index": prompts[slot // group]}}
+                        for slot in slots]
+        group_ids = [f"{step}-{k}" for k, _ in mine for _ in range(group)]
+        episode_seeds = [(int(self.cfg.seed) * 1_000_003 + step) * 100_000 + slot for slot in slots]
         t0 = time.time()
         self.engine.eval()
         trajectories = rollout(self.rollout_envs[:n], self.sampler, self.tokenizer, reset_kwargs=reset_kwargs,
-                               group_ids=group_ids, sampling=self._sampling(step),
+                               group_ids=group_ids, sampling=self._sampling(step), episode_seeds=episode_seeds,
                                max_turns=self.t.max_turns)
         self.engine.train()
         generated = sum(int(sum(t.loss_mask)) for t in trajectories)
@@ -214,6 +223,7 @@ class Trainer:
         metrics.update({
             "step": step, "mu": mu, "reward/mean": mean_reward,
             "reward/accuracy": all_reduce_sum(sum(r >= 1.0 for r in rewards)) / max(1.0, all_reduce_sum(len(rewards))),
+            "rollout/generated_tokens": all_reduce_sum(batch.generated_tokens),
             "time/rollout_s": batch.rollout_seconds, "time/train_s": train_seconds, "time/step_s": time.time() - t0,
             "throughput/rollout_tokens_per_s": batch.generated_tokens / max(batch.rollout_seconds, 1e-9),
             "throughput/train_tokens_per_s": trained_tokens / max(train_seconds, 1e-9),
