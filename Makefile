@@ -35,9 +35,11 @@ train: setup
 eval: setup
 	$(PY) -m agents.evaluate $(ARGS)
 
+# TRL is a benchmark peer only (the bench extra); torch stays the pinned CPU build.
 bench: setup
-	$(PY) bench/rollout.py $(ARGS)
-	$(PY) bench/step_time.py $(ARGS)
+	$(PY) -m pip install -q -e ".[dev,bench]" torch==2.13.0
+	$(PY) bench/rollout.py
+	$(PY) bench/step_time.py
 
 clean-venv:
 	rm -rf $(VENV)
