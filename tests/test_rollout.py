@@ -202,7 +202,8 @@ def check_render(traj: Trajectory, renderer: ChatRenderer) -> None:
         assert traj.info["render_match"]
         return
     for d in traj.info["render_mismatch_detail"]:
-        assert d["reason"] in {"non_canonical_tokenization", "template_changes_text", "foreign_stop_token"}
+        assert d["reason"] in {"non_canonical_tokenization", "template_changes_text", "foreign_stop_token",
+                               "template_boundary_merge"}
         assert d["sampled"] != d["canonical"]
         start, end = traj.turn_spans[d["turn"]]
         assert traj.input_ids[start:end] == d["sampled"][:end - start]  # the sampled tokens were kept
