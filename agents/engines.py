@@ -20,7 +20,7 @@ never split, so that token's text may run a little past the stop string).
 from __future__ import annotations
 
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -335,8 +335,6 @@ class HFEngine:
         self.model.eval()
         try:
             with torch.inference_mode(), autocast_context(self.device, self.dtype):
-                if self.prefix_cache:
-                    self._share_duplicate_prompts(prompts)
                 for lo in range(0, len(order), self.max_batch_size):
                     rows = order[lo:lo + self.max_batch_size]
                     outs = self._generate_batch([prompts[i] for i in rows], sampling,
@@ -348,18 +346,6 @@ class HFEngine:
         self.stats.calls += 1
         self.stats.seconds += time.perf_counter() - start
         return results  # type: ignore[return-value]
-
-    def _share_duplicate_prompts(self, prompts: list[list[int]]) -> None:
-        """Prefill each prompt that occurs more than once (a GRPO group) a single time and store its KV,
-        so the G rows of the group then feed one token each instead of G copies of the prompt."""
-        counts = Counter(tuple(p) for p in prompts)
-        todo = [list(p) for p, c in counts.items()
-                if c > 1 and len(p) > self.store.min_reuse and self.store.match(list(p))[1] < len(p) - 1]
-        for lo in range(0, len(todo), self.max_batch_size):
-            chunk = todo[lo:lo + self.max_batch_size]
-            cache, mask, _, _, _ = self._prefill(chunk, count_prompt=False)
-            if self._cache_is_plain(cache):
-                self._store_rows(cache, mask, list(range(len(chunk))), chunk)
 
     # -- one batch ----------------------------------------------------------------------------------
 
@@ -377,48 +363,58 @@ class HFEngine:
                  ) -> tuple[Any, torch.Tensor, torch.Tensor, list[int], list[int]]:
         """Run the prompts (minus any reused prefix) through the model.
 
-        Row layout in the KV cache: ``[left pad][reused prefix c_i][pad][new tokens d_i]``, so every row's
-        last column is its last prompt token. Returns ``(cache, mask [B, T], last logits [B, V], positions,
-        used store keys)``; ``positions[i]`` is the position id of the next token row ``i`` will feed.
+        Each distinct prompt gets its own forward pass, without padding, continuing from its reused prefix
+        KV when the store has one; copies of a prompt (a GRPO group) share that pass. A padded batch would
+        spend compute on padding and, with an explicit mask, push attention onto SDPA's path that
+        materialises every score (measured here: ~3.5x slower than the model's own throughput for 16
+        ToolACE prompts). The rows are then laid into one left-padded cache for the batched decode:
+        ``[left pad][prompt i]``, so every row's last column is its last prompt token. Returns ``(cache,
+        mask [B, T], last logits [B, V], positions, used store keys)``; ``positions[i]`` is the position id
+        of the next token row ``i`` will feed.
         """
         device = self.device
         matches = [self.store.match(p) if self.prefix_cache else (None, 0) for p in prompts]
-        reuse = [n for _, n in matches]
-        lc = max(reuse)
-        deltas = [p[n:] for p, n in zip(prompts, reuse, strict=True)]
-        d = max(len(x) for x in deltas)
-        b = len(prompts)
-        input_ids = torch.full((b, d), self.pad_token_id, dtype=torch.long)
-        position_ids = torch.zeros((b, d), dtype=torch.long)
-        mask = torch.zeros((b, lc + d), dtype=torch.long)
-        for i, (delta, c) in enumerate(zip(deltas, reuse, strict=True)):
-            input_ids[i, d - len(delta):] = torch.tensor(delta)
-            position_ids[i, d - len(delta):] = torch.arange(c, c + len(delta))
-            mask[i, lc - c:lc] = 1
-            mask[i, lc + d - len(delta):] = 1
-        cache = self._new_cache()
         used = {key for key, _ in matches if key is not None}
-        if lc > 0:
-            entries = [self.store.get(key) if key is not None else None for key, _ in matches]
-            ref = next(e for e in entries if e is not None).kv
-            for layer, (k0, v0) in enumerate(ref):
-                keys = k0.new_zeros((b, k0.shape[0], lc, k0.shape[2]))
-                values = v0.new_zeros((b, v0.shape[0], lc, v0.shape[2]))
-                for i, (entry, c) in enumerate(zip(entries, reuse, strict=True)):
-                    if entry is not None and c > 0:
-                        keys[i, :, lc - c:] = entry.kv[layer][0][:, :c]
-                        values[i, :, lc - c:] = entry.kv[layer][1][:, :c]
-                cache.update(keys.to(device), values.to(device), layer)
-            self.store.discard(used)
+        entries = {key: self.store.get(key) for key in used}
+        rows: dict[tuple[int, ...], tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]] = {}
+        prefilled = 0
+        for prompt, (key, reused) in zip(prompts, matches, strict=True):
+            signature = tuple(prompt)
+            if signature in rows:
+                continue
+            cache = self._new_cache()
+            if reused > 0:
+                for layer, (k0, v0) in enumerate(entries[key].kv):
+                    cache.update(k0[None, :, :reused].to(device), v0[None, :, :reused].to(device), layer)
+            delta = prompt[reused:]
+            out = self.model(input_ids=torch.tensor([delta], device=device),
+                             position_ids=torch.arange(reused, len(prompt), device=device)[None],
+                             past_key_values=cache, use_cache=True, logits_to_keep=1)
+            kv = [(layer.keys[0], layer.values[0]) for layer in out.past_key_values.layers]
+            rows[signature] = (kv, out.logits[0, -1])
+            prefilled += len(delta)
+        self.store.discard(used)
+
+        b, width = len(prompts), max(len(p) for p in prompts)
+        mask = torch.zeros((b, width), dtype=torch.long, device=device)
+        for i, prompt in enumerate(prompts):
+            mask[i, width - len(prompt):] = 1
+        batch_cache = self._new_cache()
+        first_kv = next(iter(rows.values()))[0]
+        for layer, (k_ref, v_ref) in enumerate(first_kv):
+            keys = k_ref.new_zeros((b, k_ref.shape[0], width, k_ref.shape[2]))
+            values = v_ref.new_zeros((b, v_ref.shape[0], width, v_ref.shape[2]))
+            for i, prompt in enumerate(prompts):
+                k, v = rows[tuple(prompt)][0][layer]
+                keys[i, :, width - len(prompt):] = k
+                values[i, :, width - len(prompt):] = v
+            batch_cache.update(keys, values, layer)
+        logits = torch.stack([rows[tuple(p)][1] for p in prompts])
         if count_prompt:
             self.stats.prompt_tokens += sum(len(p) for p in prompts)
-            self.stats.reused_tokens += sum(reuse)
-        self.stats.prefilled_tokens += sum(len(x) for x in deltas)
-        out = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                         position_ids=position_ids.to(device), past_key_values=cache, use_cache=True,
-                         logits_to_keep=1)
-        positions = [len(p) for p in prompts]
-        return out.past_key_values, mask.to(device), out.logits[:, -1], positions, list(used)
+            self.stats.reused_tokens += sum(n for _, n in matches)
+        self.stats.prefilled_tokens += prefilled
+        return batch_cache, mask, logits, [len(p) for p in prompts], list(used)
 
     def _store_rows(self, cache: Any, mask: torch.Tensor, rows: list[int], tokens: list[list[int]]) -> None:
         """Copy the unpadded KV of batch rows ``rows`` into the prefix store (``tokens[j]`` = row's tokens)."""
