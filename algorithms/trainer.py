@@ -332,11 +332,25 @@ class Trainer:
                                sampling=self._sampling(step, greedy=True, max_new_tokens=self.t.eval_max_new_tokens),
                                max_turns=self.t.max_turns)
         self.engine.train()
+        if self.dist.is_main:
+            self._write_transcripts(step, trajectories)
         total = all_reduce_sum(len(trajectories))
         score = all_reduce_sum(sum(t.reward for t in trajectories)) / max(total, 1.0)
         acc = all_reduce_sum(sum(t.reward >= 1.0 for t in trajectories)) / max(total, 1.0)
         return {"step": step, "eval/reward": score, "eval/accuracy": acc, "eval/n": total,
                 "time/eval_s": time.time() - t0}
+
+    def _write_transcripts(self, step: int, trajectories: list[Trajectory]) -> None:
+        """What the model said on the held-out tasks (rank 0's share): ``<run_dir>/eval/step-NNNNNN.jsonl``."""
+        out = self.run_dir / "eval"
+        out.mkdir(parents=True, exist_ok=True)
+        with (out / f"step-{step:06d}.jsonl").open("w") as f:
+            for t in trajectories:
+                messages = t.info.get("messages", [])
+                f.write(json.dumps({"task_id": t.info.get("task_id"), "reward": t.reward,
+                                    "assistant": [m["content"] for m in messages if m["role"] == "assistant"],
+                                    "environment": [m["content"] for m in messages[2:] if m["role"] != "assistant"]},
+                                   default=str) + "\n")
 
     # -- the loop ----------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
