@@ -57,6 +57,8 @@ def test_three_steps_of_each_algorithm(tmp_path: Path, algorithm: str) -> None:
         assert all(abs(r["mu"] - 0.1) < 1e-9 for r in steps)
     evals = [r for r in rows if "eval/accuracy" in r]
     assert [r["step"] for r in evals] == [0, 3]
+    transcript = [json.loads(line) for line in (run_dir / "eval" / "step-000003.jsonl").read_text().splitlines()]
+    assert len(transcript) == 2 and all("assistant" in t and "reward" in t for t in transcript)
     ckpt = run_dir / "checkpoints" / "step-000003"
     assert (ckpt / "hf" / "config.json").exists() and (ckpt / "trainer_state.json").exists()
     assert (run_dir / "checkpoints" / "LATEST").read_text().strip() == "step-000003"
