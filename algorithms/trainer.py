@@ -78,6 +78,7 @@ class Trainer:
         self.eval_envs: list[Any] = []
 
         self.start_step = 0
+        self.skipped_steps = 0
         self.state: dict[str, Any] = {"eval_history": []}
         self._maybe_resume()
         self.logger = MetricsLogger(self.run_dir, enabled=self.dist.is_main, resume_step=self.start_step,
@@ -266,6 +267,7 @@ class Trainer:
                 counts[k] = counts.get(k, 0) + 1
 
         grpo_loss_value = sft_loss_value = 0.0
+        backward_calls = 0
         # (1 - mu) * L_grpo: the on-policy term, averaged over all on-policy units of the global batch.
         if batch.on_policy and mu < 1.0:
             rewards = torch.tensor([t.reward for t in batch.on_policy], dtype=torch.float32)
@@ -287,6 +289,7 @@ class Trainer:
                                                bool(self.t.use_sampler_logprobs), max_len)
                 scaled = (1.0 - mu) * out.loss * (units / global_units) * world
                 self.engine.backward(scaled, scale_wrt_gas=False)
+                backward_calls += 1
                 grpo_loss_value += float(out.loss.detach()) * units / global_units
                 record(out.metrics)
             record({"grpo/adv_abs_mean": float(advantages.abs().mean())})
@@ -302,18 +305,37 @@ class Trainer:
                     out = expert_micro_loss(self.engine, data, algo, step, self.total_steps, max_len)
                 scaled = mu * out.loss * (units / global_units) * world
                 self.engine.backward(scaled, scale_wrt_gas=False)
+                backward_calls += 1
                 sft_loss_value += float(out.loss.detach()) * units / global_units
                 record(out.metrics)
-        self.engine.step()
+        self._step_or_skip(backward_calls, pad)
         # The sampler must not reuse anything computed with the old weights (KV prefixes; vLLM's copy).
         self.sampler.update_weights(self.engine.module)
 
         grpo_global = all_reduce_sum(grpo_loss_value)
         sft_global = all_reduce_sum(sft_loss_value)
         metrics = {k: sums[k] / counts[k] for k in sums}
-        metrics.update({"loss/grpo": grpo_global, "loss/sft": sft_global,
+        metrics.update({"optimizer/skipped_steps": float(self.skipped_steps),
+                        "loss/grpo": grpo_global, "loss/sft": sft_global,
                         "loss/total": (1.0 - mu) * grpo_global + mu * sft_global})
         return metrics
+
+    def _step_or_skip(self, backward_calls: int, pad: int) -> None:
+        """One optimizer step, kept consistent across ranks when a batch had nothing to learn from.
+
+        A batch whose groups all have zero advantage (and no expert term) back-propagates nothing. If no
+        rank back-propagated, every rank skips the step: Adam would otherwise still move the weights on its
+        momentum alone. If some did, a rank that did not adds a zero-valued backward so that ZeRO's gradient
+        reduction sees every rank.
+        """
+        ranks_with_grads = all_reduce_sum(1.0 if backward_calls else 0.0)
+        if ranks_with_grads == 0:
+            self.skipped_steps += 1
+            return
+        if backward_calls == 0:
+            dummy = torch.tensor([[pad]], device=next(self.engine.module.parameters()).device)
+            self.engine.backward(0.0 * self.engine(input_ids=dummy).logits.sum(), scale_wrt_gas=False)
+        self.engine.step()
 
     # -- evaluation --------------------------------------------------------------------------------------
     def evaluate(self, step: int) -> dict[str, float]:

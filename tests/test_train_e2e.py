@@ -53,6 +53,9 @@ def test_three_steps_of_each_algorithm(tmp_path: Path, algorithm: str) -> None:
         assert all(r["mu"] == 1.0 and "sft/nll" in r for r in steps)
     if algorithm == "grpo":
         assert all(r["mu"] == 0.0 and "sft/nll" not in r for r in steps)
+        # tiny-random's groups tie (all-zero advantages): nothing to learn, the optimizer step is skipped
+        zero_adv = [r for r in steps if r.get("grpo/zero_adv_share") == 1.0]
+        assert steps[-1]["optimizer/skipped_steps"] == len(zero_adv)
     if algorithm == "chord_phi":
         assert all(abs(r["mu"] - 0.1) < 1e-9 for r in steps)
     evals = [r for r in rows if "eval/accuracy" in r]
