@@ -26,6 +26,8 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
+from tools.schema import _short
+
 __all__ = [
     "MAX_INPUT_CHARS", "ToolCall", "ToolCallParseError", "format_json", "format_pythonic", "looks_like_calls",
     "parse_json_calls", "parse_pythonic", "parse_tool_calls",
@@ -369,9 +371,3 @@ def _parses(parser: Any, body: str) -> bool:
         return False
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
