@@ -74,13 +74,6 @@ def _template(name: str, fn: Callable[..., Any]) -> Tool:
     return t
 
 
-def _bind(template: Tool, fn: Callable[..., Any]) -> Tool:
-    """A copy of ``template`` calling ``fn``: skips re-validating the schema (the costly part of ``Tool``)."""
-    bound = copy.copy(template)
-    object.__setattr__(bound, "fn", fn)
-    return bound
-
-
 def catalog_tools(world: World, names: Iterable[str] | None = None) -> list[Tool]:
     """The catalog's tools bound to ``world``: all of them, or ``names`` in that order."""
     wanted = list(names) if names is not None else list(TOOL_DOMAIN)
@@ -90,7 +83,7 @@ def catalog_tools(world: World, names: Iterable[str] | None = None) -> list[Tool
     fns: dict[str, Callable[..., Any]] = {}
     for domain in dict.fromkeys(TOOL_DOMAIN[n] for n in wanted):
         fns.update((f.__name__, f) for f in _MODULE_OF[domain].functions(world))
-    return [_bind(_template(n, fns[n]), fns[n]) for n in wanted]
+    return [_template(n, fns[n]).bind(fns[n]) for n in wanted]
 
 
 def build_catalog(world: World, names: Iterable[str] | None = None, timeout_s: float | None = None,
