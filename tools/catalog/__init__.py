@@ -10,7 +10,6 @@ fresh closures to them, so a new world per episode costs a fraction of a millise
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any
