@@ -349,10 +349,14 @@ def load_realigned(path: str | Path, sources: Sequence[str] | None = None) -> li
     ``sources`` filters by record source (``"hinted"``, ``"self"``, ``"original"``; default: all)."""
     pairs = []
     with Path(path).open() as f:
-        for line in f:
+        for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            r = json.loads(line)
+            try:
+                r = json.loads(line)
+                r["opening"], r["expert"]  # noqa: B018  (both keys are required)
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise ValueError(f"{path}:{number}: not a realigned expert record ({err!r})") from err
             if sources is not None and r.get("source") not in sources:
                 continue
             pairs.append((r["opening"], r["expert"]))

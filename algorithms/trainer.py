@@ -70,6 +70,7 @@ class Trainer:
         self.train_env = self._make_env(cfg.env.train_split)
         self.num_train_tasks = self.train_env.num_tasks
         self._expert_cache: dict[int, tuple[list, list] | None] = {}
+        self.expert_pool = self._load_expert_pool()
         self._check_expert_data()
 
         self.engine = self._deepspeed_engine()
@@ -93,8 +94,26 @@ class Trainer:
         kwargs["split"] = split
         return make_env(self.cfg.env.name, **kwargs)
 
+    def _load_expert_pool(self) -> list[tuple[list, list]] | None:
+        """``trainer.expert_data``: a realigned expert set (``python -m algorithms.realign``) used instead of
+        the environment's own expert trajectories; None keeps the environment's."""
+        path = self.t.get("expert_data")
+        if not path:
+            return None
+        from algorithms.realign import load_realigned
+
+        if not Path(path).exists():
+            raise TrainConfigError(f"trainer.expert_data={path}: no such file")
+        try:
+            pool = load_realigned(path)
+        except ValueError as err:
+            raise TrainConfigError(f"trainer.expert_data: {err}") from err
+        if not pool:
+            raise TrainConfigError(f"trainer.expert_data={path} holds no expert episodes")
+        return pool
+
     def _check_expert_data(self) -> None:
-        if not self.algo.uses_expert:
+        if not self.algo.uses_expert or self.expert_pool is not None:
             return
         if self._expert_for(0) is None:
             raise TrainConfigError(
@@ -153,6 +172,10 @@ class Trainer:
 
     def _sample_expert(self, step: int) -> list[Trajectory]:
         rng = self._rng(step, 1)
+        if self.expert_pool is not None:
+            chosen = [int(i) for i in rng.integers(len(self.expert_pool), size=int(self.t.expert_per_step))]
+            return [expert_trajectory(*self.expert_pool[i], self.tokenizer, group_id=f"expert-pool-{i}")
+                    for i in self._rank_share(chosen)]
         chosen: list[int] = []
         tries = 0
         while len(chosen) < int(self.t.expert_per_step):

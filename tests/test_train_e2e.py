@@ -128,3 +128,25 @@ def test_unknown_env_or_algorithm_is_named(tmp_path: Path) -> None:
     for override, word in (("env=nope", "env"), ("algorithm=nope", "algorithm")):
         proc = run_train(tmp_path / "bad", override, timeout=120)
         assert proc.returncode != 0 and word in proc.stderr and "nope" in proc.stderr
+
+
+def test_realigned_expert_set_replaces_the_env_experts(tmp_path: Path) -> None:
+    """trainer.expert_data points the SFT term at a realigned set (algorithms.realign's JSONL format)."""
+    import envs
+
+    env = envs.make("toolace", split="train")
+    pool = tmp_path / "realigned.jsonl"
+    with pool.open("w") as f:
+        for i in range(3):
+            opening, info = env.reset(options={"index": i})
+            f.write(json.dumps({"index": i, "opening": opening, "expert": info["expert"], "source": "hinted"}) + "\n")
+    run_dir = tmp_path / "pool"
+    proc = run_train(run_dir, "algorithm=sft", f"trainer.expert_data={pool}", "trainer.total_steps=1",
+                     "trainer.eval_every=0", "trainer.save_every=0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert train_steps(run_dir) == [1]
+
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(pool.read_text() + "{not json\n")
+    proc = run_train(tmp_path / "bad", "algorithm=sft", f"trainer.expert_data={broken}", timeout=300)
+    assert proc.returncode != 0 and "broken.jsonl:4" in proc.stderr
