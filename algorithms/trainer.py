@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ class Trainer:
         torch.manual_seed(int(cfg.seed))
         self.model, self.tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed))
         self.dtype = cfg.model.dtype
+        self.device_type = "cuda" if torch.cuda.is_available() else "cpu"
         self.train_env = self._make_env(cfg.env.train_split)
         self.num_train_tasks = self.train_env.num_tasks
         self._expert_cache: dict[int, tuple[list, list] | None] = {}
@@ -279,8 +281,8 @@ class Trainer:
         return int(tensor)
 
     def _optimize(self, batch: StepBatch, mu: float, step: int) -> dict[str, float]:
-        algo, world = self.algo, self.dist.world_size
-        pad = self.tokenizer.pad_token_id or 0
+        """L = (1 - mu) L_grpo + mu L_sft, back-propagated term by term and micro-batch by micro-batch."""
+        algo = self.algo
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
 
@@ -289,59 +291,64 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + v
                 counts[k] = counts.get(k, 0) + 1
 
-        grpo_loss_value = sft_loss_value = 0.0
+        grpo_value = sft_value = 0.0
         backward_calls = 0
-        # (1 - mu) * L_grpo: the on-policy term, averaged over all on-policy units of the global batch.
         if batch.on_policy and mu < 1.0:
             rewards = torch.tensor([t.reward for t in batch.on_policy], dtype=torch.float32)
             advantages = group_advantages(rewards, [t.group_id for t in batch.on_policy], scale=algo.adv_scale)
-            masks = [torch.tensor(t.loss_mask, dtype=torch.float32)[None] for t in batch.on_policy]
-            global_units = all_reduce_sum(sum(aggregation_units(m, algo.loss_agg) for m in masks))
-            max_len = self._max_len(batch.on_policy)
             # A zero advantage contributes nothing to the surrogate nor its gradient (rho = 1): skip its
             # forward pass, but its tokens stay in the denominator, as in the formula.
             skip_zero = algo.kl_coef == 0.0 and algo.entropy_coef == 0.0
             live = [i for i in range(len(batch.on_policy)) if not (skip_zero and float(advantages[i]) == 0.0)]
-            record({"grpo/zero_adv_share": 1.0 - len(live) / len(batch.on_policy)})
-            for idx in self._micro_batches([batch.on_policy[i] for i in live]):
-                rows = [live[i] for i in idx]
-                data = collate([batch.on_policy[i] for i in rows], pad_token_id=pad)
-                units = aggregation_units(data["loss_mask"], algo.loss_agg)
-                with autocast_context("cpu" if not torch.cuda.is_available() else "cuda", self.dtype):
-                    out = on_policy_micro_loss(self.engine, data, advantages[rows], algo, float(self.t.temperature),
-                                               bool(self.t.use_sampler_logprobs), max_len)
-                scaled = (1.0 - mu) * out.loss * (units / global_units) * world
-                self.engine.backward(scaled, scale_wrt_gas=False)
-                backward_calls += 1
-                grpo_loss_value += float(out.loss.detach()) * units / global_units
-                record(out.metrics)
-            record({"grpo/adv_abs_mean": float(advantages.abs().mean())})
-        # mu * L_sft: the expert term, averaged over all expert units of the global batch.
+            record({"grpo/zero_adv_share": 1.0 - len(live) / len(batch.on_policy),
+                    "grpo/adv_abs_mean": float(advantages.abs().mean())})
+            grpo_value, calls = self._backward_term(
+                batch.on_policy, live, 1.0 - mu, record,
+                lambda data, rows, max_len: on_policy_micro_loss(
+                    self.engine, data, advantages[rows], algo, float(self.t.temperature),
+                    bool(self.t.use_sampler_logprobs), max_len))
+            backward_calls += calls
         if batch.expert and mu > 0.0:
-            masks = [torch.tensor(t.loss_mask, dtype=torch.float32)[None] for t in batch.expert]
-            global_units = all_reduce_sum(sum(aggregation_units(m, algo.loss_agg) for m in masks))
-            max_len = self._max_len(batch.expert)
-            for idx in self._micro_batches(batch.expert):
-                data = collate([batch.expert[i] for i in idx], pad_token_id=pad)
-                units = aggregation_units(data["loss_mask"], algo.loss_agg)
-                with autocast_context("cpu" if not torch.cuda.is_available() else "cuda", self.dtype):
-                    out = expert_micro_loss(self.engine, data, algo, step, self.total_steps, max_len)
-                scaled = mu * out.loss * (units / global_units) * world
-                self.engine.backward(scaled, scale_wrt_gas=False)
-                backward_calls += 1
-                sft_loss_value += float(out.loss.detach()) * units / global_units
-                record(out.metrics)
-        self._step_or_skip(backward_calls, pad)
+            sft_value, calls = self._backward_term(
+                batch.expert, list(range(len(batch.expert))), mu, record,
+                lambda data, rows, max_len: expert_micro_loss(self.engine, data, algo, step, self.total_steps, max_len))
+            backward_calls += calls
+        self._step_or_skip(backward_calls, self.tokenizer.pad_token_id or 0)
         # The sampler must not reuse anything computed with the old weights (KV prefixes; vLLM's copy).
         self.sampler.update_weights(self.engine.module)
 
-        grpo_global = all_reduce_sum(grpo_loss_value)
-        sft_global = all_reduce_sum(sft_loss_value)
+        grpo_global = all_reduce_sum(grpo_value)
+        sft_global = all_reduce_sum(sft_value)
         metrics = {k: sums[k] / counts[k] for k in sums}
         metrics.update({"optimizer/skipped_steps": float(self.skipped_steps),
                         "loss/grpo": grpo_global, "loss/sft": sft_global,
                         "loss/total": (1.0 - mu) * grpo_global + mu * sft_global})
         return metrics
+
+    def _backward_term(self, term: list[Trajectory], forwarded: list[int], weight: float,
+                       record: Callable[[dict[str, float]], None],
+                       micro_loss: Callable[[dict[str, torch.Tensor], list[int], int | None], Any]) -> tuple[float, int]:
+        """Back-propagate ``weight`` x (one loss term averaged over all of ``term``'s units, all ranks).
+
+        Only the rows ``forwarded`` are run; the denominator counts every row of ``term``. Each micro-batch's
+        mean loss is scaled by its share of the global units, and by the world size because DeepSpeed
+        averages gradients over ranks. Returns this rank's share of the term's value and the backward calls.
+        """
+        masks = [torch.tensor(t.loss_mask, dtype=torch.float32)[None] for t in term]
+        global_units = all_reduce_sum(sum(aggregation_units(m, self.algo.loss_agg) for m in masks))
+        max_len = self._max_len(term)
+        value, calls = 0.0, 0
+        for idx in self._micro_batches([term[i] for i in forwarded]):
+            rows = [forwarded[i] for i in idx]
+            data = collate([term[i] for i in rows], pad_token_id=self.tokenizer.pad_token_id or 0)
+            share = aggregation_units(data["loss_mask"], self.algo.loss_agg) / global_units
+            with autocast_context(self.device_type, self.dtype):
+                out = micro_loss(data, rows, max_len)
+            self.engine.backward(weight * out.loss * share * self.dist.world_size, scale_wrt_gas=False)
+            value += float(out.loss.detach()) * share
+            calls += 1
+            record(out.metrics)
+        return value, calls
 
     def _step_or_skip(self, backward_calls: int, pad: int) -> None:
         """One optimizer step, kept consistent across ranks when a batch had nothing to learn from.
