@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 
+from agents.decode_kernels import SlabLayer, decode_attention
 from agents.models import autocast_context, normalize_dtype
 
 FinishReason = Literal["stop", "length", "eos"]
@@ -243,6 +244,7 @@ class EngineStats:
     prompt_tokens: int = 0
     prefilled_tokens: int = 0  # prompt tokens actually run through the model (incl. shared group prefills)
     reused_tokens: int = 0  # prompt tokens whose KV came from the prefix store
+    shared_prefix_tokens: int = 0  # of prefilled_tokens: prefixes computed once for several prompts of a call
     generated_tokens: int = 0
     decode_steps: int = 0
     compactions: int = 0
@@ -334,7 +336,9 @@ class HFEngine:
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.inference_mode(), autocast_context(self.device, self.dtype):
+            # no_grad, not inference_mode: under inference_mode autocast does not cache the bf16 copies of the
+            # weights, so every decode step re-casts all of them (measured: ~15% of a decode step).
+            with torch.no_grad(), autocast_context(self.device, self.dtype), decode_attention(self.model):
                 for lo in range(0, len(order), self.max_batch_size):
                     rows = order[lo:lo + self.max_batch_size]
                     outs = self._generate_batch([prompts[i] for i in rows], sampling,
@@ -352,14 +356,14 @@ class HFEngine:
     def _cache_is_plain(self, cache: Any) -> bool:
         from transformers.cache_utils import DynamicLayer
 
-        return all(type(layer) is DynamicLayer for layer in getattr(cache, "layers", [None]))
+        return all(type(layer) in (DynamicLayer, SlabLayer) for layer in getattr(cache, "layers", [None]))
 
     def _new_cache(self) -> Any:
         from transformers import DynamicCache
 
         return DynamicCache(config=self.model.config)
 
-    def _prefill(self, prompts: list[list[int]], count_prompt: bool = True
+    def _prefill(self, prompts: list[list[int]], count_prompt: bool = True, room: int = 0
                  ) -> tuple[Any, torch.Tensor, torch.Tensor, list[int], list[int]]:
         """Run the prompts (minus any reused prefix) through the model.
 
@@ -368,31 +372,23 @@ class HFEngine:
         spend compute on padding and, with an explicit mask, push attention onto SDPA's path that
         materialises every score (measured here: ~3.5x slower than the model's own throughput for 16
         ToolACE prompts). The rows are then laid into one left-padded cache for the batched decode:
-        ``[left pad][prompt i]``, so every row's last column is its last prompt token. Returns ``(cache,
+        ``[left pad][prompt i]``, so every row's last column is its last prompt token; each layer is a
+        :class:`SlabLayer` with ``room`` spare columns, so decoding writes in place. Returns ``(cache,
         mask [B, T], last logits [B, V], positions, used store keys)``; ``positions[i]`` is the position id
         of the next token row ``i`` will feed.
         """
         device = self.device
+        prefilled = self._prefill_shared_prefix(prompts) if self.prefix_cache else 0
+        self.stats.shared_prefix_tokens += prefilled
         matches = [self.store.match(p) if self.prefix_cache else (None, 0) for p in prompts]
         used = {key for key, _ in matches if key is not None}
-        entries = {key: self.store.get(key) for key in used}
         rows: dict[tuple[int, ...], tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]] = {}
-        prefilled = 0
         for prompt, (key, reused) in zip(prompts, matches, strict=True):
             signature = tuple(prompt)
             if signature in rows:
                 continue
-            cache = self._new_cache()
-            if reused > 0:
-                for layer, (k0, v0) in enumerate(entries[key].kv):
-                    cache.update(k0[None, :, :reused].to(device), v0[None, :, :reused].to(device), layer)
-            delta = prompt[reused:]
-            out = self.model(input_ids=torch.tensor([delta], device=device),
-                             position_ids=torch.arange(reused, len(prompt), device=device)[None],
-                             past_key_values=cache, use_cache=True, logits_to_keep=1)
-            kv = [(layer.keys[0], layer.values[0]) for layer in out.past_key_values.layers]
-            rows[signature] = (kv, out.logits[0, -1])
-            prefilled += len(delta)
+            rows[signature] = self._extend(None if key is None else self.store.get(key), reused, prompt)
+            prefilled += len(prompt) - reused
         self.store.discard(used)
 
         b, width = len(prompts), max(len(p) for p in prompts)
@@ -401,20 +397,62 @@ class HFEngine:
             mask[i, width - len(prompt):] = 1
         batch_cache = self._new_cache()
         first_kv = next(iter(rows.values()))[0]
+        slabs = []
         for layer, (k_ref, v_ref) in enumerate(first_kv):
-            keys = k_ref.new_zeros((b, k_ref.shape[0], width, k_ref.shape[2]))
-            values = v_ref.new_zeros((b, v_ref.shape[0], width, v_ref.shape[2]))
+            slab = SlabLayer.zeros(b, k_ref.shape[0], width, k_ref.shape[2], v_ref.shape[2], capacity=width + room,
+                                   dtype=k_ref.dtype, device=k_ref.device)
             for i, prompt in enumerate(prompts):
                 k, v = rows[tuple(prompt)][0][layer]
-                keys[i, :, width - len(prompt):] = k
-                values[i, :, width - len(prompt):] = v
-            batch_cache.update(keys, values, layer)
+                slab.keys[i, :, width - len(prompt):] = k
+                slab.values[i, :, width - len(prompt):] = v
+            slabs.append(slab)
+        batch_cache.layers = slabs
         logits = torch.stack([rows[tuple(p)][1] for p in prompts])
         if count_prompt:
             self.stats.prompt_tokens += sum(len(p) for p in prompts)
             self.stats.reused_tokens += sum(n for _, n in matches)
         self.stats.prefilled_tokens += prefilled
         return batch_cache, mask, logits, [len(p) for p in prompts], list(used)
+
+    def _extend(self, entry: _PrefixEntry | None, reused: int, tokens: list[int]
+                ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+        """One unpadded forward over ``tokens[reused:]`` after ``entry``'s first ``reused`` tokens of KV.
+
+        Returns the per-layer ``[H, n, D]`` keys/values of all of ``tokens`` and the last position's logits.
+        """
+        device = self.device
+        cache = self._new_cache()
+        if entry is not None and reused > 0:
+            for layer, (k0, v0) in enumerate(entry.kv):
+                cache.update(k0[None, :, :reused].to(device), v0[None, :, :reused].to(device), layer)
+        out = self.model(input_ids=torch.tensor([tokens[reused:]], device=device),
+                         position_ids=torch.arange(reused, len(tokens), device=device)[None],
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return [(layer.keys[0], layer.values[0]) for layer in out.past_key_values.layers], out.logits[0, -1]
+
+    def _prefill_shared_prefix(self, prompts: list[list[int]]) -> int:
+        """Prefill once the prefix that the call's distinct prompts share, into the store; tokens prefilled.
+
+        First turns of different tasks share the system prompt's instructions (326 tokens of ~820 for
+        ToolACE); without this each distinct prompt would compute them again. Done only when at least two
+        prompts would otherwise recompute part of it.
+        """
+        distinct = list({tuple(p): p for p in prompts}.values())
+        if len(distinct) < 2:
+            return 0
+        shared = min(_common_prefix_len(distinct[0], p) for p in distinct[1:])
+        shared = min(shared, min(len(p) for p in distinct) - 1)  # every prompt keeps >= 1 token to feed
+        if shared < self.store.min_reuse:
+            return 0
+        matches = [self.store.match(p) for p in distinct]
+        if sum(reused < shared for _, reused in matches) < 2:
+            return 0
+        key, reused = max(matches, key=lambda m: m[1])
+        reused = min(reused, shared)
+        prefix = distinct[0][:shared]
+        kv, _ = self._extend(None if key is None else self.store.get(key), reused, prefix)
+        self.store.add(prefix, [(k.clone(), v.clone()) for k, v in kv])
+        return shared - reused
 
     def _store_rows(self, cache: Any, mask: torch.Tensor, rows: list[int], tokens: list[list[int]]) -> None:
         """Copy the unpadded KV of batch rows ``rows`` into the prefix store (``tokens[j]`` = row's tokens)."""
@@ -428,7 +466,7 @@ class HFEngine:
     def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams,
                         gens: list[torch.Generator] | None) -> list[Generation]:
         device = self.device
-        cache, mask, logits, positions, _ = self._prefill(prompts)
+        cache, mask, logits, positions, _ = self._prefill(prompts, room=sampling.max_new_tokens)
         plain = self._cache_is_plain(cache)
         keep_prefix = self.prefix_cache and plain
         stop_ids = sampling.stop_token_ids
@@ -493,8 +531,11 @@ class HFEngine:
         mask = mask.index_select(0, idx)
         first = int(mask.any(dim=0).long().argmax())  # first column any remaining row attends to
         for layer in cache.layers:
-            layer.keys = layer.keys.index_select(0, idx)[:, :, first:]
-            layer.values = layer.values.index_select(0, idx)[:, :, first:]
+            if isinstance(layer, SlabLayer):
+                layer.select(idx, first)
+            else:
+                layer.keys = layer.keys.index_select(0, idx)[:, :, first:]
+                layer.values = layer.values.index_select(0, idx)[:, :, first:]
         mask = mask[:, first:]
         return (cache, mask, [active[j] for j in keep], tok.index_select(0, idx.to(tok.device)),
                 [positions[j] for j in keep])

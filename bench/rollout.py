@@ -7,11 +7,13 @@ Both run the same episodes (same env indices, same per-turn token budget, same t
 * ``naive``: for each episode and turn, re-render the conversation with the chat template and call HF
   ``model.generate`` on that one prompt (KV cache within the call, nothing reused across turns or episodes).
 
-Both run under the model's autocast policy (bf16 on CPU). The figure is generated tokens per second of
+The episodes are ``--prompts`` tasks x ``--group-size`` samples each, as in a GRPO step (the training
+default is 4 x 4). Both run under the model's autocast policy (bf16 on CPU) and without autograd
+(``torch.no_grad``, as ``generate`` itself). The figure is generated tokens per second of
 wall time (the two arms sample different texts, so their token counts differ). Results go to
 ``bench/results/rollout.json``.
 
-    .venv/bin/python bench/rollout.py --episodes 16 --max-new-tokens 64 --turns 2
+    .venv/bin/python bench/rollout.py --prompts 4 --group-size 4 --max-new-tokens 64 --turns 2
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def naive_rollout(env_name: str, env_kwargs: dict[str, Any], indices: list[int],
         conv = list(conv)
         for _ in range(turns):
             prompt = torch.tensor([renderer.render_prompt(conv)])
-            with torch.inference_mode(), autocast_context("cpu", dtype):
+            with torch.no_grad(), autocast_context("cpu", dtype):  # as generate() itself; see HFEngine
                 out = model.generate(
                     input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=sampling.max_new_tokens,
                     do_sample=not sampling.is_greedy, temperature=sampling.temperature if not sampling.is_greedy else None,
@@ -92,7 +94,8 @@ def _git_commit() -> str | None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--episodes", type=int, default=16)
+    p.add_argument("--prompts", type=int, default=4, help="distinct tasks")
+    p.add_argument("--group-size", type=int, default=4, help="samples per task (GRPO group)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="per-turn token budget (both arms)")
     p.add_argument("--turns", type=int, default=2, help="turn cap per episode (both arms)")
     p.add_argument("--model", default="smollm2-135m-instruct")
@@ -112,12 +115,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sampling = SamplingParams(temperature=args.temperature, top_p=1.0, max_new_tokens=args.max_new_tokens,
                               greedy=args.greedy, seed=args.seed)
     env_kwargs = {"split": args.split}
-    indices = list(range(args.start_index, args.start_index + args.episodes))
+    indices = [args.start_index + i for i in range(args.prompts) for _ in range(args.group_size)]
 
     # warm-up (first-call allocations, autocast kernels) outside the timings
     engine.generate([renderer.encode("warm up")], SamplingParams(max_new_tokens=4, seed=0))
 
-    print(f"batched: {args.episodes} episodes x <= {args.turns} turns x <= {args.max_new_tokens} tokens ...", flush=True)
+    print(f"batched: {args.prompts} tasks x {args.group_size} samples x <= {args.turns} turns x <= {args.max_new_tokens} tokens ...", flush=True)
     batched = batched_rollout(args.env, env_kwargs, indices, engine, renderer, sampling, args.turns)
     print(f"  {batched['generated_tokens']} tokens in {batched['wall_s']:.1f} s = {batched['tokens_per_s']:.1f} tok/s",
           flush=True)

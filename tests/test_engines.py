@@ -9,6 +9,7 @@ non-repeating output) in float64, where batching, padding and cache reuse must n
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -190,7 +191,8 @@ def test_prefix_cache_reuse_equals_fresh_prefill(sharp, prompts):
             assert ga.token_ids == gb.token_ids and ga.finish_reason == gb.finish_reason
             assert ga.logprobs == pytest.approx(gb.logprobs, abs=1e-6)
     assert cached.stats.reused_tokens > 0 and fresh.stats.reused_tokens == 0
-    assert cached.stats.prefilled_tokens + cached.stats.reused_tokens == fresh.stats.prefilled_tokens
+    assert (cached.stats.prefilled_tokens - cached.stats.shared_prefix_tokens + cached.stats.reused_tokens
+            == fresh.stats.prefilled_tokens)
     assert cached.stats.prefilled_tokens < fresh.stats.prefilled_tokens / 2
 
 
@@ -204,9 +206,11 @@ def test_group_prompts_are_prefilled_once(sharp, prompts):
         assert ga.token_ids == gb.token_ids
         assert ga.logprobs == pytest.approx(gb.logprobs, abs=1e-6)
     assert len({tuple(g.token_ids) for g in b[:4]}) > 1  # the group's samples differ
-    # every distinct prompt is prefilled once, its copies share the pass (with or without the prefix store)
+    # every distinct prompt is prefilled once, its copies share the pass (with or without the prefix store);
+    # with the store, the 3 distinct prompts' common prefix (the template's system turn) is computed once
     distinct = len(prompts[1]) + len(prompts[3]) + len(prompts[0])
-    assert shared.stats.prefilled_tokens == fresh.stats.prefilled_tokens == distinct
+    assert fresh.stats.prefilled_tokens == distinct
+    assert shared.stats.prefilled_tokens == distinct - 2 * shared.stats.shared_prefix_tokens
     assert fresh.stats.prompt_tokens == sum(len(p) for p in group)
 
 
@@ -219,9 +223,10 @@ def test_prefix_cache_dropped_when_weights_change(prompts):
     with torch.no_grad():
         model.model.layers[0].mlp.down_proj.weight.add_(0.05)  # an optimizer step, in place
     follow = [p + g.token_ids + tok.encode(TOOL_TURN.format(1)) for p, g in zip(prompts[:2], gen, strict=True)]
-    reused_before = eng.stats.reused_tokens
+    reused_before, shared_before = eng.stats.reused_tokens, eng.stats.shared_prefix_tokens
     got = eng.generate(follow, sp)
-    assert eng.stats.reused_tokens == reused_before  # stale KV was not used
+    # stale KV was not used: the only reuse is of the shared prefix computed afresh in this call
+    assert eng.stats.reused_tokens - reused_before == 2 * (eng.stats.shared_prefix_tokens - shared_before)
     assert [g.token_ids for g in got] == [g.token_ids for g in HFEngine(model, tok, prefix_cache=False).generate(
         follow, sp)]
     eng.update_weights(model)
@@ -265,3 +270,21 @@ def test_row_seeds_make_a_row_independent_of_its_batch(tiny, prompts):
     assert reordered[0].token_ids == together[2].token_ids
     with pytest.raises(ValueError, match="row_seeds"):
         engine(tiny).generate(prompts[:2], SamplingParams(**sp, row_seeds=(1,)))
+
+
+def test_shared_prefix_of_distinct_prompts_is_prefilled_once(sharp, prompts):
+    """Distinct prompts sharing a system prompt: the shared part is computed once, outputs unchanged."""
+    _, tok = sharp
+    system = {"role": "system", "content": "You call tools. " * 12}
+    convs = [tok.apply_chat_template([system, {"role": "user", "content": q}], add_generation_prompt=True,
+                                     tokenize=True, return_dict=False)
+             for q in ("first question", "a second, longer question", "third")]
+    shared = len(os.path.commonprefix(convs))
+    sp = SamplingParams(greedy=True, max_new_tokens=6)
+    fresh = engine(sharp, prefix_cache=False)
+    cached = engine(sharp, prefix_cache=True)
+    for ga, gb in zip(fresh.generate(convs, sp), cached.generate(convs, sp), strict=True):
+        assert ga.token_ids == gb.token_ids
+        assert ga.logprobs == pytest.approx(gb.logprobs, abs=1e-9)
+    assert cached.stats.shared_prefix_tokens == shared >= 16
+    assert cached.stats.prefilled_tokens == fresh.stats.prefilled_tokens - 2 * shared
