@@ -39,6 +39,11 @@ def completion_logits(model: torch.nn.Module, batch: dict[str, Tensor]) -> tuple
     ``f - 1 .. T - 1``; the returned batch tensors are cut to the same window, so the usual shift convention
     (``logp[:, t]`` predicts token ``t`` from position ``t - 1``; position 0 of the window gets 0) holds and
     loses nothing: the window's position 0 (``f - 1``) is unmasked in every row.
+
+    A right-padded batch is run row by row, each row cut to its own length, and the logits are zero-padded
+    back to the window: with padding, SDPA's CPU path for a masked batch materialises every attention
+    score for the backward pass (measured on 8 ToolACE expert trajectories, 4 per micro-batch: 20 GB peak
+    and 52 s, against 24 s unpadded). Unpadded rows take the causal kernel; the gradients are the same.
     """
     mask = batch["loss_mask"]
     seq_len = mask.shape[1]
@@ -46,8 +51,19 @@ def completion_logits(model: torch.nn.Module, batch: dict[str, Tensor]) -> tuple
     first = int(mask[rows_with_tokens].argmax(dim=1).min()) if bool(rows_with_tokens.any()) else seq_len - 1
     start = max(first - 1, 0)
     keep = seq_len - start
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
     window = {k: (v[:, start:] if v.dim() == 2 and v.shape[1] == seq_len else v) for k, v in batch.items()}
+    lengths = [int(n) for n in batch["attention_mask"].sum(dim=1).tolist()]
+    if all(n == seq_len for n in lengths):
+        return model(input_ids=batch["input_ids"], logits_to_keep=keep).logits, window
+    rows: list[Tensor | None] = []
+    for b, n in enumerate(lengths):
+        if n <= start:  # no position of this row lies in the window (it has no trainable token)
+            rows.append(None)
+            continue
+        out = model(input_ids=batch["input_ids"][b:b + 1, :n], logits_to_keep=n - start).logits[0]
+        rows.append(torch.nn.functional.pad(out, (0, 0, 0, keep - (n - start))))
+    ref = next(r for r in rows if r is not None)
+    logits = torch.stack([r if r is not None else ref.new_zeros(ref.shape) for r in rows])
     return logits, window
 
 

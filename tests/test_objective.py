@@ -81,3 +81,16 @@ def test_aggregation_units():
     mask = torch.tensor([[0, 1, 1], [0, 0, 0], [1, 0, 0]], dtype=torch.float32)
     assert aggregation_units(mask, "token-mean") == 3
     assert aggregation_units(mask, "seq-mean-token-mean") == 2
+
+
+def test_padded_rows_run_unpadded_and_match_the_masked_full_pass(model):
+    """Rows of different lengths (and one with nothing to train, shorter than the window start) give the
+    same log-probs on every trainable token as one masked, padded forward pass."""
+    batch = batch_of([(40, 30), (33, 31), (12, 12)])  # row 2: all prompt, shorter than the window start
+    logits, window = completion_logits(model, batch)
+    assert logits.shape[:2] == window["input_ids"].shape == (3, 40 - 29)
+    logp, _ = token_logprobs_and_entropy(logits, window["input_ids"])
+    ref, _ = full_logp(model, batch)
+    m = window["loss_mask"].bool()
+    assert torch.allclose(logp[m], ref[:, 29:][m], atol=1e-5)
+    assert torch.isfinite(logp).all()
