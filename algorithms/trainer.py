@@ -284,12 +284,14 @@ class Trainer:
         """L = (1 - mu) L_grpo + mu L_sft, back-propagated term by term and micro-batch by micro-batch."""
         algo = self.algo
         sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        weights: dict[str, float] = {}
 
-        def record(metrics: dict[str, float]) -> None:
+        def record(metrics: dict[str, float], weight: float = 1.0) -> None:
+            """Accumulate a micro-batch's metrics, weighted by its share of its term's units, so that the
+            step's figure is the term-wide mean whatever the micro-batch size."""
             for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + v
-                counts[k] = counts.get(k, 0) + 1
+                sums[k] = sums.get(k, 0.0) + v * weight
+                weights[k] = weights.get(k, 0.0) + weight
 
         grpo_value = sft_value = 0.0
         backward_calls = 0
@@ -319,14 +321,14 @@ class Trainer:
 
         grpo_global = all_reduce_sum(grpo_value)
         sft_global = all_reduce_sum(sft_value)
-        metrics = {k: sums[k] / counts[k] for k in sums}
+        metrics = {k: sums[k] / weights[k] if weights[k] > 0 else 0.0 for k in sums}
         metrics.update({"optimizer/skipped_steps": float(self.skipped_steps),
                         "loss/grpo": grpo_global, "loss/sft": sft_global,
                         "loss/total": (1.0 - mu) * grpo_global + mu * sft_global})
         return metrics
 
     def _backward_term(self, term: list[Trajectory], forwarded: list[int], weight: float,
-                       record: Callable[[dict[str, float]], None],
+                       record: Callable[[dict[str, float], float], None],
                        micro_loss: Callable[[dict[str, torch.Tensor], list[int], int | None], Any]) -> tuple[float, int]:
         """Back-propagate ``weight`` x (one loss term averaged over all of ``term``'s units, all ranks).
 
@@ -347,7 +349,7 @@ class Trainer:
             self.engine.backward(weight * out.loss * share * self.dist.world_size, scale_wrt_gas=False)
             value += float(out.loss.detach()) * share
             calls += 1
-            record(out.metrics)
+            record(out.metrics, share)
         return value, calls
 
     def _step_or_skip(self, backward_calls: int, pad: int) -> None:

@@ -150,3 +150,17 @@ def test_realigned_expert_set_replaces_the_env_experts(tmp_path: Path) -> None:
     broken.write_text(pool.read_text() + "{not json\n")
     proc = run_train(tmp_path / "bad", "algorithm=sft", f"trainer.expert_data={broken}", timeout=300)
     assert proc.returncode != 0 and "broken.jsonl:4" in proc.stderr
+
+
+def test_step_metrics_do_not_depend_on_micro_batch_size(tmp_path: Path) -> None:
+    """Per-micro-batch metrics are weighted by their share of the term's tokens: the step's ``sft/nll`` is
+    the token mean over the whole expert batch, with 1 or 4 rows per backward."""
+    rows = {}
+    for mbs in (1, 4):
+        run_dir = tmp_path / f"mbs{mbs}"
+        proc = run_train(run_dir, "algorithm=sft", "trainer.total_steps=1", "trainer.expert_per_step=4",
+                         f"trainer.micro_batch_size={mbs}", "trainer.save_every=0", "trainer.eval_every=0")
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        rows[mbs] = [r for r in metric_rows(run_dir) if "loss/total" in r][0]
+    assert rows[1]["sft/nll"] == pytest.approx(rows[4]["sft/nll"], abs=1e-4)
+    assert rows[1]["loss/sft"] == pytest.approx(rows[4]["loss/sft"], abs=1e-4)
