@@ -23,7 +23,7 @@ def validate_train_config(cfg: DictConfig, algo: AlgorithmConfig, world_size: in
     t = cfg.trainer
     _need(cfg.env.name in ALIASES or str(cfg.env.name).startswith("chordgym/"),
           f"env.name={cfg.env.name!r} is not a registered environment; known: {sorted(ALIASES)}")
-    for key in ("total_steps", "prompts_per_step", "micro_batch_size"):
+    for key in ("total_steps", "prompts_per_step", "micro_batch_size", "micro_batch_tokens"):
         _need(int(t[key]) >= 1, f"trainer.{key} must be >= 1, got {t[key]}")
     for key in ("expert_per_step", "eval_every", "save_every", "eval_size"):
         _need(int(t[key]) >= 0, f"trainer.{key} must be >= 0, got {t[key]}")

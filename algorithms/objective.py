@@ -30,6 +30,26 @@ def aggregation_units(loss_mask: Tensor, mode: str) -> float:
     return float((loss_mask.sum(dim=-1) > 0).sum())
 
 
+def plan_micro_batches(lengths: list[int], max_rows: int, max_tokens: int) -> list[list[int]]:
+    """Row indices sorted by length, grouped into micro-batches of at most ``max_rows`` rows and
+    ``max_tokens`` padded tokens (rows x longest row; a longer row gets a micro-batch of its own).
+
+    The token cap bounds activation memory whatever the lengths: short rows (math) share a pass, long
+    ones (ToolACE) go one or two at a time.
+    """
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        current = batches[-1] if batches else None
+        if current and len(current) < max_rows and (len(current) + 1) * lengths[i] <= max_tokens:
+            current.append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+PADDED_FORWARD_MAX_LEN = 512  # padded micro-batches up to this length run as one masked forward pass
+
+
 def completion_logits(model: torch.nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
     """Logits for the positions that predict trainable tokens only, and the batch cut to match.
 
@@ -40,10 +60,12 @@ def completion_logits(model: torch.nn.Module, batch: dict[str, Tensor]) -> tuple
     (``logp[:, t]`` predicts token ``t`` from position ``t - 1``; position 0 of the window gets 0) holds and
     loses nothing: the window's position 0 (``f - 1``) is unmasked in every row.
 
-    A right-padded batch is run row by row, each row cut to its own length, and the logits are zero-padded
-    back to the window: with padding, SDPA's CPU path for a masked batch materialises every attention
-    score for the backward pass (measured on 8 ToolACE expert trajectories, 4 per micro-batch: 20 GB peak
-    and 52 s, against 24 s unpadded). Unpadded rows take the causal kernel; the gradients are the same.
+    A right-padded batch longer than ``PADDED_FORWARD_MAX_LEN`` is run row by row, each row cut to its own
+    length, and the logits are zero-padded back to the window: with padding, SDPA's CPU path for a masked
+    batch materialises every attention score for the backward pass (measured on 8 ToolACE expert
+    trajectories, 4 per micro-batch: 20 GB peak and 52 s, against 24 s unpadded). Unpadded rows take the
+    causal kernel; the gradients are the same. Short rows (math prompts) stay one padded pass: there the
+    scores are small and one batched matmul beats many thin ones.
     """
     mask = batch["loss_mask"]
     seq_len = mask.shape[1]
@@ -53,8 +75,11 @@ def completion_logits(model: torch.nn.Module, batch: dict[str, Tensor]) -> tuple
     keep = seq_len - start
     window = {k: (v[:, start:] if v.dim() == 2 and v.shape[1] == seq_len else v) for k, v in batch.items()}
     lengths = [int(n) for n in batch["attention_mask"].sum(dim=1).tolist()]
-    if all(n == seq_len for n in lengths):
+    if all(n == seq_len for n in lengths):  # no padding: no mask, SDPA's causal kernel
         return model(input_ids=batch["input_ids"], logits_to_keep=keep).logits, window
+    if seq_len <= PADDED_FORWARD_MAX_LEN:
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     logits_to_keep=keep).logits, window
     rows: list[Tensor | None] = []
     for b, n in enumerate(lengths):
         if n <= start:  # no position of this row lies in the window (it has no trainable token)

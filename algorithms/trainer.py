@@ -35,7 +35,12 @@ from algorithms.chord import AlgorithmConfig
 from algorithms.config import TrainConfigError, validate_train_config
 from algorithms.distributed import DistInfo, all_reduce_sum, init_distributed
 from algorithms.metrics import MetricsLogger, read_jsonl
-from algorithms.objective import aggregation_units, expert_micro_loss, on_policy_micro_loss
+from algorithms.objective import (
+    aggregation_units,
+    expert_micro_loss,
+    on_policy_micro_loss,
+    plan_micro_batches,
+)
 from envs import make as make_env
 
 
@@ -264,10 +269,8 @@ class Trainer:
         return metrics
 
     def _micro_batches(self, trajectories: list[Trajectory]) -> list[list[int]]:
-        """Indices grouped into micro-batches of similar length (less padding)."""
-        order = sorted(range(len(trajectories)), key=lambda i: trajectories[i].num_tokens)
-        size = int(self.t.micro_batch_size)
-        return [order[i:i + size] for i in range(0, len(order), size)]
+        return plan_micro_batches([t.num_tokens for t in trajectories], int(self.t.micro_batch_size),
+                                  int(self.t.micro_batch_tokens))
 
     def _max_len(self, trajectories: list[Trajectory]) -> int | None:
         if self.algo.loss_agg != "seq-mean-token-sum-norm":

@@ -10,7 +10,13 @@ from agents import Trajectory, collate, load_model
 from algorithms.chord import preset
 from algorithms.logprobs import token_logprobs_and_entropy
 from algorithms.losses import clipped_policy_loss
-from algorithms.objective import aggregation_units, completion_logits, expert_micro_loss, on_policy_micro_loss
+from algorithms.objective import (
+    aggregation_units,
+    completion_logits,
+    expert_micro_loss,
+    on_policy_micro_loss,
+    plan_micro_batches,
+)
 from algorithms.sft import sft_loss
 
 
@@ -83,9 +89,10 @@ def test_aggregation_units():
     assert aggregation_units(mask, "seq-mean-token-mean") == 2
 
 
-def test_padded_rows_run_unpadded_and_match_the_masked_full_pass(model):
+def test_padded_rows_run_unpadded_and_match_the_masked_full_pass(model, monkeypatch):
     """Rows of different lengths (and one with nothing to train, shorter than the window start) give the
     same log-probs on every trainable token as one masked, padded forward pass."""
+    monkeypatch.setattr("algorithms.objective.PADDED_FORWARD_MAX_LEN", 8)  # force the row-by-row path
     batch = batch_of([(40, 30), (33, 31), (12, 12)])  # row 2: all prompt, shorter than the window start
     logits, window = completion_logits(model, batch)
     assert logits.shape[:2] == window["input_ids"].shape == (3, 40 - 29)
@@ -94,3 +101,11 @@ def test_padded_rows_run_unpadded_and_match_the_masked_full_pass(model):
     m = window["loss_mask"].bool()
     assert torch.allclose(logp[m], ref[:, 29:][m], atol=1e-5)
     assert torch.isfinite(logp).all()
+
+
+def test_micro_batches_are_capped_by_rows_and_padded_tokens():
+    assert [len(b) for b in plan_micro_batches([100] * 20, 16, 2048)] == [16, 4]
+    # sorted by length; 2 x 700 fits 2048, 1500 and 1913 do not pair; a row over the cap still runs
+    assert plan_micro_batches([1913, 600, 700, 1500], 16, 2048) == [[1, 2], [3], [0]]
+    assert plan_micro_batches([3000], 16, 2048) == [[0]]
+    assert plan_micro_batches([10, 10, 10], 1, 2048) == [[0], [1], [2]]
