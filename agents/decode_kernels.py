@@ -35,29 +35,20 @@ DECODE_ATTENTION = "chordgym_decode"
 class SlabLayer(DynamicLayer):
     """A cache layer over a preallocated ``[B, H, capacity, D]`` buffer; grows by doubling if overrun."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int):
-        """A slab holding ``keys``/``values`` (copied) with room for ``capacity`` columns in all."""
+    def __init__(self, key_buffer: torch.Tensor, value_buffer: torch.Tensor, length: int):
+        """A slab over ``key_buffer``/``value_buffer`` whose first ``length`` columns hold the cache."""
         super().__init__()
-        b, h, t, d = keys.shape
-        self._k = keys.new_empty((b, h, max(capacity, t), d))
-        self._v = values.new_empty((b, h, max(capacity, t), values.shape[-1]))
-        self._k[:, :, :t] = keys
-        self._v[:, :, :t] = values
-        self._len = t
-        self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+        self._k, self._v, self._len = key_buffer, value_buffer, length
+        self.dtype, self.device, self.is_initialized = key_buffer.dtype, key_buffer.device, True
         self._expose()
 
     @classmethod
     def zeros(cls, batch: int, heads: int, length: int, key_dim: int, value_dim: int, capacity: int,
               dtype: torch.dtype, device: torch.device | str) -> SlabLayer:
-        """A slab whose first ``length`` columns are zeros (to be filled through ``keys``/``values``)."""
-        empty = torch.zeros((batch, heads, 0, key_dim), dtype=dtype, device=device)
-        slab = cls(empty, empty.new_zeros((batch, heads, 0, value_dim)), capacity=capacity)
-        slab._k[:, :, :length] = 0
-        slab._v[:, :, :length] = 0
-        slab._len = length
-        slab._expose()
-        return slab
+        """A slab of ``length`` zero columns (to be filled through ``keys``/``values``), room for ``capacity``."""
+        capacity = max(capacity, length)
+        return cls(torch.zeros((batch, heads, capacity, key_dim), dtype=dtype, device=device),
+                   torch.zeros((batch, heads, capacity, value_dim), dtype=dtype, device=device), length)
 
     def _expose(self) -> None:
         self.keys = self._k[:, :, :self._len]

@@ -354,6 +354,8 @@ class HFEngine:
     # -- one batch ----------------------------------------------------------------------------------
 
     def _cache_is_plain(self, cache: Any) -> bool:
+        """True for a cache of full-attention layers only (no sliding window, no quantisation): the layers
+        whose KV can be stored, cropped and laid into a :class:`SlabLayer`."""
         from transformers.cache_utils import DynamicLayer
 
         return all(type(layer) in (DynamicLayer, SlabLayer) for layer in getattr(cache, "layers", [None]))
@@ -396,17 +398,19 @@ class HFEngine:
         for i, prompt in enumerate(prompts):
             mask[i, width - len(prompt):] = 1
         batch_cache = self._new_cache()
+        slabs = self._cache_is_plain(batch_cache)  # other layer kinds (sliding windows) keep their own update
         first_kv = next(iter(rows.values()))[0]
-        slabs = []
         for layer, (k_ref, v_ref) in enumerate(first_kv):
-            slab = SlabLayer.zeros(b, k_ref.shape[0], width, k_ref.shape[2], v_ref.shape[2], capacity=width + room,
-                                   dtype=k_ref.dtype, device=k_ref.device)
+            kv = SlabLayer.zeros(b, k_ref.shape[0], width, k_ref.shape[2], v_ref.shape[2], capacity=width + room,
+                                 dtype=k_ref.dtype, device=k_ref.device)
             for i, prompt in enumerate(prompts):
                 k, v = rows[tuple(prompt)][0][layer]
-                slab.keys[i, :, width - len(prompt):] = k
-                slab.values[i, :, width - len(prompt):] = v
-            slabs.append(slab)
-        batch_cache.layers = slabs
+                kv.keys[i, :, width - len(prompt):] = k
+                kv.values[i, :, width - len(prompt):] = v
+            if slabs:
+                batch_cache.layers[layer] = kv
+            else:
+                batch_cache.update(kv.keys, kv.values, layer)
         logits = torch.stack([rows[tuple(p)][1] for p in prompts])
         if count_prompt:
             self.stats.prompt_tokens += sum(len(p) for p in prompts)
@@ -530,12 +534,8 @@ class HFEngine:
         idx = torch.tensor(keep, dtype=torch.long, device=mask.device)
         mask = mask.index_select(0, idx)
         first = int(mask.any(dim=0).long().argmax())  # first column any remaining row attends to
-        for layer in cache.layers:
-            if isinstance(layer, SlabLayer):
-                layer.select(idx, first)
-            else:
-                layer.keys = layer.keys.index_select(0, idx)[:, :, first:]
-                layer.values = layer.values.index_select(0, idx)[:, :, first:]
+        for layer in cache.layers:  # only plain caches are compacted, and those are slabs
+            layer.select(idx, first)
         mask = mask[:, first:]
         return (cache, mask, [active[j] for j in keep], tok.index_select(0, idx.to(tok.device)),
                 [positions[j] for j in keep])
