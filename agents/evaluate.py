@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agents.engines import HFEngine, SamplingParams
-from agents.models import load_model
+from agents.models import load_model, resolve_device
 from agents.rollout import rollout
 from envs import make as make_env
 
@@ -140,7 +140,12 @@ def main(cfg: DictConfig) -> None:
         print(f"config error: {err}", file=sys.stderr)
         sys.exit(2)
     spec = str(cfg.model_path) if cfg.model_path else str(cfg.model.spec)
-    model, tokenizer = load_model(spec, dtype=str(cfg.model.dtype))
+    try:
+        device = resolve_device(str(cfg.device))
+    except ValueError as err:
+        print(f"config error: device: {err}", file=sys.stderr)
+        sys.exit(2)
+    model, tokenizer = load_model(spec, dtype=str(cfg.model.dtype), device=device)
     engine = HFEngine(model, tokenizer, dtype=str(cfg.model.dtype), max_batch_size=int(cfg.batch_size))
     sampling = SamplingParams(temperature=float(cfg.temperature), top_p=float(cfg.top_p),
                               max_new_tokens=int(cfg.max_new_tokens), greedy=bool(cfg.greedy), seed=int(cfg.seed))

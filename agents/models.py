@@ -77,6 +77,18 @@ def autocast_context(device: str | torch.device, dtype: str) -> contextlib.Abstr
     return torch.autocast(device_type, dtype=torch.bfloat16)
 
 
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; ``"cpu"``/``"cuda"``/``"cuda:N"`` pass through."""
+    name = str(device).lower()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} asked for, but torch sees no CUDA device (torch {torch.__version__})")
+    return name
+
+
 def _weight_dtype(device: str | torch.device, dtype: str) -> torch.dtype:
     """fp32 weights on CPU (bf16 comes from autocast), bf16 weights on CUDA when dtype is bf16."""
     if normalize_dtype(dtype) == "bf16" and torch.device(device).type == "cuda":

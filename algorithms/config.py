@@ -38,6 +38,9 @@ def validate_train_config(cfg: DictConfig, algo: AlgorithmConfig, world_size: in
     _need(str(cfg.model.dtype) in ("bf16", "fp32"), f"model.dtype must be bf16 or fp32, got {cfg.model.dtype!r}")
     _need(str(t.resume) in ("auto", "never") or bool(str(t.resume)),
           f"trainer.resume must be auto, never or a checkpoint path, got {t.resume!r}")
+    expert_tasks = t.get("expert_tasks")
+    _need(expert_tasks is None or int(expert_tasks) >= 1,
+          f"trainer.expert_tasks must be null or >= 1, got {expert_tasks}")
     if algo.uses_expert:
         _need(int(t.expert_per_step) >= 1,
               f"algorithm.name={algo.name} uses expert data (mu > 0) but trainer.expert_per_step=0")

@@ -38,6 +38,8 @@ def init_distributed() -> DistInfo:
     if "RANK" not in os.environ:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(_free_port()))
+    if torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "cuda") == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))  # one GPU per rank
     if not dist.is_initialized():
         deepspeed.init_distributed(dist_backend="gloo" if not torch.cuda.is_available() else None)
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(),
@@ -48,6 +50,8 @@ def all_reduce_sum(value: float | torch.Tensor) -> float:
     """Sum a scalar over all ranks (a no-op in a world of one)."""
     tensor = torch.as_tensor(value, dtype=torch.float64).clone()
     if dist.is_initialized() and dist.get_world_size() > 1:
+        if dist.get_backend() == "nccl":  # NCCL reduces device tensors only
+            tensor = tensor.to(f"cuda:{torch.cuda.current_device()}")
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return float(tensor)
 

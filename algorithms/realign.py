@@ -399,13 +399,14 @@ def main_cli(cfg: Any) -> dict[str, Any]:
     """Run the rewrite described by a Hydra config (configs/realign.yaml); returns the report."""
     from omegaconf import OmegaConf
 
-    from agents.models import load_model
+    from agents.models import load_model, resolve_device
 
     r = cfg.realign
     if r.get("num_threads"):
         torch.set_num_threads(int(r.num_threads))
     torch.manual_seed(int(cfg.seed))
-    model, tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed))
+    model, tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed),
+                                  device=resolve_device(str(cfg.get("device", "auto"))))
     make_env, split = _env_factory(cfg.env)
     n_tasks = _num_tasks(make_env())
     start = int(r.start_index)

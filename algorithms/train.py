@@ -29,5 +29,9 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     # OpenMP threads that spin while waiting made a forward pass ~5x slower on a busy 2-core machine.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    os.environ.setdefault("DS_ACCELERATOR", "cpu" if not os.environ.get("CUDA_VISIBLE_DEVICES") else "cuda")
+    # DeepSpeed picks its accelerator at import; name it from what torch sees so that the same command runs
+    # on a CPU machine and on a GPU one (DS_ACCELERATOR set by the caller wins).
+    import torch
+
+    os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
     main()

@@ -73,7 +73,6 @@ class Trainer:
         torch.manual_seed(int(cfg.seed))
         self.model, self.tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed))
         self.dtype = cfg.model.dtype
-        self.device_type = "cuda" if torch.cuda.is_available() else "cpu"
         self.train_env = self._make_env(cfg.env.train_split)
         self.num_train_tasks = self.train_env.num_tasks
         self._expert_cache: dict[int, tuple[list, list] | None] = {}
@@ -81,6 +80,9 @@ class Trainer:
         self._check_expert_data()
 
         self.engine = self._deepspeed_engine()
+        # DeepSpeed placed the module on its accelerator; the weights stay fp32 (the optimizer's master
+        # copy) and bf16 comes from autocast, on CPU and on CUDA alike.
+        self.device_type = next(self.engine.module.parameters()).device.type
         self.sampler = HFEngine(self.engine.module, self.tokenizer, dtype=self.dtype)
         self.rollout_envs: list[Any] = []
         self.eval_envs: list[Any] = []
@@ -185,8 +187,9 @@ class Trainer:
                     for i in self._rank_share(chosen)]
         chosen: list[int] = []
         tries = 0
+        pool_size = min(self.num_train_tasks, int(self.t.get("expert_tasks") or self.num_train_tasks))
         while len(chosen) < int(self.t.expert_per_step):
-            index = int(rng.integers(self.num_train_tasks))
+            index = int(rng.integers(pool_size))
             tries += 1
             if self._expert_for(index) is not None:
                 chosen.append(index)
@@ -451,7 +454,7 @@ class Trainer:
             "base_eval_reward": base["eval/reward"] if base else None,
             "final_eval_reward": last["eval/reward"] if last else None,
             "final_checkpoint": str(latest_checkpoint(self.ckpt_root)) if self.ckpt_root.exists() else None,
-            "run_dir": str(self.run_dir),
+            "run_dir": str(self.run_dir), "device": self.device_type, "world_size": self.dist.world_size,
         }
 
 

@@ -1,15 +1,22 @@
 """The paper's comparison at small scale: every method trained under one budget, then judged on BFCL.
 
-    python bench/compare.py                               # all methods, default budget
+    python bench/compare.py                                    # all methods, default budget
     python bench/compare.py --methods sft chord_phi --steps 10 --bfcl-limit 50
+    python bench/compare.py --parallel 10 ...                  # on a GPU: all methods at once
 
 For each method it runs ``python -m algorithms.train`` (same steps, prompts, rollouts, expert samples and
 seed for all; a method that does not roll out or does not use expert data simply skips that part) and
 then ``python -m agents.evaluate`` on the trained checkpoint (BFCL non-live AST, live AST, irrelevance, and
-the ToolACE held-out split). "original" evaluates the untrained model. Every stage writes its own
-output directory and is skipped when that output exists, so an interrupted comparison resumes where it
-stopped; the trainer itself resumes from its last checkpoint. Writes ``<out>/compare.json``, a Markdown
-table in the shape of the paper's Table 1 (``<out>/compare.md``) and ``<out>/compare.png``.
+the ToolACE held-out split). "original" evaluates the untrained model. The expert pool is the first
+``--expert-tasks`` ToolACE train tasks for every method; the ``hd_*`` methods train on that pool rewritten
+once by Hinted Decoding (``python -m algorithms.realign``; a task whose rewrite the verifier rejects keeps
+its original episode), so the HD rows differ from SFT/IDFT/CHORD-mu in the data alone.
+
+Every stage writes its own output directory and is skipped when that output exists, so an interrupted
+comparison resumes where it stopped; the trainer itself resumes from its last checkpoint. Each stage's
+wall time is in ``compare.json`` and the trainer's per-step split (rollout, train, eval) in each run's
+``metrics.jsonl``. Writes ``<out>/compare.json``, a Markdown table in the shape of the paper's Table 1
+(``<out>/compare.md``) and ``<out>/compare.png``.
 """
 
 from __future__ import annotations
@@ -19,13 +26,21 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ["original", "sft", "grpo", "sft_then_grpo", "chord_mu", "chord_phi", "idft"]
+# method -> (algorithm config, trains on the Hinted-Decoding rewrite of the expert pool)
+METHODS: dict[str, tuple[str | None, bool]] = {
+    "original": (None, False), "sft": ("sft", False), "grpo": ("grpo", False),
+    "sft_then_grpo": ("sft_then_grpo", False), "chord_mu": ("chord_mu", False), "chord_phi": ("chord_phi", False),
+    "idft": ("idft", False), "hd_sft": ("sft", True), "hd_idft": ("idft", True), "hd_chord": ("chord_mu", True),
+}
 BFCL_CATEGORIES = ["simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance",
                    "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple"]
+_realign_lock = threading.Lock()
 
 
 def run(cmd: list[str], log: Path) -> float:
@@ -39,22 +54,43 @@ def run(cmd: list[str], log: Path) -> float:
     return time.time() - t0
 
 
-def train(method: str, args: argparse.Namespace, out: Path) -> tuple[Path | None, float]:
-    if method == "original":
-        return None, 0.0
+def realigned_pool(args: argparse.Namespace, out: Path) -> tuple[Path, float]:
+    """The expert pool rewritten by Hinted Decoding, made once (the HD methods share it)."""
+    with _realign_lock:
+        path = out / "realign" / "realigned.jsonl"
+        if path.exists() and (out / "realign" / "report.json").exists():
+            return path, 0.0
+        cmd = [sys.executable, "-m", "algorithms.realign", "env=toolace", f"model={args.model}",
+               f"out_dir={out / 'realign'}",
+               f"seed={args.seed}", f"realign.num_samples={args.expert_tasks}", "realign.fallback_to_original=true",
+               f"realign.batch_size={args.realign_batch_size}", f"realign.max_new_tokens={args.max_new_tokens}"]
+        return path, run(cmd, out / "realign.log")
+
+
+def train(method: str, args: argparse.Namespace, out: Path) -> tuple[Path | None, float, float]:
+    """Train ``method``; returns (final HF checkpoint, training seconds, realign seconds)."""
+    algorithm, hinted = METHODS[method]
+    if algorithm is None:
+        return None, 0.0, 0.0
     run_dir = out / "runs" / method
     final = run_dir / "checkpoints" / f"step-{args.steps:06d}" / "hf"
+    realign_s = 0.0
+    data = [f"trainer.expert_tasks={args.expert_tasks}"]
+    if hinted:
+        pool, realign_s = realigned_pool(args, out)
+        data = [f"trainer.expert_data={pool}"]
     if final.exists():
-        return final, 0.0
+        return final, 0.0, realign_s
     run_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "algorithms.train", f"run_dir={run_dir}", f"algorithm={method}",
+    cmd = [sys.executable, "-m", "algorithms.train", f"run_dir={run_dir}", f"algorithm={algorithm}", f"model={args.model}",
            f"trainer.total_steps={args.steps}", f"trainer.prompts_per_step={args.prompts}",
            f"algorithm.group_size={args.group_size}", f"trainer.expert_per_step={args.expert}",
            f"trainer.lr={args.lr}", f"seed={args.seed}", "trainer.progress=false",
+           f"trainer.max_new_tokens={args.max_new_tokens}", f"trainer.eval_max_new_tokens={args.max_new_tokens}",
            f"trainer.eval_every={args.steps}", f"trainer.eval_size={args.val_size}", "env.eval_split=val",
-           f"trainer.save_every={args.steps}", *args.train_override]
+           f"trainer.save_every={args.steps}", *data, *args.train_override]
     seconds = run(cmd, out / f"train-{method}.log")
-    return final, seconds
+    return final, seconds, realign_s
 
 
 def evaluate(method: str, checkpoint: Path | None, args: argparse.Namespace, out: Path) -> tuple[dict, float]:
@@ -62,13 +98,40 @@ def evaluate(method: str, checkpoint: Path | None, args: argparse.Namespace, out
     results = eval_dir / "results.json"
     if results.exists():
         return json.loads(results.read_text())["summary"], 0.0
-    cmd = [sys.executable, "-m", "agents.evaluate", f"out_dir={eval_dir}", "suites=[bfcl,toolace]",
+    cmd = [sys.executable, "-m", "agents.evaluate", f"out_dir={eval_dir}", f"model={args.model}", "suites=[bfcl,toolace]",
            f"bfcl.categories=[{','.join(args.bfcl_categories)}]", f"bfcl.limit={args.bfcl_limit}",
-           f"toolace.limit={args.toolace_limit}", f"max_new_tokens={args.max_new_tokens}", "progress=false"]
+           f"toolace.limit={args.toolace_limit}", f"max_new_tokens={args.eval_max_new_tokens}",
+           f"batch_size={args.eval_batch_size}", "progress=false"]
     if checkpoint is not None:
         cmd.append(f"model_path={checkpoint}")
     seconds = run(cmd, out / f"eval-{method}.log")
     return json.loads(results.read_text())["summary"], seconds
+
+
+def run_method(method: str, args: argparse.Namespace) -> dict:
+    """Train then evaluate one method; its row of the table."""
+    checkpoint, train_s, realign_s = train(method, args, args.out)
+    summary, eval_s = evaluate(method, checkpoint, args, args.out)
+    print(f"{method}: train {train_s:.0f} s, eval {eval_s:.0f} s, BFCL {summary.get('bfcl_aggregates', {})}",
+          flush=True)
+    return {"method": method, "summary": summary, "train_seconds": train_s, "eval_seconds": eval_s,
+            "realign_seconds": realign_s, "val_accuracy": validation_accuracy(args.out, method)}
+
+
+def method_row(method: str, future) -> dict:
+    """The finished method's row; a failed method is reported with its error and does not stop the others."""
+    try:
+        return future.result()
+    except Exception as err:  # noqa: BLE001 - any stage failure is recorded in the table
+        print(f"{method}: FAILED: {err}", file=sys.stderr, flush=True)
+        return {"method": method, "error": str(err)[-2000:], "summary": {"accuracy": {}},
+                "train_seconds": 0.0, "eval_seconds": 0.0, "realign_seconds": 0.0, "val_accuracy": None}
+
+
+def validation_accuracy(out: Path, method: str) -> float | None:
+    """The trainer's last held-out evaluation (ToolACE val split): the number hyper-parameters are chosen on."""
+    path = out / "runs" / method / "summary.json"
+    return json.loads(path.read_text()).get("final_eval_accuracy") if path.exists() else None
 
 
 def training_curve(out: Path, method: str) -> list[tuple[int, float]]:
@@ -86,17 +149,21 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
     lines = [
         f"Budget: {args.steps} optimizer steps; per step {args.prompts} prompts x {args.group_size} rollouts "
         f"(methods that roll out) and {args.expert} expert trajectories (methods that imitate); lr {args.lr}; "
-        f"seed {args.seed}. BFCL: first {args.bfcl_limit} entries per category; ToolACE held-out (test): "
-        f"first {args.toolace_limit} tasks.",
+        f"seed {args.seed}; {args.max_new_tokens} new tokens per turn; expert pool: the first {args.expert_tasks} "
+        f"ToolACE train tasks (hd_*: rewritten by Hinted Decoding). BFCL: first {args.bfcl_limit} entries per "
+        f"category; ToolACE held-out (test): first {args.toolace_limit} tasks; ToolACE val: first {args.val_size} "
+        f"validation tasks, scored by the trainer at its last step.",
         "",
-        "| method | BFCL non-live AST | BFCL live AST | BFCL irrelevance | ToolACE held-out | train time (s) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | BFCL non-live AST | BFCL live AST | BFCL irrelevance | ToolACE held-out (test) | ToolACE val "
+        "| train time (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         agg = r["summary"].get("bfcl_aggregates", {})
         toolace = next((v for k, v in r["summary"]["accuracy"].items() if k.startswith("toolace/")), None)
         lines.append(f"| {r['method']} | {pct(agg.get('non_live_ast'))} | {pct(agg.get('live_ast'))} | "
-                     f"{pct(agg.get('irrelevance'))} | {pct(toolace)} | {r['train_seconds']:.0f} |")
+                     f"{pct(agg.get('irrelevance'))} | {pct(toolace)} | {pct(r.get('val_accuracy'))} | "
+                     f"{r['train_seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -130,32 +197,39 @@ def plot(rows: list[dict], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--model", default="smollm2", help="a configs/model/ entry (tiny: the smoke test)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--group-size", type=int, default=4)
     parser.add_argument("--expert", type=int, default=8)
+    parser.add_argument("--expert-tasks", type=int, default=256, help="expert pool: the first N ToolACE train tasks")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="per assistant turn, training and realign")
     parser.add_argument("--val-size", type=int, default=24, help="ToolACE validation tasks scored during training")
     parser.add_argument("--bfcl-categories", nargs="+", default=BFCL_CATEGORIES)
     parser.add_argument("--bfcl-limit", type=int, default=50)
     parser.add_argument("--toolace-limit", type=int, default=100)
-    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--eval-max-new-tokens", type=int, default=128)
+    parser.add_argument("--eval-batch-size", type=int, default=32)
+    parser.add_argument("--realign-batch-size", type=int, default=8)
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="methods run at once (a GPU is mostly idle under one 135M run; on 2 CPU cores keep 1)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "compare")
     parser.add_argument("--train-override", nargs="*", default=[], help="extra Hydra overrides for every run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    rows = []
-    for method in args.methods:
-        checkpoint, train_s = train(method, args, args.out)
-        summary, eval_s = evaluate(method, checkpoint, args, args.out)
-        rows.append({"method": method, "summary": summary, "train_seconds": train_s, "eval_seconds": eval_s})
-        print(f"{method}: train {train_s:.0f} s, eval {eval_s:.0f} s, "
-              f"BFCL {summary.get('bfcl_aggregates', {})}", flush=True)
-    (args.out / "compare.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                        "rows": rows}, indent=1))
+    t0 = time.time()
+    # The HD methods go first so that the shared rewrite starts at once and overlaps the other runs.
+    order = sorted(args.methods, key=lambda m: not METHODS[m][1])
+    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+        futures = {m: pool.submit(run_method, m, args) for m in order}
+        rows = [method_row(m, futures[m]) for m in args.methods]
+    meta = {"args": {k: str(v) for k, v in vars(args).items()}, "wall_seconds": time.time() - t0,
+            "command": " ".join([Path(sys.executable).name, *sys.argv])}
+    (args.out / "compare.json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
     (args.out / "compare.md").write_text(table(rows, args))
     plot(rows, args.out)
     print(table(rows, args))
