@@ -82,7 +82,8 @@ class Trainer:
         self.engine = self._deepspeed_engine()
         # DeepSpeed placed the module on its accelerator; the weights stay fp32 (the optimizer's master
         # copy) and bf16 comes from autocast, on CPU and on CUDA alike.
-        self.device_type = next(self.engine.module.parameters()).device.type
+        self.device = next(self.engine.module.parameters()).device
+        self.device_type = self.device.type
         self.sampler = HFEngine(self.engine.module, self.tokenizer, dtype=self.dtype)
         self.rollout_envs: list[Any] = []
         self.eval_envs: list[Any] = []
@@ -313,7 +314,7 @@ class Trainer:
             grpo_value, calls = self._backward_term(
                 batch.on_policy, live, 1.0 - mu, record,
                 lambda data, rows, max_len: on_policy_micro_loss(
-                    self.engine, data, advantages[rows], algo, float(self.t.temperature),
+                    self.engine, data, advantages[rows].to(self.device), algo, float(self.t.temperature),
                     bool(self.t.use_sampler_logprobs), max_len))
             backward_calls += calls
         if batch.expert and mu > 0.0:
@@ -349,6 +350,7 @@ class Trainer:
         for idx in self._micro_batches([term[i] for i in forwarded]):
             rows = [forwarded[i] for i in idx]
             data = collate([term[i] for i in rows], pad_token_id=self.tokenizer.pad_token_id or 0)
+            data = {k: v.to(self.device, non_blocking=True) for k, v in data.items()}
             share = aggregation_units(data["loss_mask"], self.algo.loss_agg) / global_units
             with autocast_context(self.device_type, self.dtype):
                 out = micro_loss(data, rows, max_len)
@@ -371,7 +373,7 @@ class Trainer:
             self.skipped_steps += 1
             return
         if backward_calls == 0:
-            dummy = torch.tensor([[pad]], device=next(self.engine.module.parameters()).device)
+            dummy = torch.tensor([[pad]], device=self.device)
             self.engine.backward(0.0 * self.engine(input_ids=dummy).logits.sum(), scale_wrt_gas=False)
         self.engine.step()
 
