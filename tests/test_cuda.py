@@ -8,7 +8,6 @@ can get wrong (device placement, the NCCL process group, bf16 weights on the dev
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +17,10 @@ import torch
 
 from agents import HFEngine, SamplingParams, load_model
 from algorithms.objective import completion_logits
+from tests.helpers import REPO, metric_rows, run_train_process
+from tests.test_train_e2e import TINY
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-REPO = Path(__file__).resolve().parents[1]
 PROMPTS = [[1, 5, 9, 13, 2], [1, 7, 7, 3, 11, 40, 2, 9], [1, 3]]
 
 
@@ -70,12 +70,7 @@ def test_padded_and_row_by_row_logits_agree_on_cuda(monkeypatch: pytest.MonkeyPa
 
 
 def _train_on_cuda(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DS_ACCELERATOR": "cuda", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "algorithms.train", f"run_dir={run_dir}", "model=tiny",
-           "trainer.prompts_per_step=2", "algorithm.group_size=2", "trainer.expert_per_step=2",
-           "trainer.max_new_tokens=12", "trainer.eval_max_new_tokens=12", "trainer.eval_size=2",
-           "trainer.progress=false", "env.kwargs.max_turns=2", *overrides]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    return run_train_process(run_dir, *TINY, *overrides, accelerator="cuda", timeout=900)
 
 
 @pytest.mark.parametrize("zero", ["zero0", "zero2"])
@@ -86,14 +81,14 @@ def test_deepspeed_training_runs_on_the_gpu_and_resumes(tmp_path: Path, zero: st
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["device"] == "cuda"
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = metric_rows(run_dir)
     losses = [r["loss/total"] for r in rows if "loss/total" in r]
     assert len(losses) == 2 and all(x == x for x in losses)
     proc = _train_on_cuda(run_dir, "algorithm=chord_mu", f"deepspeed={zero}", "trainer.total_steps=3",
                           "trainer.save_every=1", "trainer.eval_every=0")
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "resumed from" in proc.stdout + proc.stderr
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = metric_rows(run_dir)
     assert [r["step"] for r in rows if "loss/total" in r] == [1, 2, 3]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO, metric_rows, run_train_process
 
 # Small enough for CI: 2 prompts x 2 rollouts + 2 expert samples, short turns, tiny model.
 TINY = [
@@ -26,13 +26,7 @@ TINY = [
 
 
 def run_train(run_dir: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "algorithms.train", f"run_dir={run_dir}", *TINY, *overrides]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def metric_rows(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return run_train_process(run_dir, *TINY, *overrides, timeout=timeout)
 
 
 def train_steps(run_dir: Path) -> list[int]:

@@ -7,26 +7,20 @@ have non-zero advantages (the on-policy backward over long multi-turn rows) fits
 
 from __future__ import annotations
 
-import json
-import os
 import resource
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import metric_rows, run_train_process
+
 pytestmark = pytest.mark.slow
 
 
 def _train(run_dir: Path, *overrides: str) -> list[dict]:
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "algorithms.train", "env=toolace", f"run_dir={run_dir}", "trainer.progress=false",
-           *overrides]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=3000)
+    proc = run_train_process(run_dir, "env=toolace", "trainer.progress=false", *overrides, timeout=3000)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return metric_rows(run_dir)
 
 
 @pytest.mark.xfail(strict=False, reason=(
