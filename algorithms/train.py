@@ -31,7 +31,7 @@ if __name__ == "__main__":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # DeepSpeed picks its accelerator at import; name it from what torch sees so that the same command runs
     # on a CPU machine and on a GPU one (DS_ACCELERATOR set by the caller wins).
-    import torch
+    from agents.models import resolve_device
 
-    os.environ.setdefault("DS_ACCELERATOR", "cuda" if torch.cuda.is_available() else "cpu")
+    os.environ.setdefault("DS_ACCELERATOR", resolve_device("auto"))
     main()
