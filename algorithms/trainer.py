@@ -418,7 +418,7 @@ class Trainer:
     def train(self) -> dict[str, Any]:
         t = self.t
         history = self.state.setdefault("eval_history", [])
-        if self.start_step == 0 and int(t.eval_every) > 0:
+        if self.start_step == 0 and int(t.eval_every) > 0 and bool(t.eval_at_start):
             row = self.evaluate(0)
             history.append(row)
             self.logger.log(row)

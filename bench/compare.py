@@ -3,6 +3,7 @@
     python bench/compare.py                                    # all methods, default budget
     python bench/compare.py --methods sft chord_phi --steps 10 --bfcl-limit 50
     python bench/compare.py --parallel 10 ...                  # on a GPU: all methods at once
+    OMP_NUM_THREADS=1 python bench/compare.py --parallel 2 ... # on 2 CPU cores: one core per run
 
 For each method it runs ``python -m algorithms.train`` (same steps, prompts, rollouts, expert samples and
 seed for all; a method that does not roll out or does not use expert data simply skips that part) and
@@ -15,7 +16,9 @@ its original episode), so the HD rows differ from SFT/IDFT/CHORD-mu in the data 
 Every stage writes its own output directory and is skipped when that output exists, so an interrupted
 comparison resumes where it stopped; the trainer itself resumes from its last checkpoint. Each stage's
 wall time is in ``compare.json`` and the trainer's per-step split (rollout, train, eval) in each run's
-``metrics.jsonl``. Writes ``<out>/compare.json``, a Markdown table in the shape of the paper's Table 1
+``metrics.jsonl``. The ToolACE validation score (the one to tune on) is taken by each trainer at its last
+step; the untrained model's is measured once, in the "original" row, instead of at step 0 of every run.
+Writes ``<out>/compare.json``, a Markdown table in the shape of the paper's Table 1
 (``<out>/compare.md``) and ``<out>/compare.png``.
 """
 
@@ -88,7 +91,7 @@ def train(method: str, args: argparse.Namespace, out: Path) -> tuple[Path | None
            f"trainer.lr={args.lr}", f"seed={args.seed}", "trainer.progress=false",
            f"trainer.max_new_tokens={args.max_new_tokens}", f"trainer.eval_max_new_tokens={args.max_new_tokens}",
            f"trainer.eval_every={args.steps}", f"trainer.eval_size={args.val_size}", "env.eval_split=val",
-           f"trainer.save_every={args.steps}", *data, *args.train_override]
+           f"trainer.save_every={args.steps}", "trainer.eval_at_start=false", *data, *args.train_override]
     seconds = run(cmd, out / f"train-{method}.log")
     return final, seconds, realign_s
 
@@ -108,10 +111,28 @@ def evaluate(method: str, checkpoint: Path | None, args: argparse.Namespace, out
     return json.loads(results.read_text())["summary"], seconds
 
 
+def original_validation(args: argparse.Namespace, out: Path) -> tuple[float, float]:
+    """The untrained model's ToolACE validation accuracy, scored as the trainer scores it (greedy, same
+    tasks and turn length); returns (accuracy, seconds)."""
+    eval_dir = out / "eval" / "original-val"
+    results = eval_dir / "results.json"
+    seconds = 0.0
+    if not results.exists():
+        seconds = run([sys.executable, "-m", "agents.evaluate", f"out_dir={eval_dir}", f"model={args.model}",
+                       "suites=[toolace]", "toolace.split=val", f"toolace.limit={args.val_size}",
+                       f"max_new_tokens={args.max_new_tokens}", f"batch_size={args.eval_batch_size}",
+                       "progress=false"], out / "eval-original-val.log")
+    return json.loads(results.read_text())["summary"]["accuracy"]["toolace/val"], seconds
+
+
 def run_method(method: str, args: argparse.Namespace) -> dict:
     """Train then evaluate one method; its row of the table."""
     checkpoint, train_s, realign_s = train(method, args, args.out)
     summary, eval_s = evaluate(method, checkpoint, args, args.out)
+    if method == "original":
+        val, val_s = original_validation(args, args.out)
+        return {"method": method, "summary": summary, "train_seconds": 0.0, "eval_seconds": eval_s + val_s,
+                "realign_seconds": 0.0, "val_accuracy": val}
     print(f"{method}: train {train_s:.0f} s, eval {eval_s:.0f} s, BFCL {summary.get('bfcl_aggregates', {})}",
           flush=True)
     return {"method": method, "summary": summary, "train_seconds": train_s, "eval_seconds": eval_s,
@@ -180,7 +201,8 @@ def plot(rows: list[dict], out: Path) -> None:
             left.plot([s for s, _ in curve], [v for _, v in curve], label=r["method"])
     left.set_title("training reward (on-policy batch)")
     left.set_xlabel("step")
-    left.legend(fontsize=8)
+    if left.get_lines():
+        left.legend(fontsize=8)
     names = [r["method"] for r in rows]
     scores = [r["summary"].get("bfcl_aggregates", {}).get("non_live_ast") or 0.0 for r in rows]
     held = [next((v for k, v in r["summary"]["accuracy"].items() if k.startswith("toolace/")), 0.0) for r in rows]
@@ -215,15 +237,18 @@ def main() -> None:
     parser.add_argument("--eval-batch-size", type=int, default=32)
     parser.add_argument("--realign-batch-size", type=int, default=8)
     parser.add_argument("--parallel", type=int, default=1,
-                        help="methods run at once (a GPU is mostly idle under one 135M run; on 2 CPU cores keep 1)")
+                        help="methods run at once (a GPU is mostly idle under one 135M run; on CPU give each run its "
+                             "share of the cores with OMP_NUM_THREADS)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "compare")
     parser.add_argument("--train-override", nargs="*", default=[], help="extra Hydra overrides for every run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.time()
-    # The HD methods go first so that the shared rewrite starts at once and overlaps the other runs.
-    order = sorted(args.methods, key=lambda m: not METHODS[m][1])
+    # One HD method goes first so that the shared rewrite starts at once and overlaps the other runs; the
+    # other HD methods go last, so that no worker sits waiting for the rewrite.
+    hinted = [m for m in args.methods if METHODS[m][1]]
+    order = hinted[:1] + [m for m in args.methods if not METHODS[m][1]] + hinted[1:]
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
         futures = {m: pool.submit(run_method, m, args) for m in order}
         rows = [method_row(m, futures[m]) for m in args.methods]
