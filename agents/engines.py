@@ -203,15 +203,18 @@ class PrefixStore:
         self._entries.clear()
         self.tokens = 0
 
-    def add(self, tokens: list[int], kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    def add(self, tokens: list[int], kv: list[tuple[torch.Tensor, torch.Tensor]]) -> int | None:
+        """Store ``tokens``' KV (evicting the oldest entries beyond capacity); its key, or None if not kept."""
         if len(tokens) < self.min_reuse or len(tokens) > self.max_tokens:
-            return
-        self._entries[self._next_id] = _PrefixEntry(tokens, kv)
+            return None
+        key = self._next_id
+        self._entries[key] = _PrefixEntry(tokens, kv)
         self._next_id += 1
         self.tokens += len(tokens)
         while self.tokens > self.max_tokens:
             _, old = self._entries.popitem(last=False)
             self.tokens -= len(old.tokens)
+        return key
 
     def match(self, prompt: list[int]) -> tuple[int | None, int]:
         """The entry sharing the longest prefix with ``prompt`` and that length (leaving >= 1 token to feed)."""
@@ -380,15 +383,14 @@ class HFEngine:
         of the next token row ``i`` will feed.
         """
         device = self.device
-        prefilled = self._prefill_shared_prefix(prompts) if self.prefix_cache else 0
+        distinct = {tuple(p): p for p in prompts}
+        matches = {sig: self.store.match(p) if self.prefix_cache else (None, 0) for sig, p in distinct.items()}
+        prefilled = self._prefill_shared_prefix(distinct, matches) if self.prefix_cache else 0
         self.stats.shared_prefix_tokens += prefilled
-        matches = [self.store.match(p) if self.prefix_cache else (None, 0) for p in prompts]
-        used = {key for key, _ in matches if key is not None}
+        used = {key for key, _ in matches.values() if key is not None}
         rows: dict[tuple[int, ...], tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]] = {}
-        for prompt, (key, reused) in zip(prompts, matches, strict=True):
-            signature = tuple(prompt)
-            if signature in rows:
-                continue
+        for signature, prompt in distinct.items():
+            key, reused = matches[signature]
             rows[signature] = self._extend(None if key is None else self.store.get(key), reused, prompt)
             prefilled += len(prompt) - reused
         self.store.discard(used)
@@ -414,7 +416,7 @@ class HFEngine:
         logits = torch.stack([rows[tuple(p)][1] for p in prompts])
         if count_prompt:
             self.stats.prompt_tokens += sum(len(p) for p in prompts)
-            self.stats.reused_tokens += sum(n for _, n in matches)
+            self.stats.reused_tokens += sum(matches[tuple(p)][1] for p in prompts)
         self.stats.prefilled_tokens += prefilled
         return batch_cache, mask, logits, [len(p) for p in prompts], list(used)
 
@@ -434,28 +436,30 @@ class HFEngine:
                          past_key_values=cache, use_cache=True, logits_to_keep=1)
         return [(layer.keys[0], layer.values[0]) for layer in out.past_key_values.layers], out.logits[0, -1]
 
-    def _prefill_shared_prefix(self, prompts: list[list[int]]) -> int:
+    def _prefill_shared_prefix(self, distinct: dict[tuple[int, ...], list[int]],
+                               matches: dict[tuple[int, ...], tuple[int | None, int]]) -> int:
         """Prefill once the prefix that the call's distinct prompts share, into the store; tokens prefilled.
 
         First turns of different tasks share the system prompt's instructions (326 tokens of ~820 for
         ToolACE); without this each distinct prompt would compute them again. Done only when at least two
-        prompts would otherwise recompute part of it.
+        prompts would otherwise recompute part of it. ``matches`` (each prompt's best store entry and its
+        reusable length) is updated in place to point at the new entry where it reaches further.
         """
-        distinct = list({tuple(p): p for p in prompts}.values())
         if len(distinct) < 2:
             return 0
-        shared = min(_common_prefix_len(distinct[0], p) for p in distinct[1:])
-        shared = min(shared, min(len(p) for p in distinct) - 1)  # every prompt keeps >= 1 token to feed
-        if shared < self.store.min_reuse:
+        prompts = list(distinct.values())
+        shared = min(_common_prefix_len(prompts[0], p) for p in prompts[1:])
+        shared = min(shared, min(len(p) for p in prompts) - 1)  # every prompt keeps >= 1 token to feed
+        if shared < self.store.min_reuse or sum(reused < shared for _, reused in matches.values()) < 2:
             return 0
-        matches = [self.store.match(p) for p in distinct]
-        if sum(reused < shared for _, reused in matches) < 2:
+        # An entry reaching past ``shared`` would serve every prompt that far, so here all reuse less.
+        key, reused = max(matches.values(), key=lambda m: m[1])
+        kv, _ = self._extend(None if key is None else self.store.get(key), reused, prompts[0][:shared])
+        new_key = self.store.add(prompts[0][:shared], [(k.clone(), v.clone()) for k, v in kv])
+        if new_key is None:  # longer than the store holds: each prompt keeps its own match
             return 0
-        key, reused = max(matches, key=lambda m: m[1])
-        reused = min(reused, shared)
-        prefix = distinct[0][:shared]
-        kv, _ = self._extend(None if key is None else self.store.get(key), reused, prefix)
-        self.store.add(prefix, [(k.clone(), v.clone()) for k, v in kv])
+        for signature in matches:
+            matches[signature] = (new_key, shared)
         return shared - reused
 
     def _store_rows(self, cache: Any, mask: torch.Tensor, rows: list[int], tokens: list[list[int]]) -> None:

@@ -288,3 +288,28 @@ def test_shared_prefix_of_distinct_prompts_is_prefilled_once(sharp, prompts):
         assert ga.logprobs == pytest.approx(gb.logprobs, abs=1e-9)
     assert cached.stats.shared_prefix_tokens == shared >= 16
     assert cached.stats.prefilled_tokens == fresh.stats.prefilled_tokens - 2 * shared
+
+
+
+def test_stored_conversation_serves_the_shared_prefix_of_new_prompts(sharp):
+    """A stored row that covers the system prompt serves every new prompt of a call: nothing is computed
+    twice, no shared prefix is prefilled again, and the outputs equal a fresh prefill's."""
+    _, tok = sharp
+    system = {"role": "system", "content": "You call tools. " * 12}
+    convs = [tok.apply_chat_template([system, {"role": "user", "content": q}], add_generation_prompt=True,
+                                     tokenize=True, return_dict=False)
+             for q in ("first question", "a second, longer question", "third")]
+    sp = SamplingParams(greedy=True, max_new_tokens=6)
+    cached = engine(sharp, prefix_cache=True)
+    row = convs[0] + cached.generate(convs[:1], sp)[0].token_ids
+    follow = [row + tok.encode(TOOL_TURN.format(1)), convs[1], convs[2]]
+    before = cached.stats.reused_tokens
+    got = cached.generate(follow, sp)
+    want = engine(sharp, prefix_cache=False).generate(follow, sp)
+    assert [g.token_ids for g in got] == [g.token_ids for g in want]
+    for ga, gb in zip(got, want, strict=True):
+        assert ga.logprobs == pytest.approx(gb.logprobs, abs=1e-9)
+    assert cached.stats.shared_prefix_tokens == 0
+    # the stored row lacks its last sampled token's KV (that token was never fed to the model)
+    assert cached.stats.reused_tokens - before == len(row) - 1 + sum(
+        len(os.path.commonprefix([row, c])) for c in convs[1:])
