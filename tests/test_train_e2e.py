@@ -36,8 +36,9 @@ def train_steps(run_dir: Path) -> list[int]:
 @pytest.mark.parametrize("algorithm", ["sft", "grpo", "sft_then_grpo", "chord_mu", "chord_phi", "idft"])
 def test_three_steps_of_each_algorithm(tmp_path: Path, algorithm: str) -> None:
     run_dir = tmp_path / algorithm
+    at_start = algorithm != "idft"  # one run checks trainer.eval_at_start=false (no step-0 evaluation)
     proc = run_train(run_dir, f"algorithm={algorithm}", "trainer.total_steps=3", "trainer.save_every=3",
-                     "trainer.eval_every=3")
+                     "trainer.eval_every=3", f"trainer.eval_at_start={str(at_start).lower()}")
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = metric_rows(run_dir)
     steps = [r for r in rows if "loss/total" in r]
@@ -53,14 +54,15 @@ def test_three_steps_of_each_algorithm(tmp_path: Path, algorithm: str) -> None:
     if algorithm == "chord_phi":
         assert all(abs(r["mu"] - 0.1) < 1e-9 for r in steps)
     evals = [r for r in rows if "eval/accuracy" in r]
-    assert [r["step"] for r in evals] == [0, 3]
+    assert [r["step"] for r in evals] == ([0, 3] if at_start else [3])
     transcript = [json.loads(line) for line in (run_dir / "eval" / "step-000003.jsonl").read_text().splitlines()]
     assert len(transcript) == 2 and all("assistant" in t and "reward" in t for t in transcript)
     ckpt = run_dir / "checkpoints" / "step-000003"
     assert (ckpt / "hf" / "config.json").exists() and (ckpt / "trainer_state.json").exists()
     assert (run_dir / "checkpoints" / "LATEST").read_text().strip() == "step-000003"
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["algorithm"] == algorithm and summary["base_eval_accuracy"] is not None
+    assert summary["algorithm"] == algorithm and (summary["base_eval_accuracy"] is not None) == at_start
+    assert summary["final_eval_accuracy"] is not None
     assert (run_dir / "training.png").stat().st_size > 1000
 
 
