@@ -2,6 +2,7 @@
 
     python bench/compare.py                                    # all methods, default budget
     python bench/compare.py --methods sft chord_phi --steps 10 --bfcl-limit 50
+    python bench/compare.py --methods sft chord_mu --lr 1e-4 --val-only      # tuning: validation score only
     python bench/compare.py --parallel 10 ...                  # on a GPU: all methods at once
     OMP_NUM_THREADS=1 python bench/compare.py --parallel 2 ... # on 2 CPU cores: one core per run
 
@@ -128,6 +129,11 @@ def original_validation(args: argparse.Namespace, out: Path) -> tuple[float, flo
 def run_method(method: str, args: argparse.Namespace) -> dict:
     """Train then evaluate one method; its row of the table."""
     checkpoint, train_s, realign_s = train(method, args, args.out)
+    if args.val_only:  # a tuning run: the validation score alone, BFCL and the test split left unseen
+        val, val_s = original_validation(args, args.out) if method == "original" else (
+            validation_accuracy(args.out, method), 0.0)
+        return {"method": method, "summary": {"accuracy": {}}, "train_seconds": train_s, "eval_seconds": val_s,
+                "realign_seconds": realign_s, "val_accuracy": val}
     summary, eval_s = evaluate(method, checkpoint, args, args.out)
     if method == "original":
         val, val_s = original_validation(args, args.out)
@@ -239,6 +245,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=1,
                         help="methods run at once (a GPU is mostly idle under one 135M run; on CPU give each run its "
                              "share of the cores with OMP_NUM_THREADS)")
+    parser.add_argument("--val-only", action="store_true",
+                        help="tuning: train and report the ToolACE validation score only (no BFCL, no test split)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "compare")
     parser.add_argument("--train-override", nargs="*", default=[], help="extra Hydra overrides for every run")
     args = parser.parse_args()
