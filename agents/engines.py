@@ -203,9 +203,13 @@ class PrefixStore:
         self._entries.clear()
         self.tokens = 0
 
+    def keeps(self, length: int) -> bool:
+        """Would an entry of ``length`` tokens be stored (long enough to reuse, short enough to hold)?"""
+        return self.min_reuse <= length <= self.max_tokens
+
     def add(self, tokens: list[int], kv: list[tuple[torch.Tensor, torch.Tensor]]) -> int | None:
         """Store ``tokens``' KV (evicting the oldest entries beyond capacity); its key, or None if not kept."""
-        if len(tokens) < self.min_reuse or len(tokens) > self.max_tokens:
+        if not self.keeps(len(tokens)):
             return None
         key = self._next_id
         self._entries[key] = _PrefixEntry(tokens, kv)
@@ -443,21 +447,19 @@ class HFEngine:
         First turns of different tasks share the system prompt's instructions (326 tokens of ~820 for
         ToolACE); without this each distinct prompt would compute them again. Done only when at least two
         prompts would otherwise recompute part of it. ``matches`` (each prompt's best store entry and its
-        reusable length) is updated in place to point at the new entry where it reaches further.
+        reusable length) is then pointed, in place, at the new entry, which reaches further for every prompt.
         """
         if len(distinct) < 2:
             return 0
         prompts = list(distinct.values())
         shared = min(_common_prefix_len(prompts[0], p) for p in prompts[1:])
         shared = min(shared, min(len(p) for p in prompts) - 1)  # every prompt keeps >= 1 token to feed
-        if shared < self.store.min_reuse or sum(reused < shared for _, reused in matches.values()) < 2:
+        if not self.store.keeps(shared) or sum(reused < shared for _, reused in matches.values()) < 2:
             return 0
         # An entry reaching past ``shared`` would serve every prompt that far, so here all reuse less.
         key, reused = max(matches.values(), key=lambda m: m[1])
         kv, _ = self._extend(None if key is None else self.store.get(key), reused, prompts[0][:shared])
         new_key = self.store.add(prompts[0][:shared], [(k.clone(), v.clone()) for k, v in kv])
-        if new_key is None:  # longer than the store holds: each prompt keeps its own match
-            return 0
         for signature in matches:
             matches[signature] = (new_key, shared)
         return shared - reused

@@ -290,7 +290,6 @@ def test_shared_prefix_of_distinct_prompts_is_prefilled_once(sharp, prompts):
     assert cached.stats.prefilled_tokens == fresh.stats.prefilled_tokens - 2 * shared
 
 
-
 def test_stored_conversation_serves_the_shared_prefix_of_new_prompts(sharp):
     """A stored row that covers the system prompt serves every new prompt of a call: nothing is computed
     twice, no shared prefix is prefilled again, and the outputs equal a fresh prefill's."""
