@@ -97,33 +97,32 @@ def train(method: str, args: argparse.Namespace, out: Path) -> tuple[Path | None
     return final, seconds, realign_s
 
 
-def evaluate(method: str, checkpoint: Path | None, args: argparse.Namespace, out: Path) -> tuple[dict, float]:
-    eval_dir = out / "eval" / method
-    results = eval_dir / "results.json"
-    if results.exists():
-        return json.loads(results.read_text())["summary"], 0.0
-    cmd = [sys.executable, "-m", "agents.evaluate", f"out_dir={eval_dir}", f"model={args.model}", "suites=[bfcl,toolace]",
-           f"bfcl.categories=[{','.join(args.bfcl_categories)}]", f"bfcl.limit={args.bfcl_limit}",
-           f"toolace.limit={args.toolace_limit}", f"max_new_tokens={args.eval_max_new_tokens}",
-           f"batch_size={args.eval_batch_size}", "progress=false"]
-    if checkpoint is not None:
-        cmd.append(f"model_path={checkpoint}")
-    seconds = run(cmd, out / f"eval-{method}.log")
+def evaluation(name: str, overrides: list[str], args: argparse.Namespace, out: Path) -> tuple[dict, float]:
+    """``python -m agents.evaluate`` into ``<out>/eval/<name>`` (skipped when its results exist); returns
+    (the results' summary, seconds)."""
+    results = out / "eval" / name / "results.json"
+    seconds = 0.0
+    if not results.exists():
+        seconds = run([sys.executable, "-m", "agents.evaluate", f"out_dir={results.parent}", f"model={args.model}",
+                       f"batch_size={args.eval_batch_size}", "progress=false", *overrides], out / f"eval-{name}.log")
     return json.loads(results.read_text())["summary"], seconds
+
+
+def evaluate(method: str, checkpoint: Path | None, args: argparse.Namespace, out: Path) -> tuple[dict, float]:
+    """BFCL and the ToolACE held-out split for ``method``'s checkpoint (None: the untrained model)."""
+    overrides = ["suites=[bfcl,toolace]", f"bfcl.categories=[{','.join(args.bfcl_categories)}]",
+                 f"bfcl.limit={args.bfcl_limit}", f"toolace.limit={args.toolace_limit}",
+                 f"max_new_tokens={args.eval_max_new_tokens}"]
+    return evaluation(method, overrides + ([f"model_path={checkpoint}"] if checkpoint is not None else []), args, out)
 
 
 def original_validation(args: argparse.Namespace, out: Path) -> tuple[float, float]:
     """The untrained model's ToolACE validation accuracy, scored as the trainer scores it (greedy, same
     tasks and turn length); returns (accuracy, seconds)."""
-    eval_dir = out / "eval" / "original-val"
-    results = eval_dir / "results.json"
-    seconds = 0.0
-    if not results.exists():
-        seconds = run([sys.executable, "-m", "agents.evaluate", f"out_dir={eval_dir}", f"model={args.model}",
-                       "suites=[toolace]", "toolace.split=val", f"toolace.limit={args.val_size}",
-                       f"max_new_tokens={args.max_new_tokens}", f"batch_size={args.eval_batch_size}",
-                       "progress=false"], out / "eval-original-val.log")
-    return json.loads(results.read_text())["summary"]["accuracy"]["toolace/val"], seconds
+    summary, seconds = evaluation("original-val", ["suites=[toolace]", "toolace.split=val",
+                                                   f"toolace.limit={args.val_size}",
+                                                   f"max_new_tokens={args.max_new_tokens}"], args, out)
+    return summary["accuracy"]["toolace/val"], seconds
 
 
 def run_method(method: str, args: argparse.Namespace) -> dict:
@@ -161,22 +160,21 @@ def validation_accuracy(out: Path, method: str) -> float | None:
     return json.loads(path.read_text()).get("final_eval_accuracy") if path.exists() else None
 
 
+def metric_rows(out: Path, method: str) -> list[dict]:
+    """Every row of ``method``'s ``metrics.jsonl`` (none if it did not train)."""
+    path = out / "runs" / method / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
 def training_seconds(out: Path, method: str) -> float:
     """The run's own training time (its steps and evaluations, from metrics.jsonl), so that a comparison
     resumed after an interruption still reports what each run cost."""
-    path = out / "runs" / method / "metrics.jsonl"
-    if not path.exists():
-        return 0.0
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return sum(r.get("time/step_s", 0.0) + r.get("time/eval_s", 0.0) for r in rows)
+    return sum(r.get("time/step_s", 0.0) + r.get("time/eval_s", 0.0) for r in metric_rows(out, method))
 
 
 def training_curve(out: Path, method: str) -> list[tuple[int, float]]:
-    path = out / "runs" / method / "metrics.jsonl"
-    if not path.exists():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [(r["step"], r["reward/mean"]) for r in rows if "reward/mean" in r and r.get("mu", 1.0) < 1.0]
+    return [(r["step"], r["reward/mean"]) for r in metric_rows(out, method)
+            if "reward/mean" in r and r.get("mu", 1.0) < 1.0]
 
 
 def table(rows: list[dict], args: argparse.Namespace) -> str:
