@@ -4,7 +4,8 @@ One step (1-based ``step``):
   1. mu = algorithm.mu(step)                                  (ALGORITHMS.md, "CHORD: the combination")
   2. on-policy batch: B prompts x G rollouts (skipped when mu == 1), group advantages
   3. expert batch: E expert trajectories (skipped when mu == 0)
-  4. L = (1 - mu) L_grpo + mu L_sft, micro-batched (``algorithms.objective``); engine.step()
+  4. L = (1 - mu) L_grpo + mu L_sft, micro-batched (``algorithms.objective``); the step's learning rate
+     (``algorithms.lr_schedule``); engine.step()
   5. metrics (JSONL, TensorBoard, progress bar); every ``eval_every`` steps a greedy held-out evaluation;
      every ``save_every`` steps an atomic checkpoint.
 
@@ -34,6 +35,7 @@ from algorithms.checkpoint import latest_checkpoint, load_checkpoint, save_check
 from algorithms.chord import AlgorithmConfig
 from algorithms.config import TrainConfigError, validate_train_config
 from algorithms.distributed import DistInfo, all_reduce_sum, init_distributed
+from algorithms.lr_schedule import lr_at
 from algorithms.metrics import MetricsLogger, read_jsonl
 from algorithms.objective import (
     aggregation_units,
@@ -251,6 +253,7 @@ class Trainer:
         if mu > 0.0:
             batch.expert = self._sample_expert(step)
 
+        self._set_lr(step)
         t_train = time.time()
         metrics = self._optimize(batch, mu, step)
         train_seconds = time.time() - t_train
@@ -271,6 +274,13 @@ class Trainer:
             metrics["rollout/render_mismatch"] = float(sum(bool(t.info.get("render_mismatch")) for t in batch.on_policy))
             metrics["rollout/truncated"] = float(sum(bool(t.info.get("truncation")) for t in batch.on_policy))
         return metrics
+
+    def _set_lr(self, step: int) -> None:
+        """Step ``step``'s learning rate (``algorithms.lr_schedule``) on every parameter group."""
+        lr = lr_at(step, self.total_steps, float(self.t.lr), str(self.t.get("lr_schedule", "constant")),
+                   int(self.t.get("warmup_steps", 0)), float(self.t.get("min_lr_ratio", 0.0)))
+        for group in self.engine.optimizer.param_groups:
+            group["lr"] = lr
 
     def _micro_batches(self, trajectories: list[Trajectory]) -> list[list[int]]:
         return plan_micro_batches([t.num_tokens for t in trajectories], int(self.t.micro_batch_size),

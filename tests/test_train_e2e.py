@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from algorithms.lr_schedule import lr_at
 from tests.helpers import REPO, metric_rows, run_train_process
 
 # Small enough for CI: 2 prompts x 2 rollouts + 2 expert samples, short turns, tiny model.
@@ -67,10 +68,12 @@ def test_three_steps_of_each_algorithm(tmp_path: Path, algorithm: str) -> None:
 
 
 def test_sigkill_then_resume_repeats_and_loses_no_step(tmp_path: Path) -> None:
+    """Also: the resumed run continues the learning-rate schedule (each step's lr is lr_at(step))."""
     run_dir = tmp_path / "killed"
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "algorithms.train", f"run_dir={run_dir}", *TINY, "algorithm=chord_mu",
-           "trainer.total_steps=5", "trainer.save_every=2", "trainer.eval_every=0"]
+           "trainer.total_steps=5", "trainer.save_every=2", "trainer.eval_every=0", "trainer.lr=1e-3",
+           "trainer.lr_schedule=cosine", "trainer.warmup_steps=1"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     pointer = run_dir / "checkpoints" / "LATEST"
     deadline = time.time() + 400
@@ -90,6 +93,8 @@ def test_sigkill_then_resume_repeats_and_loses_no_step(tmp_path: Path) -> None:
     assert f"at step {resumed_from}" in done.stdout
     assert train_steps(run_dir) == [1, 2, 3, 4, 5]
     assert (run_dir / "checkpoints" / "LATEST").read_text().strip() == "step-000005"
+    lrs = [r["lr"] for r in metric_rows(run_dir) if "loss/total" in r]
+    assert lrs == pytest.approx([lr_at(s, 5, 1e-3, "cosine", warmup_steps=1) for s in range(1, 6)])
 
 
 def test_resume_continues_the_same_data_stream(tmp_path: Path) -> None:
@@ -112,6 +117,8 @@ def test_resume_continues_the_same_data_stream(tmp_path: Path) -> None:
     ("algorithm.sft_weighting=bogus", "sft_weighting"),
     ("+algorithm.not_a_key=1", "not_a_key"),
     ("model.dtype=fp16", "model.dtype"),
+    ("trainer.lr_schedule=step", "trainer.lr_schedule"),
+    ("trainer.warmup_steps=12", "trainer.warmup_steps"),
 ])
 def test_bad_config_stops_before_work_naming_the_key(tmp_path: Path, override: str, key: str) -> None:
     proc = run_train(tmp_path / "bad", "algorithm=chord_mu", override, timeout=300)
