@@ -126,22 +126,22 @@ def original_validation(args: argparse.Namespace, out: Path) -> tuple[float, flo
 
 
 def run_method(method: str, args: argparse.Namespace) -> dict:
-    """Train then evaluate one method; its row of the table."""
+    """Train then evaluate one method; its row of the table. With ``--val-only`` (tuning) only the validation
+    score is read: BFCL and the test split stay unseen."""
     checkpoint, train_s, realign_s = train(method, args, args.out)
-    if args.val_only:  # a tuning run: the validation score alone, BFCL and the test split left unseen
-        val, val_s = original_validation(args, args.out) if method == "original" else (
-            validation_accuracy(args.out, method), 0.0)
-        return {"method": method, "summary": {"accuracy": {}}, "train_seconds": train_s, "eval_seconds": val_s,
-                "realign_seconds": realign_s, "val_accuracy": val}
-    summary, eval_s = evaluate(method, checkpoint, args, args.out)
     if method == "original":
         val, val_s = original_validation(args, args.out)
-        return {"method": method, "summary": summary, "train_seconds": 0.0, "eval_seconds": eval_s + val_s,
-                "realign_seconds": 0.0, "val_accuracy": val}
-    print(f"{method}: train {train_s:.0f} s, eval {eval_s:.0f} s, BFCL {summary.get('bfcl_aggregates', {})}",
-          flush=True)
-    return {"method": method, "summary": summary, "train_seconds": train_s, "eval_seconds": eval_s,
-            "realign_seconds": realign_s, "val_accuracy": validation_accuracy(args.out, method)}
+    else:
+        val, val_s = validation_accuracy(args.out, method), 0.0
+    if args.val_only:
+        summary, eval_s = {"accuracy": {}}, 0.0
+    else:
+        summary, eval_s = evaluate(method, checkpoint, args, args.out)
+        if method != "original":
+            print(f"{method}: train {train_s:.0f} s, eval {eval_s:.0f} s, BFCL {summary.get('bfcl_aggregates', {})}",
+                  flush=True)
+    return {"method": method, "summary": summary, "train_seconds": train_s, "eval_seconds": eval_s + val_s,
+            "realign_seconds": realign_s, "val_accuracy": val}
 
 
 def method_row(method: str, future) -> dict:
