@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from algorithms.chord import AlgorithmConfig
-from algorithms.lr_schedule import SCHEDULES
+from algorithms.lr_schedule import check_schedule, schedule_settings
 
 
 class TrainConfigError(ValueError):
@@ -34,13 +34,10 @@ def validate_train_config(cfg: DictConfig, algo: AlgorithmConfig, world_size: in
     _need(int(t.expert_per_step) % world_size == 0,
           f"trainer.expert_per_step={t.expert_per_step} does not divide over {world_size} ranks")
     _need(float(t.lr) > 0, f"trainer.lr must be > 0, got {t.lr}")
-    schedule = str(t.get("lr_schedule", "constant"))
-    _need(schedule in SCHEDULES, f"trainer.lr_schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
-    warmup = int(t.get("warmup_steps", 0))
-    _need(0 <= warmup < int(t.total_steps),
-          f"trainer.warmup_steps must lie in [0, trainer.total_steps={t.total_steps}), got {warmup}")
-    min_ratio = float(t.get("min_lr_ratio", 0.0))
-    _need(0.0 <= min_ratio <= 1.0, f"trainer.min_lr_ratio must lie in [0, 1], got {min_ratio}")
+    try:
+        check_schedule(int(t.total_steps), **schedule_settings(t))
+    except ValueError as err:
+        raise TrainConfigError(f"trainer.{err}") from err
     _need(float(t.temperature) > 0, f"trainer.temperature must be > 0 (greedy is for evaluation), got {t.temperature}")
     _need(0 < float(t.top_p) <= 1, f"trainer.top_p must be in (0, 1], got {t.top_p}")
     _need(str(cfg.model.dtype) in ("bf16", "fp32"), f"model.dtype must be bf16 or fp32, got {cfg.model.dtype!r}")

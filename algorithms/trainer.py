@@ -35,7 +35,7 @@ from algorithms.checkpoint import latest_checkpoint, load_checkpoint, save_check
 from algorithms.chord import AlgorithmConfig
 from algorithms.config import TrainConfigError, validate_train_config
 from algorithms.distributed import DistInfo, all_reduce_sum, init_distributed
-from algorithms.lr_schedule import lr_at
+from algorithms.lr_schedule import lr_at, schedule_settings
 from algorithms.metrics import MetricsLogger, read_jsonl
 from algorithms.objective import (
     aggregation_units,
@@ -277,8 +277,7 @@ class Trainer:
 
     def _set_lr(self, step: int) -> None:
         """Step ``step``'s learning rate (``algorithms.lr_schedule``) on every parameter group."""
-        lr = lr_at(step, self.total_steps, float(self.t.lr), str(self.t.get("lr_schedule", "constant")),
-                   int(self.t.get("warmup_steps", 0)), float(self.t.get("min_lr_ratio", 0.0)))
+        lr = lr_at(step, self.total_steps, float(self.t.lr), **schedule_settings(self.t))
         for group in self.engine.optimizer.param_groups:
             group["lr"] = lr
 

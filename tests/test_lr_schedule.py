@@ -21,7 +21,7 @@ def test_cosine_starts_at_the_peak_and_never_spends_a_step_at_zero():
 
 def test_warmup_then_linear_decay_to_a_floor():
     # T = 6, W = 2, r = 0.5: warmup 1/2, 2/2; then p = 0, 1/4, 2/4, 3/4 -> 0.5 + 0.5 (1 - p)
-    got = [lr_at(s, 6, 2.0, "linear", warmup_steps=2, min_ratio=0.5) for s in range(1, 7)]
+    got = [lr_at(s, 6, 2.0, "linear", warmup_steps=2, min_lr_ratio=0.5) for s in range(1, 7)]
     assert got == pytest.approx([1.0, 2.0, 2.0, 1.75, 1.5, 1.25])
 
 
@@ -32,9 +32,9 @@ def test_cosine_with_warmup_midpoint():
 
 
 @pytest.mark.parametrize("kwargs, word", [
-    ({"schedule": "step"}, "schedule"),
+    ({"lr_schedule": "step"}, "lr_schedule"),
     ({"warmup_steps": 12}, "warmup_steps"),
-    ({"min_ratio": 1.5}, "min_ratio"),
+    ({"min_lr_ratio": 1.5}, "min_lr_ratio"),
 ])
 def test_bad_arguments_are_named(kwargs, word):
     with pytest.raises(ValueError, match=word):
