@@ -72,11 +72,14 @@ class Trainer:
         self.ckpt_root = self.run_dir / "checkpoints"
         self.total_steps = int(self.t.total_steps)
 
+        # The environments first: a bad env.kwargs / env.train_kwargs / split fails before the model loads.
+        self.train_env = self._make_env(cfg.env.train_split, training=True)
+        self.num_train_tasks = self.train_env.num_tasks
+        self.eval_envs: list[Any] = [self._make_env(cfg.env.eval_split)] if int(self.t.eval_every) > 0 else []
+
         torch.manual_seed(int(cfg.seed))
         self.model, self.tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed))
         self.dtype = cfg.model.dtype
-        self.train_env = self._make_env(cfg.env.train_split)
-        self.num_train_tasks = self.train_env.num_tasks
         self._expert_cache: dict[int, tuple[list, list] | None] = {}
         self.expert_pool = self._load_expert_pool()
         self._check_expert_data()
@@ -88,7 +91,6 @@ class Trainer:
         self.device_type = self.device.type
         self.sampler = HFEngine(self.engine.module, self.tokenizer, dtype=self.dtype)
         self.rollout_envs: list[Any] = []
-        self.eval_envs: list[Any] = []
 
         self.start_step = 0
         self.skipped_steps = 0
@@ -101,10 +103,23 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
 
     # -- construction ------------------------------------------------------------------------------------
-    def _make_env(self, split: str) -> Any:
+    def _make_env(self, split: str, training: bool = False) -> Any:
+        """An environment on ``split``: ``env.kwargs``, with ``env.train_kwargs`` on top when ``training``.
+
+        The override lets the rollouts be scored differently from the held-out evaluation (a partial
+        reward that gives GRPO groups something to rank, while the reported score stays strict), the way
+        verl and TRL take separate train and validation reward functions.
+        """
         kwargs = dict(OmegaConf.to_container(self.cfg.env.kwargs, resolve=True) or {})
+        if training:
+            kwargs.update(OmegaConf.to_container(self.cfg.env.get("train_kwargs") or {}, resolve=True))
         kwargs["split"] = split
-        return make_env(self.cfg.env.name, **kwargs)
+        try:
+            return make_env(self.cfg.env.name, **kwargs)
+        except (TypeError, ValueError, KeyError) as err:
+            keys = "env.kwargs + env.train_kwargs" if training else "env.kwargs"
+            raise TrainConfigError(f"{keys} with split={split!r} (env.train_split / env.eval_split) do not make "
+                                   f"a {self.cfg.env.name} environment: {err}") from err
 
     def _load_expert_pool(self) -> list[tuple[list, list]] | None:
         """``trainer.expert_data``: a realigned expert set (``python -m algorithms.realign``) used instead of
@@ -224,7 +239,7 @@ class Trainer:
         mine = self._rank_share(list(enumerate(prompts)))
         n = len(mine) * group
         while len(self.rollout_envs) < n:
-            self.rollout_envs.append(self._make_env(self.cfg.env.train_split))
+            self.rollout_envs.append(self._make_env(self.cfg.env.train_split, training=True))
         slots = [k * group + g for k, _ in mine for g in range(group)]
         reset_kwargs = [{"seed": step * 100_000 + slot, "options": {"index": prompts[slot // group]}}
                         for slot in slots]
@@ -389,10 +404,9 @@ class Trainer:
     # -- evaluation --------------------------------------------------------------------------------------
     def evaluate(self, step: int) -> dict[str, float]:
         """Greedy rollouts on the first ``eval_size`` tasks of the held-out split; mean reward and accuracy."""
-        if not self.eval_envs:
-            probe = self._make_env(self.cfg.env.eval_split)
-            size = min(int(self.t.eval_size), probe.num_tasks)
-            self.eval_envs = [probe] + [self._make_env(self.cfg.env.eval_split) for _ in range(size - 1)]
+        size = min(int(self.t.eval_size), self.eval_envs[0].num_tasks)
+        while len(self.eval_envs) < size:
+            self.eval_envs.append(self._make_env(self.cfg.env.eval_split))
         indices = self._rank_share(list(range(len(self.eval_envs))))
         envs = self.eval_envs[:len(indices)]
         t0 = time.time()

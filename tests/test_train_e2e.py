@@ -119,6 +119,9 @@ def test_resume_continues_the_same_data_stream(tmp_path: Path) -> None:
     ("model.dtype=fp16", "model.dtype"),
     ("trainer.lr_schedule=step", "trainer.lr_schedule"),
     ("trainer.warmup_steps=12", "trainer.warmup_steps"),
+    ("env.kwargs.reward_mode=bogus", "env.kwargs"),
+    ("+env.train_kwargs.not_a_kwarg=1", "env.train_kwargs"),
+    ("env.eval_split=bogus", "env.eval_split"),
 ])
 def test_bad_config_stops_before_work_naming_the_key(tmp_path: Path, override: str, key: str) -> None:
     proc = run_train(tmp_path / "bad", "algorithm=chord_mu", override, timeout=300)
@@ -167,3 +170,22 @@ def test_step_metrics_do_not_depend_on_micro_batch_size(tmp_path: Path) -> None:
         rows[mbs] = [r for r in metric_rows(run_dir) if "loss/total" in r][0]
     assert rows[1]["sft/nll"] == pytest.approx(rows[4]["sft/nll"], abs=1e-4)
     assert rows[1]["loss/sft"] == pytest.approx(rows[4]["loss/sft"], abs=1e-4)
+
+
+def test_train_kwargs_reach_the_training_envs_only() -> None:
+    """env.train_kwargs.reward_mode=partial scores the rollouts with the partial reward while the held-out
+    evaluation stays strict (the reported score does not change meaning)."""
+    from hydra import compose, initialize_config_dir
+
+    from algorithms.trainer import Trainer
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["env=toolace", "env.train_kwargs.reward_mode=partial"])
+    trainer = Trainer.__new__(Trainer)  # only the env factory: no model, no engine
+    trainer.cfg = cfg
+    assert trainer._make_env(cfg.env.train_split, training=True).reward_mode == "partial"
+    assert trainer._make_env(cfg.env.eval_split).reward_mode == "strict"
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        default = compose("train", overrides=["env=toolace", "env.kwargs.reward_mode=partial"])
+    trainer.cfg = default  # by default the training reward follows env.kwargs.reward_mode
+    assert trainer._make_env(default.env.train_split, training=True).reward_mode == "partial"
