@@ -11,7 +11,8 @@ from gymnasium.utils.env_checker import check_env
 import envs  # noqa: F401  (registers the ids)
 from envs.toolace import Task, ToolACEEnv, load_split
 from envs.toolace.generate import replay_expert
-from envs.toolace.reward import values_equal
+from envs.toolace.reward import graded_turn_score, values_equal
+from tools import ToolCall
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +158,48 @@ def test_partial_mode(env):
     partial.step(one)
     assert partial.step("Here you go.")[1] == 0.5
     assert _run(env, task, [one, "Here you go."])[1] == 0.0
+
+
+def test_graded_turn_score_hand_computed():
+    """ToolRL's three levels over their maximum 1 + |G| + sum |keys(G_j)|."""
+    schema = {"properties": {"city": {"type": "string"}, "days": {"type": "integer"},
+                             "unit": {"type": "string", "default": "c"}}}
+    lookup = lambda name: schema if name == "forecast" else {"properties": {"q": {"type": "string"}}}  # noqa: E731
+    want = [ToolCall("forecast", {"city": "Oslo", "days": 3})]          # max = 1 + 1 + 3 (unit by default)
+    assert graded_turn_score(want, [ToolCall("forecast", {"city": "oslo ", "days": 3, "unit": "c"})], 0, lookup) == 1.0
+    # right tool, one wrong value: 1 + 1 + 2 of 5
+    assert graded_turn_score(want, [ToolCall("forecast", {"city": "Oslo", "days": 4})], 0, lookup) == pytest.approx(4 / 5)
+    # right tool, a missing and an unknown key: keys {city, unit} vs {city, unit, days, when} -> 2/4, values 2
+    got = [ToolCall("forecast", {"city": "Oslo", "when": "now"})]
+    assert graded_turn_score(want, got, 0, lookup) == pytest.approx((1 + 0.5 + 2) / 5)
+    # wrong tool: nothing; the right one plus an extra call: names 1/2
+    assert graded_turn_score(want, [ToolCall("search", {"q": "Oslo"})], 0, lookup) == 0.0
+    both = [ToolCall("search", {"q": "Oslo"}), ToolCall("forecast", {"city": "Oslo", "days": 3})]
+    assert graded_turn_score(want, both, 0, lookup) == pytest.approx((0.5 + 1 + 3) / 5)
+    # an unparsable list dilutes the names only
+    assert graded_turn_score(want, want, 1, lookup) == pytest.approx((0.5 + 1 + 3) / 5)
+    # two expected calls of one tool pair with the best-scoring actual ones, order-free
+    two = [ToolCall("forecast", {"city": "Oslo", "days": 3}), ToolCall("forecast", {"city": "Rome", "days": 1})]
+    swapped = [ToolCall("forecast", {"city": "Rome", "days": 1}), ToolCall("forecast", {"city": "Oslo", "days": 3})]
+    assert graded_turn_score(two, swapped, 0, lookup) == 1.0
+    # no-tool turn
+    assert graded_turn_score([], [], 0, lookup) == 1.0
+    assert graded_turn_score([], want, 0, lookup) == 0.0 and graded_turn_score([], [], 1, lookup) == 0.0
+
+
+def test_graded_mode_credits_the_right_tool_with_a_wrong_value(env):
+    task = _task("single", pred=lambda t: len(t.ground_truth[0][0]) == 1
+                 and any(isinstance(v, str) for v in t.ground_truth[0][0][0]["arguments"].values()))
+    graded = ToolACEEnv(tasks=[task], reward_mode="graded")
+    call = task.ground_truth[0][0][0]
+    args = {k: (v + "x" if isinstance(v, str) else v) for k, v in call["arguments"].items()}
+    wrong = f"[{call['name']}({', '.join(f'{k}={v!r}' for k, v in args.items())})]"
+    graded.reset(options={"index": 0})
+    graded.step(wrong)
+    reward = graded.step("Here you go.")[1]
+    assert 0.0 < reward < 1.0
+    assert _run(graded, task, _expert_assistant(task))[1] == 1.0
+    assert _run(env, task, [wrong, "Here you go."])[1] == 0.0
 
 
 def test_fresh_world_per_episode(env):

@@ -14,7 +14,9 @@ Reward (``reward_mode="strict"``, the default): 1.0 only if, for every user turn
 equals the ground truth (argument values compared type-aware, see ``envs.toolace.reward``) with no
 failed call, and the episode ended with a plain-text answer containing some text; for no-tool turns,
 no call at all. Anything else is 0: no reward for format alone. ``reward_mode="partial"`` gives the mean
-over user turns of matched / max(expected, attempted) instead (still 0 when cut at the turn cap).
+over user turns of matched / max(expected, attempted) instead (still 0 when cut at the turn cap), and
+``reward_mode="graded"`` the mean over user turns of ToolRL's name / parameter / value score
+(``envs.toolace.reward.graded_turn_score``), which also credits the right tool with wrong arguments.
 Hitting ``max_turns`` truncates with reward 0.
 """
 
@@ -28,7 +30,7 @@ from typing import Any, Literal
 from envs.base import ChatEnv, Messages
 from envs.toolace.data import load_split, read_tasks
 from envs.toolace.prompt import PromptStyle, system_prompt
-from envs.toolace.reward import turn_score
+from envs.toolace.reward import graded_turn_score, turn_score
 from envs.toolace.task import Task
 from tools import (
     ToolCall,
@@ -59,7 +61,7 @@ class ToolACEEnv(ChatEnv):
         data_dir: directory holding ``<split>.jsonl``; ``None`` uses the seeded cache.
         max_turns: assistant turns per episode before truncation.
         syntax: call syntax the agent writes: ``pythonic``, ``json`` or ``auto``.
-        reward_mode: ``strict`` (default) or ``partial``.
+        reward_mode: ``strict`` (default), ``partial`` or ``graded``.
         data_seed: generator seed of the cached splits.
         tasks: tasks to use instead of a split: a list of ``Task`` or a path to a JSONL file.
         toolset_factory: ``task -> Toolset`` for a custom tool catalog (default: the built-in catalog).
@@ -69,15 +71,15 @@ class ToolACEEnv(ChatEnv):
 
     def __init__(self, split: str = "train", data_dir: str | Path | None = None, max_turns: int = 6,
                  syntax: Literal["pythonic", "json", "auto"] = "pythonic",
-                 reward_mode: Literal["strict", "partial"] = "strict", data_seed: int = 0,
+                 reward_mode: Literal["strict", "partial", "graded"] = "strict", data_seed: int = 0,
                  tasks: Sequence[Task] | str | Path | None = None, toolset_factory: ToolsetFactory | None = None,
                  prompt_style: PromptStyle = "toolace", tool_timeout_s: float | None = 2.0,
                  max_action_chars: int = 32_768, render_mode: str | None = None):
         super().__init__(max_turns=max_turns, max_action_chars=max_action_chars, render_mode=render_mode)
         if syntax not in ("pythonic", "json", "auto"):
             raise ValueError(f"syntax must be 'pythonic', 'json' or 'auto', got {syntax!r}")
-        if reward_mode not in ("strict", "partial"):
-            raise ValueError(f"reward_mode must be 'strict' or 'partial', got {reward_mode!r}")
+        if reward_mode not in ("strict", "partial", "graded"):
+            raise ValueError(f"reward_mode must be 'strict', 'partial' or 'graded', got {reward_mode!r}")
         if prompt_style not in ("toolace", "bfcl"):
             raise ValueError(f"prompt_style must be 'toolace' or 'bfcl', got {prompt_style!r}")
         self.split = split
@@ -191,22 +193,27 @@ class ToolACEEnv(ChatEnv):
 
     def _score(self, answered: bool) -> tuple[float, dict[str, Any]]:
         assert self.task is not None
-        exact, partial = [], []
+        exact, partial, graded = [], [], []
         for u in range(self.task.n_turns):
             if u > self.user_turn:
                 exact.append(False)
                 partial.append(0.0)
+                graded.append(0.0)
                 continue
-            e, p = turn_score(self.task.turn_calls(u), self.calls[u], self.turn_errors[u], self.turn_unparsed[u], self._schema)
+            expected = self.task.turn_calls(u)
+            e, p = turn_score(expected, self.calls[u], self.turn_errors[u], self.turn_unparsed[u], self._schema)
             exact.append(e)
             partial.append(p)
+            graded.append(graded_turn_score(expected, self.calls[u], self.turn_unparsed[u], self._schema))
         completed = answered and self.user_turn == self.task.n_turns - 1
         if self.reward_mode == "strict":
             reward = 1.0 if completed and all(exact) else 0.0
         else:
-            reward = sum(partial) / len(partial) if completed else 0.0
+            scores = partial if self.reward_mode == "partial" else graded
+            reward = sum(scores) / len(scores) if completed else 0.0
         info = self._progress_info()
-        info.update(final=True, matched=exact, partial_scores=partial, answered=answered, success=completed and all(exact))
+        info.update(final=True, matched=exact, partial_scores=partial, graded_scores=graded, answered=answered,
+                    success=completed and all(exact))
         return reward, info
 
     def _progress_info(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ default on both sides, so ``f(city="Oslo")`` matches ``f(city="Oslo", unit="cels
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -99,3 +100,53 @@ def turn_score(expected: Sequence[ToolCall], actual: Sequence[ToolCall], errors:
     denom = max(len(expected), len(actual) + unparsed)
     partial = 1.0 if denom == 0 else sum(hit) / denom
     return exact, partial
+
+
+def graded_turn_score(expected: Sequence[ToolCall], actual: Sequence[ToolCall], unparsed: int,
+                      schemas: SchemaLookup) -> float:
+    """ToolRL's correctness reward for one user turn (Qian et al. 2025, sec. 3.3), rescaled to [0, 1].
+
+    Three levels, summed and divided by their maximum ``1 + |G| + sum_j |keys(G_j)|``:
+
+    * tool names: multiset Jaccard ``|N_G & N_P| / |N_G | N_P|`` (an unparsable call list counts as one
+      call with no name, so it only dilutes);
+    * parameter names: for each expected call ``G_j``, the Jaccard of its keys with those of the actual call
+      of the same name it is paired with (0 if none is left);
+    * values: for each expected call, the number of its keys whose value the paired call matches (type-aware,
+      ``values_equal``).
+
+    Optional parameters are filled with their schema defaults on both sides first, as in ``calls_equal``.
+    Pairing is greedy in ground-truth order, each expected call taking the unused same-name call that
+    scores best. A no-tool turn scores 1.0 without any attempt and 0.0 with one. Unlike ``turn_score``'s
+    partial share, the right tool with wrong arguments earns something, so GRPO groups whose samples all
+    fail the exact check can still be ranked.
+    """
+    if not expected:
+        return 1.0 if not actual and unparsed == 0 else 0.0
+    want = Counter(call.name for call in expected)
+    got = Counter(call.name for call in actual)
+    union = sum((want | got).values()) + unparsed
+    name_score = sum((want & got).values()) / union
+
+    key_score = value_score = 0.0
+    max_score = 1.0 + len(expected)
+    used = [False] * len(actual)
+    for e in expected:
+        props = (schemas(e.name) or {}).get("properties", {}) or {}
+        e_args = _with_defaults(e.arguments, props)
+        max_score += len(e_args)
+        best, best_j = (-1.0, 0.0), None
+        for j, a in enumerate(actual):
+            if used[j] or a.name != e.name or not isinstance(a.arguments, Mapping):
+                continue
+            a_args = _with_defaults(a.arguments, props)
+            keys = set(e_args) | set(a_args)
+            jaccard = len(set(e_args) & set(a_args)) / len(keys) if keys else 1.0
+            values = sum(k in a_args and values_equal(v, a_args[k], props.get(k)) for k, v in e_args.items())
+            if jaccard + values > sum(best):
+                best, best_j = (jaccard, float(values)), j
+        if best_j is not None:
+            used[best_j] = True
+            key_score += best[0]
+            value_score += best[1]
+    return (name_score + key_score + value_score) / max_score
