@@ -1,8 +1,9 @@
 """``python -m agents.evaluate``: score a model on held-out suites (BFCL categories, ToolACE and math splits).
 
 Every suite is an environment, so evaluation runs the same rollout code as training (greedy by default).
-Output in ``out_dir``: ``results.json`` (every entry's prompt, output and verdict; per-category accuracy;
-BFCL aggregates) and ``results.md`` (a table; with ``baseline=<results.json>`` both side by side).
+Output in ``out_dir``: ``results.json`` (every entry's prompt, output and verdict; per-category accuracy with
+its 95% Wilson interval, per task kind for ToolACE; BFCL aggregates) and ``results.md`` (a table; with
+``baseline=<results.json>`` both side by side).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from agents.engines import HFEngine, SamplingParams
 from agents.models import load_model, resolve_device
 from agents.rollout import rollout
+from agents.scores import wilson_interval
 from envs import make as make_env
 
 BFCL_PREFIX = "bfcl/"
@@ -92,14 +94,28 @@ def _jsonable(value: Any) -> Any:
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-suite accuracy, and BFCL's aggregates over the BFCL categories present."""
+    """Per-suite accuracy with its 95% Wilson interval, per task kind where the environment names one
+    (ToolACE: single, parallel, dependent, multi_turn, no_tool), and BFCL's aggregates over the BFCL
+    categories present."""
     per_suite: dict[str, dict[str, float]] = {}
+    per_kind: dict[str, dict[str, dict[str, float]]] = {}
     for r in records:
         s = per_suite.setdefault(r["suite"], {"n": 0, "correct": 0})
         s["n"] += 1
         s["correct"] += int(r["correct"])
+        kind = (r.get("verdict") or {}).get("kind")
+        if isinstance(kind, str):
+            k = per_kind.setdefault(r["suite"], {}).setdefault(kind, {"n": 0, "correct": 0})
+            k["n"] += 1
+            k["correct"] += int(r["correct"])
     accuracy = {name: s["correct"] / s["n"] for name, s in per_suite.items() if s["n"]}
-    out: dict[str, Any] = {"accuracy": accuracy, "counts": per_suite}
+    intervals = {name: list(wilson_interval(int(s["correct"]), int(s["n"]))) for name, s in per_suite.items()}
+    by_kind = {suite: {kind: k["correct"] / k["n"] for kind, k in sorted(kinds.items())}
+               for suite, kinds in per_kind.items()}
+    out: dict[str, Any] = {"accuracy": accuracy, "counts": per_suite, "interval95": intervals}
+    if by_kind:
+        out["accuracy_by_kind"] = by_kind
+        out["counts_by_kind"] = per_kind
     bfcl_records = [{"category": r["suite"][len(BFCL_PREFIX):], "valid": r["correct"]}
                     for r in records if r["suite"].startswith(BFCL_PREFIX)]
     if bfcl_records:
@@ -111,15 +127,21 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def markdown_report(summary: dict[str, Any], name: str, baseline: dict[str, Any] | None = None,
                     baseline_name: str = "baseline") -> str:
-    """A Markdown table of accuracies (percent), BFCL aggregates first; a baseline column when given."""
-    def row(label: str, value: float | None, base: float | None) -> str:
+    """A Markdown table of accuracies (percent) with the entry count and 95% Wilson interval, BFCL
+    aggregates first, then each suite and its task kinds; a baseline column when given."""
+    def row(label: str, value: float | None, base: float | None, counts: dict | None = None) -> str:
         cells = [label, "—" if value is None else f"{100 * value:.1f}"]
+        if counts:
+            lo, hi = wilson_interval(int(counts["correct"]), int(counts["n"]))
+            cells += [str(int(counts["n"])), f"{100 * lo:.1f}-{100 * hi:.1f}"]
+        else:
+            cells += ["", ""]
         if baseline is not None:
             cells.append("—" if base is None else f"{100 * base:.1f}")
         return "| " + " | ".join(cells) + " |"
 
-    header = ["| metric | " + name + (f" | {baseline_name}" if baseline is not None else "") + " |",
-              "|---|---:" + ("|---:" if baseline is not None else "") + "|"]
+    header = ["| metric | " + name + " | n | 95% CI" + (f" | {baseline_name}" if baseline is not None else "") + " |",
+              "|---|---:|---:|---:" + ("|---:" if baseline is not None else "") + "|"]
     lines = list(header)
     agg = summary.get("bfcl_aggregates", {})
     base_agg = (baseline or {}).get("bfcl_aggregates", {})
@@ -127,8 +149,12 @@ def markdown_report(summary: dict[str, Any], name: str, baseline: dict[str, Any]
         if agg.get(key) is not None:
             lines.append(row(f"BFCL {key}", agg.get(key), base_agg.get(key)))
     base_acc = (baseline or {}).get("accuracy", {})
+    base_kind = (baseline or {}).get("accuracy_by_kind", {})
     for suite, value in summary["accuracy"].items():
-        lines.append(row(suite, value, base_acc.get(suite)))
+        lines.append(row(suite, value, base_acc.get(suite), summary["counts"].get(suite)))
+        for kind, kind_value in summary.get("accuracy_by_kind", {}).get(suite, {}).items():
+            lines.append(row(f"{suite} · {kind}", kind_value, base_kind.get(suite, {}).get(kind),
+                             summary["counts_by_kind"][suite][kind]))
     return "\n".join(lines) + "\n"
 
 

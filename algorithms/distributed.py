@@ -58,6 +58,16 @@ def all_reduce_sum(value: float | torch.Tensor) -> float:
     return float(tensor)
 
 
+def all_reduce_sum_list(values: list[float]) -> list[float]:
+    """Elementwise sum of equal-length lists over all ranks (each rank fills its own entries, zeros elsewhere)."""
+    tensor = torch.tensor(values, dtype=torch.float64)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        if dist.get_backend() == "nccl":
+            tensor = tensor.to(f"cuda:{torch.cuda.current_device()}")
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return [float(v) for v in tensor.cpu()]
+
+
 def barrier() -> None:
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()

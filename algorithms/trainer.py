@@ -29,12 +29,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents import HFEngine, SamplingParams, expert_trajectory, load_model, rollout
 from agents.models import autocast_context
+from agents.scores import paired_change, wilson_interval
 from agents.trajectory import Trajectory, collate
 from algorithms.advantages import group_advantages
 from algorithms.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from algorithms.chord import AlgorithmConfig
 from algorithms.config import TrainConfigError, validate_train_config
-from algorithms.distributed import DistInfo, all_reduce_sum, init_distributed
+from algorithms.distributed import DistInfo, all_reduce_sum, all_reduce_sum_list, init_distributed
 from algorithms.lr_schedule import lr_at, schedule_settings
 from algorithms.metrics import MetricsLogger, read_jsonl
 from algorithms.objective import (
@@ -422,6 +423,12 @@ class Trainer:
         total = all_reduce_sum(len(trajectories))
         score = all_reduce_sum(sum(t.reward for t in trajectories)) / max(total, 1.0)
         acc = all_reduce_sum(sum(t.reward >= 1.0 for t in trajectories)) / max(total, 1.0)
+        # Which tasks were solved (all ranks'), kept in the checkpointed state for the paired base-vs-trained
+        # comparison in the summary; not logged per step.
+        solved = [0.0] * len(self.eval_envs)
+        for index, trajectory in zip(indices, trajectories, strict=True):
+            solved[index] = float(trajectory.reward >= 1.0)
+        self.state.setdefault("eval_solved", {})[str(step)] = [v > 0 for v in all_reduce_sum_list(solved)]
         return {"step": step, "eval/reward": score, "eval/accuracy": acc, "eval/n": total,
                 "time/eval_s": time.time() - t0}
 
@@ -478,19 +485,45 @@ class Trainer:
             "final_eval_accuracy": last["eval/accuracy"] if last else None,
             "base_eval_reward": base["eval/reward"] if base else None,
             "final_eval_reward": last["eval/reward"] if last else None,
+            **self._score_confidence(base, last),
             "final_checkpoint": str(latest_checkpoint(self.ckpt_root)) if self.ckpt_root.exists() else None,
             "run_dir": str(self.run_dir), "device": self.device_type, "world_size": self.dist.world_size,
         }
+
+
+    def _score_confidence(self, base: dict[str, Any] | None, last: dict[str, Any] | None) -> dict[str, Any]:
+        """Wilson intervals of the base and final held-out accuracy, and the paired change between them."""
+        solved = self.state.get("eval_solved", {})
+        out: dict[str, Any] = {}
+        for name, row in (("base", base), ("final", last)):
+            tasks = solved.get(str(row["step"])) if row else None
+            if tasks:
+                out["eval_n"] = len(tasks)
+                out[f"{name}_eval_interval"] = list(wilson_interval(sum(tasks), len(tasks)))
+        if base and last and str(base["step"]) in solved and str(last["step"]) in solved:
+            out["eval_paired"] = paired_change(solved[str(base["step"])], solved[str(last["step"])])
+        return out
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     def pct(x: float | None) -> str:
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
 
-    return (f"\n{summary['algorithm']} on {summary['env']} ({summary['model']}, {summary['steps']} steps)\n"
-            f"  held-out ({summary['eval_split']}) accuracy: base {pct(summary['base_eval_accuracy'])} -> "
-            f"trained {pct(summary['final_eval_accuracy'])}\n"
-            f"  checkpoint: {summary['final_checkpoint']}\n  run dir: {summary['run_dir']}")
+    def interval(key: str) -> str:
+        bounds = summary.get(key)
+        return f" [{100 * bounds[0]:.1f}, {100 * bounds[1]:.1f}]" if bounds else ""
+
+    paired = summary.get("eval_paired")
+    lines = [f"\n{summary['algorithm']} on {summary['env']} ({summary['model']}, {summary['steps']} steps)",
+             f"  held-out ({summary['eval_split']}) accuracy: base {pct(summary['base_eval_accuracy'])}"
+             f"{interval('base_eval_interval')} -> trained {pct(summary['final_eval_accuracy'])}"
+             f"{interval('final_eval_interval')}"
+             + (f"  (95% Wilson intervals, n={summary['eval_n']})" if summary.get("eval_n") else "")]
+    if paired:
+        lines.append(f"  same tasks: {paired['gained']} gained, {paired['lost']} lost "
+                     f"(McNemar exact p = {paired['p_value']:.3f})")
+    lines += [f"  checkpoint: {summary['final_checkpoint']}", f"  run dir: {summary['run_dir']}"]
+    return "\n".join(lines)
 
 
 def write_training_plot(run_dir: Path) -> Path:

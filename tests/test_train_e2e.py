@@ -64,6 +64,11 @@ def test_three_steps_of_each_algorithm(tmp_path: Path, algorithm: str) -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["algorithm"] == algorithm and (summary["base_eval_accuracy"] is not None) == at_start
     assert summary["final_eval_accuracy"] is not None
+    # the noise around the score: Wilson intervals over the eval tasks, and the paired change from step 0
+    assert summary["eval_n"] == 2 and len(summary["final_eval_interval"]) == 2
+    assert ("eval_paired" in summary) == at_start and ("base_eval_interval" in summary) == at_start
+    if at_start:
+        assert summary["eval_paired"]["n"] == 2 and "McNemar" in proc.stdout
     assert (run_dir / "training.png").stat().st_size > 1000
 
 

@@ -1,0 +1,47 @@
+"""``python -m agents.evaluate``: the summary (accuracy, Wilson interval, per-kind rows) and a CPU run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agents.evaluate import markdown_report, summarise
+from tests.helpers import REPO
+
+
+def _record(suite: str, correct: bool, kind: str | None = None) -> dict:
+    return {"suite": suite, "correct": correct, "verdict": {"kind": kind} if kind else {}}
+
+
+def test_summary_counts_kinds_and_intervals() -> None:
+    records = ([_record("toolace/test", True, "no_tool")] * 3 + [_record("toolace/test", False, "no_tool")]
+               + [_record("toolace/test", True, "single")] + [_record("toolace/test", False, "single")] * 3
+               + [_record("math/test", True), _record("math/test", False)])
+    summary = summarise(records)
+    assert summary["accuracy"] == {"toolace/test": 0.5, "math/test": 0.5}
+    assert summary["accuracy_by_kind"] == {"toolace/test": {"no_tool": 0.75, "single": 0.25}}
+    assert summary["counts_by_kind"]["toolace/test"]["single"] == {"n": 4, "correct": 1}
+    # Wilson 95% for 4/8: centre 0.5, half 1.96 / 1.4802 * sqrt(0.03125 + 3.8416 / 256) = 0.284787
+    lo, hi = summary["interval95"]["toolace/test"]
+    assert lo == pytest.approx(0.5 - 0.284787, abs=1e-5) and hi == pytest.approx(0.5 + 0.284787, abs=1e-5)
+    table = markdown_report(summary, "m", baseline=summary, baseline_name="base")
+    assert "| toolace/test | 50.0 | 8 | 21.5-78.5 | 50.0 |" in table
+    assert "| toolace/test · no_tool | 75.0 | 4 |" in table
+    assert "| math/test | 50.0 | 2 |" in table and "math/test ·" not in table
+
+
+def test_evaluate_on_cpu_writes_results(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "agents.evaluate", "model=tiny", f"out_dir={tmp_path}", "suites=[toolace]",
+           "toolace.limit=3", "max_new_tokens=8", "device=cpu", "progress=false"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert len(results["entries"]) == 3
+    summary = results["summary"]
+    assert sum(c["n"] for c in summary["counts_by_kind"]["toolace/test"].values()) == 3
+    assert len(summary["interval95"]["toolace/test"]) == 2
+    assert "95% CI" in (tmp_path / "results.md").read_text()
