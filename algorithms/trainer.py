@@ -490,7 +490,6 @@ class Trainer:
             "run_dir": str(self.run_dir), "device": self.device_type, "world_size": self.dist.world_size,
         }
 
-
     def _score_confidence(self, base: dict[str, Any] | None, last: dict[str, Any] | None) -> dict[str, Any]:
         """Wilson intervals of the base and final held-out accuracy, and the paired change between them."""
         solved = self.state.get("eval_solved", {})
