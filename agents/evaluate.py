@@ -3,7 +3,8 @@
 Every suite is an environment, so evaluation runs the same rollout code as training (greedy by default).
 Output in ``out_dir``: ``results.json`` (every entry's prompt, output and verdict; per-category accuracy with
 its 95% Wilson interval, per task kind for ToolACE; BFCL aggregates) and ``results.md`` (a table; with
-``baseline=<results.json>`` both side by side).
+``baseline=<results.json>`` both side by side, plus the entries gained and lost against it and McNemar's
+exact p-value).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from agents.engines import HFEngine, SamplingParams
 from agents.models import load_model, resolve_device
 from agents.rollout import rollout
-from agents.scores import wilson_interval
+from agents.scores import paired_change, wilson_interval
 from envs import make as make_env
 
 BFCL_PREFIX = "bfcl/"
@@ -125,6 +126,20 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def paired_with_baseline(records: list[dict[str, Any]], baseline_records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per suite, tasks gained and lost against a baseline run on the same entries, with McNemar's exact
+    p-value; entries are matched by (suite, id), and suites without a shared entry are left out."""
+    before = {(r["suite"], str(r["id"])): bool(r["correct"]) for r in baseline_records}
+    pairs: dict[str, tuple[list[bool], list[bool]]] = {}
+    for r in records:
+        key = (r["suite"], str(r["id"]))
+        if key in before:
+            b, a = pairs.setdefault(r["suite"], ([], []))
+            b.append(before[key])
+            a.append(bool(r["correct"]))
+    return {suite: paired_change(b, a) for suite, (b, a) in pairs.items()}
+
+
 def markdown_report(summary: dict[str, Any], name: str, baseline: dict[str, Any] | None = None,
                     baseline_name: str = "baseline") -> str:
     """A Markdown table of accuracies (percent) with the entry count and 95% Wilson interval, BFCL
@@ -185,10 +200,16 @@ def main(cfg: DictConfig) -> None:
             records.extend(evaluate_suite(suite, engine, tokenizer, sampling, int(cfg.batch_size), progress))
     summary = summarise(records)
     summary.update({"model": spec, "seconds": time.time() - t0, "config": OmegaConf.to_container(cfg, resolve=True)})
-    baseline = json.loads(Path(cfg.baseline).read_text())["summary"] if cfg.baseline else None
+    baseline_run = json.loads(Path(cfg.baseline).read_text()) if cfg.baseline else None
+    baseline = baseline_run["summary"] if baseline_run else None
+    if baseline_run:
+        summary["paired_vs_baseline"] = paired_with_baseline(records, baseline_run.get("entries", []))
     (out_dir / "results.json").write_text(json.dumps({"summary": summary, "entries": records}, indent=1))
     table = markdown_report(summary, name=Path(spec).name, baseline=baseline,
                             baseline_name=Path(str(baseline.get("model", "baseline"))).name if baseline else "baseline")
+    for suite, change in summary.get("paired_vs_baseline", {}).items():
+        table += (f"\n{suite}, same {change['n']} entries as the baseline: {change['gained']} gained, "
+                  f"{change['lost']} lost (McNemar exact p = {change['p_value']:.3g})\n")
     (out_dir / "results.md").write_text(table)
     print(table)
     print(f"wrote {out_dir / 'results.json'} and {out_dir / 'results.md'}")

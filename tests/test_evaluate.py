@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.evaluate import markdown_report, summarise
+from agents.evaluate import markdown_report, paired_with_baseline, summarise
 from tests.helpers import REPO
 
 
@@ -34,10 +34,20 @@ def test_summary_counts_kinds_and_intervals() -> None:
     assert "| math/test | 50.0 | 2 |" in table and "math/test ·" not in table
 
 
+def test_paired_with_baseline_matches_entries_by_suite_and_id() -> None:
+    def rec(suite: str, id_: str, correct: bool) -> dict:
+        return {"suite": suite, "id": id_, "correct": correct}
+
+    base = [rec("t", "a", True), rec("t", "b", False), rec("t", "c", False), rec("u", "a", False)]
+    new = [rec("t", "c", True), rec("t", "b", True), rec("t", "a", False), rec("t", "z", True), rec("v", "a", True)]
+    # t: a lost, b and c gained (z has no baseline entry); u and v share no entry
+    assert paired_with_baseline(new, base) == {"t": {"n": 3, "gained": 2, "lost": 1, "p_value": 1.0}}
+
+
 def test_evaluate_on_cpu_writes_results(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "agents.evaluate", "model=tiny", f"out_dir={tmp_path}", "suites=[toolace]",
-           "toolace.limit=3", "max_new_tokens=8", "device=cpu", "progress=false"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, "-m", "agents.evaluate", "model=tiny", "suites=[toolace]", "toolace.limit=3",
+           "max_new_tokens=8", "device=cpu", "progress=false"]
+    proc = subprocess.run(cmd + [f"out_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert len(results["entries"]) == 3
@@ -45,3 +55,9 @@ def test_evaluate_on_cpu_writes_results(tmp_path: Path) -> None:
     assert sum(c["n"] for c in summary["counts_by_kind"]["toolace/test"].values()) == 3
     assert len(summary["interval95"]["toolace/test"]) == 2
     assert "95% CI" in (tmp_path / "results.md").read_text()
+    again = tmp_path / "again"
+    proc = subprocess.run(cmd + [f"out_dir={again}", f"baseline={tmp_path / 'results.json'}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    paired = json.loads((again / "results.json").read_text())["summary"]["paired_vs_baseline"]["toolace/test"]
+    assert paired["n"] == 3 and paired["gained"] == paired["lost"] == 0  # same model, greedy: same verdicts
