@@ -422,13 +422,14 @@ class Trainer:
             self._write_transcripts(step, trajectories)
         total = all_reduce_sum(len(trajectories))
         score = all_reduce_sum(sum(t.reward for t in trajectories)) / max(total, 1.0)
-        acc = all_reduce_sum(sum(t.reward >= 1.0 for t in trajectories)) / max(total, 1.0)
-        # Which tasks were solved (all ranks'), kept in the checkpointed state for the paired base-vs-trained
-        # comparison in the summary; not logged per step.
+        # Which tasks were solved (all ranks'): the accuracy, and kept in the checkpointed state for the
+        # paired base-vs-trained comparison in the summary (not logged per step).
         solved = [0.0] * len(self.eval_envs)
         for index, trajectory in zip(indices, trajectories, strict=True):
             solved[index] = float(trajectory.reward >= 1.0)
-        self.state.setdefault("eval_solved", {})[str(step)] = [v > 0 for v in all_reduce_sum_list(solved)]
+        solved_everywhere = [v > 0 for v in all_reduce_sum_list(solved)]
+        self.state.setdefault("eval_solved", {})[str(step)] = solved_everywhere
+        acc = sum(solved_everywhere) / max(total, 1.0)
         return {"step": step, "eval/reward": score, "eval/accuracy": acc, "eval/n": total,
                 "time/eval_s": time.time() - t0}
 
