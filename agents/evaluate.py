@@ -98,17 +98,18 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-suite accuracy with its 95% Wilson interval, per task kind where the environment names one
     (ToolACE: single, parallel, dependent, multi_turn, no_tool), and BFCL's aggregates over the BFCL
     categories present."""
+    def tally(counts: dict[str, dict[str, float]], key: str, correct: bool) -> None:
+        c = counts.setdefault(key, {"n": 0, "correct": 0})
+        c["n"] += 1
+        c["correct"] += int(correct)
+
     per_suite: dict[str, dict[str, float]] = {}
     per_kind: dict[str, dict[str, dict[str, float]]] = {}
     for r in records:
-        s = per_suite.setdefault(r["suite"], {"n": 0, "correct": 0})
-        s["n"] += 1
-        s["correct"] += int(r["correct"])
+        tally(per_suite, r["suite"], r["correct"])
         kind = (r.get("verdict") or {}).get("kind")
         if isinstance(kind, str):
-            k = per_kind.setdefault(r["suite"], {}).setdefault(kind, {"n": 0, "correct": 0})
-            k["n"] += 1
-            k["correct"] += int(r["correct"])
+            tally(per_kind.setdefault(r["suite"], {}), kind, r["correct"])
     accuracy = {name: s["correct"] / s["n"] for name, s in per_suite.items() if s["n"]}
     intervals = {name: list(wilson_interval(int(s["correct"]), int(s["n"]))) for name, s in per_suite.items()}
     by_kind = {suite: {kind: k["correct"] / k["n"] for kind, k in sorted(kinds.items())}
