@@ -43,6 +43,8 @@ def validate_train_config(cfg: DictConfig, algo: AlgorithmConfig, world_size: in
     _need(str(cfg.model.dtype) in ("bf16", "fp32"), f"model.dtype must be bf16 or fp32, got {cfg.model.dtype!r}")
     _need(str(t.resume) in ("auto", "never") or bool(str(t.resume)),
           f"trainer.resume must be auto, never or a checkpoint path, got {t.resume!r}")
+    _need(str(t.get("prompt_grad", "full")) in ("full", "detached"),
+          f"trainer.prompt_grad must be full or detached, got {t.get('prompt_grad')!r}")
     expert_tasks = t.get("expert_tasks")
     _need(expert_tasks is None or int(expert_tasks) >= 1,
           f"trainer.expert_tasks must be null or >= 1, got {expert_tasks}")

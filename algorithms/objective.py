@@ -20,6 +20,7 @@ from algorithms.chord import AlgorithmConfig
 from algorithms.idft import centred_loglik
 from algorithms.logprobs import token_logprobs_and_entropy
 from algorithms.losses import clipped_policy_loss, masked_mean
+from algorithms.prompt_kv import DetachedPromptKV, detached_prompt_row_logits
 from algorithms.sft import sft_loss
 
 
@@ -50,7 +51,8 @@ def plan_micro_batches(lengths: list[int], max_rows: int, max_tokens: int) -> li
 PADDED_FORWARD_MAX_LEN = 512  # padded micro-batches up to this length run as one masked forward pass
 
 
-def completion_logits(model: torch.nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+def completion_logits(model: torch.nn.Module, batch: dict[str, Tensor], prompt_kv: DetachedPromptKV | None = None
+                      ) -> tuple[Tensor, dict[str, Tensor]]:
     """Logits for the positions that predict trainable tokens only, and the batch cut to match.
 
     Prompts (the system prompt with its tool list) are most of a trajectory's tokens, but only positions
@@ -66,6 +68,11 @@ def completion_logits(model: torch.nn.Module, batch: dict[str, Tensor]) -> tuple
     trajectories, 4 per micro-batch: 20 GB peak and 52 s, against 24 s unpadded). Unpadded rows take the
     causal kernel; the gradients are the same. Short rows (math prompts) stay one padded pass: there the
     scores are small and one batched matmul beats many thin ones.
+
+    With ``prompt_kv`` (``trainer.prompt_grad=detached``) every row is run on its own: its prompt, up to the
+    position that predicts its first trainable token, comes from ``prompt_kv`` without gradient
+    (``algorithms.prompt_kv``); the logits are the same, the gradient leaves out the prompt's keys/values,
+    and the window starts at each row's own first trainable token - 1.
     """
     mask = batch["loss_mask"]
     seq_len = mask.shape[1]
@@ -75,6 +82,8 @@ def completion_logits(model: torch.nn.Module, batch: dict[str, Tensor]) -> tuple
     keep = seq_len - start
     window = {k: (v[:, start:] if v.dim() == 2 and v.shape[1] == seq_len else v) for k, v in batch.items()}
     lengths = [int(n) for n in batch["attention_mask"].sum(dim=1).tolist()]
+    if prompt_kv is not None:
+        return _detached_prompt_logits(model, batch, lengths, prompt_kv)
     if all(n == seq_len for n in lengths):  # no padding: no mask, SDPA's causal kernel
         return model(input_ids=batch["input_ids"], logits_to_keep=keep).logits, window
     if seq_len <= PADDED_FORWARD_MAX_LEN:
@@ -92,6 +101,47 @@ def completion_logits(model: torch.nn.Module, batch: dict[str, Tensor]) -> tuple
     return logits, window
 
 
+def trainable_start(loss_mask: list[int] | Tensor) -> int:
+    """The position whose logits predict a row's first trainable token (0 for a row with none)."""
+    mask = torch.as_tensor(loss_mask)
+    return max(int(mask.argmax()) - 1, 0) if bool(mask.any()) else 0
+
+
+def _detached_prompt_logits(model: torch.nn.Module, batch: dict[str, Tensor], lengths: list[int],
+                            prompt_kv: DetachedPromptKV) -> tuple[Tensor, dict[str, Tensor]]:
+    """Each row forwarded from its own ``trainable_start`` with its prompt's KV from ``prompt_kv``.
+
+    The window is per row: row ``b``'s positions ``cut_b .. n_b - 1``, right-padded to the longest such span
+    (pad: zero logits, masked), so a micro-batch of rows with very different prompt lengths holds no more
+    logits than its trainable spans. The shift convention of ``completion_logits`` holds row by row.
+    """
+    mask = batch["loss_mask"]
+    spans = [(trainable_start(mask[b]), n) if bool(mask[b].any()) else None for b, n in enumerate(lengths)]
+    width = max((n - cut for cut, n in filter(None, spans)), default=1)
+    rows: list[Tensor | None] = []
+    for b, span in enumerate(spans):
+        if span is None:
+            rows.append(None)
+            continue
+        cut, n = span
+        out = detached_prompt_row_logits(model, batch["input_ids"][b, :n], cut, prompt_kv)
+        rows.append(torch.nn.functional.pad(out, (0, 0, 0, width - (n - cut))))
+    ref = next(r for r in rows if r is not None)
+    logits = torch.stack([r if r is not None else ref.new_zeros(ref.shape) for r in rows])
+    seq_len = mask.shape[1]
+    window: dict[str, Tensor] = {}
+    for key, value in batch.items():
+        if value.dim() != 2 or value.shape[1] != seq_len:
+            window[key] = value
+            continue
+        cut_rows = []
+        for b, span in enumerate(spans):
+            piece = value[b, span[0]:span[1]] if span is not None else value[b, :0]
+            cut_rows.append(torch.nn.functional.pad(piece, (0, width - piece.shape[0])))
+        window[key] = torch.stack(cut_rows)
+    return logits, window
+
+
 @dataclass
 class MicroBatchOutput:
     loss: Tensor
@@ -100,13 +150,13 @@ class MicroBatchOutput:
 
 def on_policy_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], advantages: Tensor,
                          algo: AlgorithmConfig, temperature: float, use_sampler_logprobs: bool,
-                         max_len: int | None) -> MicroBatchOutput:
+                         max_len: int | None, prompt_kv: DetachedPromptKV | None = None) -> MicroBatchOutput:
     """GRPO's clipped surrogate on one micro-batch of on-policy trajectories (mean over the micro-batch).
 
     Old log-probs are the detached current ones (one optimizer step per rollout batch, the paper's
     setting: rho = 1) unless ``use_sampler_logprobs``; the sampler/trainer mismatch is reported either way.
     """
-    logits, batch = completion_logits(model, batch)
+    logits, batch = completion_logits(model, batch, prompt_kv)
     need_entropy = algo.entropy_coef != 0.0 or temperature == 1.0
     logp, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], temperature=temperature,
                                                with_entropy=need_entropy, entropy_grad=algo.entropy_coef != 0.0)
@@ -126,13 +176,14 @@ def on_policy_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], advan
 
 
 def expert_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], algo: AlgorithmConfig, step: int,
-                      total_steps: int, max_len: int | None) -> MicroBatchOutput:
+                      total_steps: int, max_len: int | None, prompt_kv: DetachedPromptKV | None = None
+                      ) -> MicroBatchOutput:
     """The weighted SFT term on one micro-batch of expert trajectories (mean over the micro-batch).
 
     The entropy pass is always run: IDFT needs it, and the centred log-likelihood of the expert tokens is
     the diagnostic that shows how far off-policy the expert data is.
     """
-    logits, batch = completion_logits(model, batch)
+    logits, batch = completion_logits(model, batch, prompt_kv)
     logp, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], temperature=1.0, with_entropy=True)
     mask = batch["loss_mask"]
     loss, sft_metrics = sft_loss(logp, mask, weighting=algo.sft_weighting, agg=algo.loss_agg, entropy=entropy,

@@ -43,7 +43,9 @@ from algorithms.objective import (
     expert_micro_loss,
     on_policy_micro_loss,
     plan_micro_batches,
+    trainable_start,
 )
+from algorithms.prompt_kv import DetachedPromptKV
 from envs import make as make_env
 
 
@@ -92,6 +94,8 @@ class Trainer:
         self.device_type = self.device.type
         self.sampler = HFEngine(self.engine.module, self.tokenizer, dtype=self.dtype)
         self.rollout_envs: list[Any] = []
+        # trainer.prompt_grad=detached: prompts forwarded without gradient, shared by common prefix.
+        self.prompt_kv = DetachedPromptKV() if str(self.t.get("prompt_grad", "full")) == "detached" else None
 
         self.start_step = 0
         self.skipped_steps = 0
@@ -298,8 +302,13 @@ class Trainer:
             group["lr"] = lr
 
     def _micro_batches(self, trajectories: list[Trajectory]) -> list[list[int]]:
-        return plan_micro_batches([t.num_tokens for t in trajectories], int(self.t.micro_batch_size),
-                                  int(self.t.micro_batch_tokens))
+        """Micro-batches capped by the tokens that keep activations for the backward pass: whole rows, or
+        with detached prompts only each row's span from its first trainable token on."""
+        if self.prompt_kv is not None:
+            lengths = [t.num_tokens - trainable_start(t.loss_mask) for t in trajectories]
+        else:
+            lengths = [t.num_tokens for t in trajectories]
+        return plan_micro_batches(lengths, int(self.t.micro_batch_size), int(self.t.micro_batch_tokens))
 
     def _max_len(self, trajectories: list[Trajectory]) -> int | None:
         if self.algo.loss_agg != "seq-mean-token-sum-norm":
@@ -340,13 +349,18 @@ class Trainer:
                 batch.on_policy, live, 1.0 - mu, record,
                 lambda data, rows, max_len: on_policy_micro_loss(
                     self.engine, data, advantages[rows].to(self.device), algo, float(self.t.temperature),
-                    bool(self.t.use_sampler_logprobs), max_len))
+                    bool(self.t.use_sampler_logprobs), max_len, self.prompt_kv))
             backward_calls += calls
         if batch.expert and mu > 0.0:
             sft_value, calls = self._backward_term(
                 batch.expert, list(range(len(batch.expert))), mu, record,
-                lambda data, rows, max_len: expert_micro_loss(self.engine, data, algo, step, self.total_steps, max_len))
+                lambda data, rows, max_len: expert_micro_loss(self.engine, data, algo, step, self.total_steps, max_len,
+                                                              self.prompt_kv))
             backward_calls += calls
+        if self.prompt_kv is not None:
+            record({"train/prompt_kv_computed_share":
+                    self.prompt_kv.computed_tokens / max(1, self.prompt_kv.prompt_tokens)})
+            self.prompt_kv.clear()  # its keys/values belong to the weights the step is about to change
         self._step_or_skip(backward_calls, self.tokenizer.pad_token_id or 0)
         # The sampler must not reuse anything computed with the old weights (KV prefixes; vLLM's copy).
         self.sampler.update_weights(self.engine.module)

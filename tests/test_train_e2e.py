@@ -127,6 +127,7 @@ def test_resume_continues_the_same_data_stream(tmp_path: Path) -> None:
     ("env.kwargs.reward_mode=bogus", "env.kwargs"),
     ("+env.train_kwargs.not_a_kwarg=1", "env.train_kwargs"),
     ("env.eval_split=bogus", "env.eval_split"),
+    ("trainer.prompt_grad=none", "trainer.prompt_grad"),
 ])
 def test_bad_config_stops_before_work_naming_the_key(tmp_path: Path, override: str, key: str) -> None:
     proc = run_train(tmp_path / "bad", "algorithm=chord_mu", override, timeout=300)
@@ -175,6 +176,24 @@ def test_step_metrics_do_not_depend_on_micro_batch_size(tmp_path: Path) -> None:
         rows[mbs] = [r for r in metric_rows(run_dir) if "loss/total" in r][0]
     assert rows[1]["sft/nll"] == pytest.approx(rows[4]["sft/nll"], abs=1e-4)
     assert rows[1]["loss/sft"] == pytest.approx(rows[4]["loss/sft"], abs=1e-4)
+
+
+def test_detached_prompt_grad_keeps_the_step_losses(tmp_path: Path) -> None:
+    """trainer.prompt_grad=detached changes the gradient, not the values: the first step's losses (computed
+    before any update) equal the exact pass's, and the rows' shared system-prompt head is computed once."""
+    rows = {}
+    for mode in ("full", "detached"):
+        run_dir = tmp_path / mode
+        proc = run_train(run_dir, "algorithm=chord_mu", "trainer.total_steps=2", f"trainer.prompt_grad={mode}",
+                         "trainer.save_every=0", "trainer.eval_every=0")
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        rows[mode] = [r for r in metric_rows(run_dir) if "loss/total" in r]
+    first_full, first_det = rows["full"][0], rows["detached"][0]
+    assert first_det["loss/sft"] == pytest.approx(first_full["loss/sft"], abs=1e-4)
+    assert first_det["loss/grpo"] == pytest.approx(first_full["loss/grpo"], abs=1e-4)
+    assert 0.0 < first_det["train/prompt_kv_computed_share"] < 1.0
+    assert "train/prompt_kv_computed_share" not in first_full
+    assert [r["step"] for r in rows["detached"]] == [1, 2]
 
 
 def test_train_kwargs_reach_the_training_envs_only() -> None:
