@@ -74,6 +74,9 @@ def completion_logits(model: torch.nn.Module, batch: dict[str, Tensor], prompt_k
     (``algorithms.prompt_kv``); the logits are the same, the gradient leaves out the prompt's keys/values,
     and the window starts at each row's own first trainable token - 1.
     """
+    lengths = [int(n) for n in batch["attention_mask"].sum(dim=1).tolist()]
+    if prompt_kv is not None:
+        return _detached_prompt_logits(model, batch, lengths, prompt_kv)
     mask = batch["loss_mask"]
     seq_len = mask.shape[1]
     rows_with_tokens = mask.sum(dim=1) > 0
@@ -81,9 +84,6 @@ def completion_logits(model: torch.nn.Module, batch: dict[str, Tensor], prompt_k
     start = max(first - 1, 0)
     keep = seq_len - start
     window = {k: (v[:, start:] if v.dim() == 2 and v.shape[1] == seq_len else v) for k, v in batch.items()}
-    lengths = [int(n) for n in batch["attention_mask"].sum(dim=1).tolist()]
-    if prompt_kv is not None:
-        return _detached_prompt_logits(model, batch, lengths, prompt_kv)
     if all(n == seq_len for n in lengths):  # no padding: no mask, SDPA's causal kernel
         return model(input_ids=batch["input_ids"], logits_to_keep=keep).logits, window
     if seq_len <= PADDED_FORWARD_MAX_LEN:

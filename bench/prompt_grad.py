@@ -40,7 +40,7 @@ def build_trainer(mode: str, experts: int, run_dir: str, seed: int) -> Any:
 
     overrides = ["env=toolace", "algorithm=sft", "model=smollm2", f"seed={seed}", f"run_dir={run_dir}",
                  f"trainer.prompt_grad={mode}", f"trainer.expert_per_step={experts}", "trainer.eval_every=0",
-                 "trainer.save_every=0", "trainer.resume=never", *os.environ.get("PG_EXTRA", "").split(), "trainer.progress=false", "trainer.total_steps=1000"]
+                 "trainer.save_every=0", "trainer.resume=never", "trainer.progress=false", "trainer.total_steps=1000"]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
         cfg = compose(config_name="train", overrides=overrides)
     return Trainer(cfg)

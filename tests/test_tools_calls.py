@@ -170,3 +170,15 @@ def test_format_refuses_what_cannot_round_trip():
         format_pythonic([ToolCall("f", {"a": float("nan")})])
     with pytest.raises(ValueError):
         format_pythonic([ToolCall("f", {"a": {1, 2}})])
+
+
+def test_error_message_of_a_value_nested_deeper_than_the_recursion_limit():
+    """The fuzzer found it: json.loads accepted a list nested ~1,000 deep, then building the error message
+    (json.dumps of the offending item) raised RecursionError instead of ToolCallParseError."""
+    from tools.schema import _short
+
+    nested: list = [1]
+    for _ in range(5_000):
+        nested = [nested]
+    assert _short(nested) == "<list nested too deep to show>"
+    assert _short({"a": 1}) == '{"a": 1}'
