@@ -180,6 +180,36 @@ def _common_prefix_len(a: list[int], b: list[int]) -> int:
     return lo
 
 
+def new_cache(model: Any) -> Any:
+    """An empty ``DynamicCache`` for ``model`` (or the module a DeepSpeed engine wraps)."""
+    from transformers import DynamicCache
+
+    return DynamicCache(config=getattr(model, "module", model).config)
+
+
+def cache_from_kv(model: Any, kv: list[tuple[torch.Tensor, torch.Tensor]], length: int,
+                  device: torch.device) -> Any:
+    """A batch-of-one cache holding the first ``length`` positions of per-layer ``[H, n, D]`` keys/values."""
+    cache = new_cache(model)
+    for layer, (k, v) in enumerate(kv):
+        cache.update(k[None, :, :length].to(device), v[None, :, :length].to(device), layer)
+    return cache
+
+
+def extend_kv(model: Any, kv: list[tuple[torch.Tensor, torch.Tensor]], reused: int, tokens: list[int],
+              device: torch.device) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
+    """One unpadded forward over ``tokens[reused:]`` after the first ``reused`` positions of ``kv``.
+
+    Returns the per-layer ``[H, n, D]`` keys/values of all of ``tokens`` and the last position's logits.
+    Gradient mode is the caller's.
+    """
+    cache = cache_from_kv(model, kv if reused > 0 else [], reused, device)
+    out = model(input_ids=torch.tensor([tokens[reused:]], device=device),
+                position_ids=torch.arange(reused, len(tokens), device=device)[None],
+                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return [(layer.keys[0], layer.values[0]) for layer in out.past_key_values.layers], out.logits[0, -1]
+
+
 class PrefixStore:
     """LRU of per-conversation KV caches, so a multi-turn rollout only prefills each turn's new tokens.
 
@@ -368,9 +398,7 @@ class HFEngine:
         return all(type(layer) in (DynamicLayer, SlabLayer) for layer in getattr(cache, "layers", [None]))
 
     def _new_cache(self) -> Any:
-        from transformers import DynamicCache
-
-        return DynamicCache(config=self.model.config)
+        return new_cache(self.model)
 
     def _prefill(self, prompts: list[list[int]], count_prompt: bool = True, room: int = 0
                  ) -> tuple[Any, torch.Tensor, torch.Tensor, list[int], list[int]]:
@@ -426,19 +454,8 @@ class HFEngine:
 
     def _extend(self, entry: _PrefixEntry | None, reused: int, tokens: list[int]
                 ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
-        """One unpadded forward over ``tokens[reused:]`` after ``entry``'s first ``reused`` tokens of KV.
-
-        Returns the per-layer ``[H, n, D]`` keys/values of all of ``tokens`` and the last position's logits.
-        """
-        device = self.device
-        cache = self._new_cache()
-        if entry is not None and reused > 0:
-            for layer, (k0, v0) in enumerate(entry.kv):
-                cache.update(k0[None, :, :reused].to(device), v0[None, :, :reused].to(device), layer)
-        out = self.model(input_ids=torch.tensor([tokens[reused:]], device=device),
-                         position_ids=torch.arange(reused, len(tokens), device=device)[None],
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
-        return [(layer.keys[0], layer.values[0]) for layer in out.past_key_values.layers], out.logits[0, -1]
+        """``extend_kv`` from ``entry``'s first ``reused`` tokens of KV (none when ``entry`` is None)."""
+        return extend_kv(self.model, entry.kv if entry is not None else [], reused, tokens, self.device)
 
     def _prefill_shared_prefix(self, distinct: dict[tuple[int, ...], list[int]],
                                matches: dict[tuple[int, ...], tuple[int | None, int]]) -> int:

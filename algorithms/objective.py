@@ -96,9 +96,13 @@ def completion_logits(model: torch.nn.Module, batch: dict[str, Tensor], prompt_k
             continue
         out = model(input_ids=batch["input_ids"][b:b + 1, :n], logits_to_keep=n - start).logits[0]
         rows.append(torch.nn.functional.pad(out, (0, 0, 0, keep - (n - start))))
+    return _stack_rows(rows), window
+
+
+def _stack_rows(rows: list[Tensor | None]) -> Tensor:
+    """Per-row logits of equal shape stacked into a batch; a row with nothing to train (None) gets zeros."""
     ref = next(r for r in rows if r is not None)
-    logits = torch.stack([r if r is not None else ref.new_zeros(ref.shape) for r in rows])
-    return logits, window
+    return torch.stack([r if r is not None else ref.new_zeros(ref.shape) for r in rows])
 
 
 def trainable_start(loss_mask: list[int] | Tensor) -> int:
@@ -126,8 +130,7 @@ def _detached_prompt_logits(model: torch.nn.Module, batch: dict[str, Tensor], le
         cut, n = span
         out = detached_prompt_row_logits(model, batch["input_ids"][b, :n], cut, prompt_kv)
         rows.append(torch.nn.functional.pad(out, (0, 0, 0, width - (n - cut))))
-    ref = next(r for r in rows if r is not None)
-    logits = torch.stack([r if r is not None else ref.new_zeros(ref.shape) for r in rows])
+    logits = _stack_rows(rows)
     seq_len = mask.shape[1]
     window: dict[str, Tensor] = {}
     for key, value in batch.items():

@@ -25,13 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from transformers import DynamicCache
 
-from agents.engines import PrefixStore
-
-
-def _new_cache(model: Any) -> DynamicCache:
-    return DynamicCache(config=getattr(model, "module", model).config)
+from agents.engines import PrefixStore, cache_from_kv, extend_kv
 
 
 class DetachedPromptKV:
@@ -47,30 +42,18 @@ class DetachedPromptKV:
         self.store.clear()
         self.prompt_tokens = self.computed_tokens = 0
 
-    def cache_for(self, model: Any, tokens: list[int]) -> DynamicCache:
+    def cache_for(self, model: Any, tokens: list[int]) -> Any:
         """A fresh ``DynamicCache`` holding ``tokens``' keys/values (no gradient), for the caller to extend."""
         device = next(model.parameters()).device
         key, reused = self.store.match(tokens + [-1])  # match() keeps one token to feed; all of ``tokens`` may be reused
-        cache = _new_cache(model)
-        kv: list[tuple[torch.Tensor, torch.Tensor]]
-        if key is not None and reused == len(tokens):
-            kv = [(k[:, :reused], v[:, :reused]) for k, v in self.store.get(key).kv]
-        else:
-            if key is not None:
-                for layer, (k, v) in enumerate(self.store.get(key).kv):
-                    cache.update(k[None, :, :reused], v[None, :, :reused], layer)
+        kv = self.store.get(key).kv if key is not None else []
+        if reused < len(tokens):
             with torch.no_grad():
-                out = model(input_ids=torch.tensor([tokens[reused:]], device=device),
-                            position_ids=torch.arange(reused, len(tokens), device=device)[None],
-                            past_key_values=cache, use_cache=True, logits_to_keep=1)
-            kv = [(layer.keys[0], layer.values[0]) for layer in out.past_key_values.layers]
+                kv, _ = extend_kv(model, kv, reused, tokens, device)
             self.store.add(list(tokens), kv)
             self.computed_tokens += len(tokens) - reused
-            cache = _new_cache(model)
         self.prompt_tokens += len(tokens)
-        for layer, (k, v) in enumerate(kv):
-            cache.update(k[None], v[None], layer)
-        return cache
+        return cache_from_kv(model, kv, len(tokens), device)
 
 
 def detached_prompt_row_logits(model: Any, input_ids: torch.Tensor, cut: int, prompt_kv: DetachedPromptKV

@@ -248,13 +248,11 @@ def _short(value: Any, limit: int = 60) -> str:
     """At most ``limit`` characters of ``value`` for an error message; never raises (error messages are
     built from model output, which may nest thousands of levels deep)."""
     try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
         try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (TypeError, ValueError):
             text = repr(value)
-        except RecursionError:
-            text = f"<{type(value).__name__} nested too deep to show>"
-    except RecursionError:
+    except RecursionError:  # from either: both walk the value recursively
         text = f"<{type(value).__name__} nested too deep to show>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
