@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 
 from agents.decode_kernels import SlabLayer, decode_attention
+from agents.guided import CallConstraint
 from agents.models import autocast_context, normalize_dtype
 
 FinishReason = Literal["stop", "length", "eos"]
@@ -134,6 +135,33 @@ def choose_tokens(logits: torch.Tensor, sampling: SamplingParams,
             idx = torch.where(bad, (probs > 0).cumsum(-1).argmax(-1, keepdim=True), idx)
         tokens = (order.gather(-1, idx) if order is not None else idx).squeeze(-1)
     return tokens, logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def _admissible_token(logits: torch.Tensor, sampling: SamplingParams, gen: torch.Generator | None,
+                      admissible: Callable[[int], bool], redraws: int = 16) -> int:
+    """An admissible token for one row [V]: greedy takes the best admissible one; sampling re-draws from the
+    distribution with each rejected token removed (up to ``redraws`` times, then the most likely admissible
+    one). Raises when no token of the vocabulary is admissible (a grammar bug, never a model's fault)."""
+    logits = logits.float()
+    if not sampling.is_greedy and gen is not None:
+        probs = torch.softmax(logits / sampling.logprob_temperature, dim=-1)
+        if sampling.top_p < 1.0:
+            sorted_p, order = probs.sort(descending=True)
+            before = sorted_p.cumsum(0) - sorted_p
+            probs = torch.zeros_like(probs).scatter_(0, order, sorted_p.masked_fill(before >= sampling.top_p, 0.0))
+        for _ in range(redraws):
+            total = float(probs.sum())
+            if total <= 0:
+                break
+            u = float(torch.rand((), generator=gen)) * total
+            t = int(torch.searchsorted(probs.cumsum(0), torch.tensor([u]), right=True).clamp_(max=len(probs) - 1))
+            if probs[t] > 0 and admissible(t):
+                return t
+            probs[t] = 0.0
+    for t in logits.argsort(descending=True).tolist():
+        if admissible(t):
+            return t
+    raise RuntimeError("guided decoding: no token of the vocabulary continues the call list")
 
 
 def _row_generators(n: int, seed: int | None, row_seeds: Sequence[int] | None = None) -> list[torch.Generator]:
@@ -324,6 +352,7 @@ class HFEngine:
         self.store = PrefixStore(max_tokens=max_cached_tokens)
         self.stats = EngineStats()
         self._fingerprint: tuple | None = None
+        self._pieces: dict[int, str] = {}
 
     # -- weights ------------------------------------------------------------------------------------
 
@@ -357,14 +386,21 @@ class HFEngine:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def generate(self, prompts: list[list[int]], sampling: SamplingParams | None = None) -> list[Generation]:
-        """Sample one continuation per prompt (token ids), all prompts batched; results in input order."""
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams | None = None,
+                 constraints: Sequence[CallConstraint | None] | None = None) -> list[Generation]:
+        """Sample one continuation per prompt (token ids), all prompts batched; results in input order.
+
+        ``constraints`` (one per prompt, ``None`` for a free row) guide each row's tokens through a
+        :class:`agents.guided.CallConstraint` (schema-guided call lists); a constraint is advanced in place.
+        """
         sampling = sampling or SamplingParams()
         prompts = [list(map(int, p)) for p in prompts]
         if any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
         if not prompts:
             return []
+        if constraints is not None and len(constraints) != len(prompts):
+            raise ValueError(f"{len(constraints)} constraints for {len(prompts)} prompts")
         start = time.perf_counter()
         self._check_weights()
         gens = None if sampling.is_greedy else _row_generators(len(prompts), sampling.seed, sampling.row_seeds)
@@ -379,7 +415,8 @@ class HFEngine:
                 for lo in range(0, len(order), self.max_batch_size):
                     rows = order[lo:lo + self.max_batch_size]
                     outs = self._generate_batch([prompts[i] for i in rows], sampling,
-                                                None if gens is None else [gens[i] for i in rows])
+                                                None if gens is None else [gens[i] for i in rows],
+                                                None if constraints is None else [constraints[i] for i in rows])
                     for i, out in zip(rows, outs, strict=True):
                         results[i] = out
         finally:
@@ -491,7 +528,8 @@ class HFEngine:
             self.store.add(tokens[j], kv)
 
     def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams,
-                        gens: list[torch.Generator] | None) -> list[Generation]:
+                        gens: list[torch.Generator] | None,
+                        constraints: list[CallConstraint | None] | None = None) -> list[Generation]:
         device = self.device
         cache, mask, logits, positions, _ = self._prefill(prompts, room=sampling.max_new_tokens)
         plain = self._cache_is_plain(cache)
@@ -507,6 +545,8 @@ class HFEngine:
         while True:
             u = None if gens is None else torch.stack([torch.rand((), generator=gens[r]) for r in active])
             tok, logp = choose_tokens(logits, sampling, u)
+            if constraints is not None and any(constraints[r] is not None and finish[r] is None for r in active):
+                tok, logp = self._guide(logits, tok, logp, active, constraints, finish, sampling, gens)
             tok_list, logp_list = tok.tolist(), logp.tolist()
             for j, r in enumerate(active):
                 if finish[r] is not None:
@@ -545,6 +585,38 @@ class HFEngine:
             self.stats.decode_steps += 1
         self.stats.generated_tokens += sum(len(t) for t in out_tokens)
         return [Generation(out_tokens[r], out_logps[r], finish[r]) for r in range(n)]  # type: ignore[arg-type]
+
+    def _piece(self, token: int) -> str:
+        """The text of one token id (cached; special tokens as text)."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self.tokenizer.decode(
+                [token], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return piece
+
+    def _guide(self, logits: torch.Tensor, tok: torch.Tensor, logp: torch.Tensor, active: list[int],
+               constraints: list[CallConstraint | None], finish: list, sampling: SamplingParams,
+               gens: list[torch.Generator] | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Replace each constrained row's token by the best (greedy) or a re-drawn (sampling) admissible one
+        while the chosen one is rejected, then advance the row's constraint; log-probs stay the policy's."""
+        ends = self.eos_token_ids | sampling.stop_token_ids
+        tok, logp = tok.clone(), logp.clone()
+        for j, r in enumerate(active):
+            c = constraints[r]
+            if c is None or finish[r] is not None:
+                continue
+
+            def admissible(t: int, c: CallConstraint = c) -> bool:
+                return c.can_end() if t in ends else c.accepts(self._piece(t))
+
+            t = int(tok[j])
+            if not admissible(t):
+                t = _admissible_token(logits[j], sampling, None if gens is None else gens[r], admissible)
+                tok[j] = t
+                logp[j] = torch.log_softmax(logits[j].float() / sampling.logprob_temperature, dim=-1)[t]
+            if t not in ends:
+                c.advance(self._piece(t))
+        return tok, logp
 
     def _compact(self, cache: Any, mask: torch.Tensor, active: list[int], tok: torch.Tensor,
                  positions: list[int], finish: list, prompts: list[list[int]], out_tokens: list[list[int]],

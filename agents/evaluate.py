@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agents.engines import HFEngine, SamplingParams
+from agents.guided import GUIDED_CALLS
 from agents.models import load_model, resolve_device
 from agents.rollout import rollout
 from agents.scores import paired_change, wilson_interval
@@ -63,8 +64,9 @@ def _batches(n: int, size: int) -> Iterator[list[int]]:
 
 
 def evaluate_suite(suite: Suite, engine: Any, tokenizer: Any, sampling: SamplingParams, batch_size: int,
-                   progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Run every entry of one suite; one record per entry (prompt, outputs, reward, verdict)."""
+                   progress: Progress | None = None, guided_calls: str = "none") -> list[dict[str, Any]]:
+    """Run every entry of one suite; one record per entry (prompt, outputs, reward, verdict).
+    ``guided_calls`` (none | auto | required): schema-guided call lists, see ``agents.guided``."""
     probe = make_env(suite.env_name, **suite.kwargs)
     n = probe.num_tasks if suite.limit is None else min(int(suite.limit), probe.num_tasks)
     envs = [probe] + [make_env(suite.env_name, **suite.kwargs) for _ in range(min(batch_size, n) - 1)]
@@ -73,7 +75,7 @@ def evaluate_suite(suite: Suite, engine: Any, tokenizer: Any, sampling: Sampling
     for indices in _batches(n, batch_size):
         trajectories = rollout(envs[:len(indices)], engine, tokenizer, sampling=sampling,
                                reset_kwargs=[{"seed": 0, "options": {"index": i}} for i in indices],
-                               group_ids=indices)
+                               group_ids=indices, guided_calls=guided_calls)
         for index, traj in zip(indices, trajectories, strict=True):
             messages = traj.info.get("messages", [])
             first_assistant = next((k for k, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
@@ -182,6 +184,11 @@ def main(cfg: DictConfig) -> None:
         print(f"config error: {err}", file=sys.stderr)
         sys.exit(2)
     spec = str(cfg.model_path) if cfg.model_path else str(cfg.model.spec)
+    guided_calls = str(cfg.get("guided_calls", "none"))
+    if guided_calls not in GUIDED_CALLS:
+        print(f"config error: guided_calls must be one of {', '.join(GUIDED_CALLS)}, got {guided_calls!r}",
+              file=sys.stderr)
+        sys.exit(2)
     try:
         device = resolve_device(str(cfg.device))
     except ValueError as err:
@@ -198,7 +205,8 @@ def main(cfg: DictConfig) -> None:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=not cfg.progress) as progress:
         for suite in suites:
-            records.extend(evaluate_suite(suite, engine, tokenizer, sampling, int(cfg.batch_size), progress))
+            records.extend(evaluate_suite(suite, engine, tokenizer, sampling, int(cfg.batch_size), progress,
+                                          guided_calls))
     summary = summarise(records)
     summary.update({"model": spec, "seconds": time.time() - t0, "config": OmegaConf.to_container(cfg, resolve=True)})
     baseline_run = json.loads(Path(cfg.baseline).read_text()) if cfg.baseline else None

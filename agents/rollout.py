@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.chat_render import ChatRenderer, Messages, TemplateError
+from agents.guided import GUIDED_CALLS, CallConstraint, CallGrammar
 from agents.trajectory import Trajectory
 
 #: truncation reasons written to ``info["truncation"]``
@@ -116,6 +117,7 @@ def rollout_with_stats(
     max_tokens_per_turn: int | None = None,
     max_episode_tokens: int | None = None,
     episode_seeds: Sequence[int] | None = None,
+    guided_calls: str = "none",
 ) -> tuple[list[Trajectory], RolloutStats]:
     """Run one episode per environment, all live episodes in one ``engine.generate`` batch per turn.
 
@@ -138,6 +140,10 @@ def rollout_with_stats(
         episode_seeds: per environment, a seed for its own sampling stream (turn ``k`` of episode ``i``
             draws from ``(episode_seeds[i], k)``), so an episode's tokens do not depend on which other
             episodes share its batch, rank or turn; the trainer uses it to make rank splits exact.
+        guided_calls: ``none``, ``auto`` or ``required``: schema-guided call lists (``agents.guided``) for
+            environments that offer tools (``env.unwrapped.call_schemas()`` not ``None``); ``auto`` guides a
+            reply once it starts a call list, ``required`` makes every reply a call list. Needs an engine
+            whose ``generate`` takes ``constraints`` (``HFEngine``).
 
     Returns:
         The trajectories, in the order of ``envs``, and the ``RolloutStats``.
@@ -158,6 +164,8 @@ def rollout_with_stats(
     turn_budget = max_tokens_per_turn if max_tokens_per_turn is not None else sampling.max_new_tokens
     if turn_budget is None or turn_budget < 1:
         raise ValueError(f"the per-turn token budget must be >= 1, got {turn_budget}")
+    if guided_calls not in GUIDED_CALLS:
+        raise ValueError(f"guided_calls must be one of {GUIDED_CALLS}, got {guided_calls!r}")
     stats = RolloutStats(episodes=n)
 
     episodes: list[_Episode] = []
@@ -190,7 +198,11 @@ def rollout_with_stats(
             row_seeds=None if episode_seeds is None else tuple(
                 int(episode_seeds[ep.index]) * 1_000_003 + turn for ep in live))
         t_gen = time.perf_counter()
-        generations = engine.generate([list(ep.ids) for ep in live], params)
+        prompts = [list(ep.ids) for ep in live]
+        if guided_calls == "none":
+            generations = engine.generate(prompts, params)
+        else:
+            generations = engine.generate(prompts, params, constraints=[_constraint(ep.env, guided_calls) for ep in live])
         stats.generate_s += time.perf_counter() - t_gen
         stats.generate_calls += 1
         if len(generations) != len(live):
@@ -203,6 +215,13 @@ def rollout_with_stats(
     trajectories = [_to_trajectory(ep, renderer, stats) for ep in episodes]
     stats.wall_s = time.perf_counter() - t0
     return trajectories, stats
+
+
+def _constraint(env: Any, mode: str) -> CallConstraint | None:
+    """The call-list constraint of an environment's current turn, or None when it offers no tools."""
+    schemas_of = getattr(getattr(env, "unwrapped", env), "call_schemas", None)
+    schemas = schemas_of() if schemas_of is not None else None
+    return CallConstraint(CallGrammar(schemas), mode) if schemas else None  # type: ignore[arg-type]
 
 
 def _stop_for(sampling: Any, renderer: ChatRenderer) -> list[int]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from agents.engines import Generation, SamplingParams
@@ -96,8 +96,12 @@ class VLLMEngine:
             return "eos"
         return "stop"
 
-    def generate(self, prompts: list[list[int]], sampling: SamplingParams | None = None) -> list[Generation]:
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams | None = None,
+                 constraints: Sequence[Any] | None = None) -> list[Generation]:
         """One generation per prompt (token ids), in order; see ``agents.engines`` for the contract."""
+        if constraints is not None and any(c is not None for c in constraints):
+            raise ValueError("guided call decoding (agents.guided) runs in the HF engine only; "
+                             "set rollout.engine=hf or turn guided_calls off")
         from vllm.inputs import TokensPrompt  # noqa: PLC0415
 
         sampling = sampling or SamplingParams()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from agents.guided import GUIDED_CALLS
 from algorithms.chord import AlgorithmConfig
 from algorithms.lr_schedule import check_schedule, schedule_settings
 
@@ -45,6 +46,9 @@ def validate_train_config(cfg: DictConfig, algo: AlgorithmConfig, world_size: in
           f"trainer.resume must be auto, never or a checkpoint path, got {t.resume!r}")
     _need(str(t.get("prompt_grad", "full")) in ("full", "detached"),
           f"trainer.prompt_grad must be full or detached, got {t.get('prompt_grad')!r}")
+    for key in ("rollout_guided_calls", "eval_guided_calls"):
+        _need(str(t.get(key, "none")) in GUIDED_CALLS,
+              f"trainer.{key} must be one of {', '.join(GUIDED_CALLS)}, got {t.get(key)!r}")
     expert_tasks = t.get("expert_tasks")
     _need(expert_tasks is None or int(expert_tasks) >= 1,
           f"trainer.expert_tasks must be null or >= 1, got {expert_tasks}")

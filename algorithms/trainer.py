@@ -254,7 +254,8 @@ class Trainer:
         self.engine.eval()
         trajectories = rollout(self.rollout_envs[:n], self.sampler, self.tokenizer, reset_kwargs=reset_kwargs,
                                group_ids=group_ids, sampling=self._sampling(step), episode_seeds=episode_seeds,
-                               max_turns=self.t.max_turns)
+                               max_turns=self.t.max_turns,
+                               guided_calls=str(self.t.get("rollout_guided_calls", "none")))
         self.engine.train()
         generated = sum(int(sum(t.loss_mask)) for t in trajectories)
         return trajectories, time.time() - t0, generated
@@ -430,7 +431,8 @@ class Trainer:
                                reset_kwargs=[{"seed": 0, "options": {"index": i}} for i in indices],
                                group_ids=indices,
                                sampling=self._sampling(step, greedy=True, max_new_tokens=self.t.eval_max_new_tokens),
-                               max_turns=self.t.max_turns)
+                               max_turns=self.t.max_turns,
+                               guided_calls=str(self.t.get("eval_guided_calls", "none")))
         self.engine.train()
         if self.dist.is_main:
             self._write_transcripts(step, trajectories)

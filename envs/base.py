@@ -75,6 +75,11 @@ class ChatEnv(gym.Env):
         """How many tasks ``reset(options={"index": i})`` can pick from."""
         raise NotImplementedError
 
+    def call_schemas(self) -> list[dict[str, Any]] | None:
+        """The tools the current turn may call, in ToolACE/BFCL's schema dialect, for schema-guided decoding
+        (``agents.guided``); ``None`` when replies are not pythonic call lists (the default)."""
+        return None
+
     def render(self) -> str | None:
         if self.render_mode == "ansi":
             return "\n".join(f"[{m['role']}] {m['content']}" for m in self.messages)

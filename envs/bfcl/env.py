@@ -99,6 +99,10 @@ class BFCLEnv(ChatEnv):
         self.functions = add_python_hint(self.entry["function"])
         return with_system_prompt(self.entry["question"][0], self.functions), info
 
+    def call_schemas(self) -> list[dict[str, Any]] | None:
+        """The functions offered at this turn (BFCL's prompting mode speaks pythonic calls)."""
+        return list(self.functions) or None
+
     def _step_turn(self, assistant_text: str) -> tuple[Messages, float, bool, dict[str, Any]]:
         if self.entry is None:
             raise RuntimeError("step() before reset()")

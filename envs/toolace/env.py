@@ -187,6 +187,12 @@ class ToolACEEnv(ChatEnv):
         return [tool_message(results)], 0.0, False, self._progress_info()
 
     # -- scoring -------------------------------------------------------------------------------------------
+    def call_schemas(self) -> list[dict[str, Any]] | None:
+        """The episode's offered tools (the prompt's list) when calls are pythonic; see ``ChatEnv``."""
+        if self.toolset is None or self.syntax != "pythonic":
+            return None
+        return self.toolset.schemas("toolace")
+
     def _schema(self, name: str) -> dict[str, Any] | None:
         assert self.toolset is not None
         return self.toolset[name].parameters if name in self.toolset else None
