@@ -314,6 +314,9 @@ class EngineStats:
     decode_steps: int = 0
     compactions: int = 0
     seconds: float = 0.0
+    guided_tokens: int = 0  # tokens chosen under a call-list constraint
+    guided_replaced: int = 0  # of those: the model's own choice was rejected and replaced
+    guided_seconds: float = 0.0  # time spent checking and replacing them
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -599,6 +602,7 @@ class HFEngine:
                gens: list[torch.Generator] | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Replace each constrained row's token by the best (greedy) or a re-drawn (sampling) admissible one
         while the chosen one is rejected, then advance the row's constraint; log-probs stay the policy's."""
+        t0 = time.perf_counter()
         ends = self.eos_token_ids | sampling.stop_token_ids
         tok, logp = tok.clone(), logp.clone()
         for j, r in enumerate(active):
@@ -610,12 +614,15 @@ class HFEngine:
                 return c.can_end() if t in ends else c.accepts(self._piece(t))
 
             t = int(tok[j])
+            self.stats.guided_tokens += 1
             if not admissible(t):
                 t = _admissible_token(logits[j], sampling, None if gens is None else gens[r], admissible)
                 tok[j] = t
                 logp[j] = torch.log_softmax(logits[j].float() / sampling.logprob_temperature, dim=-1)[t]
+                self.stats.guided_replaced += 1
             if t not in ends:
                 c.advance(self._piece(t))
+        self.stats.guided_seconds += time.perf_counter() - t0
         return tok, logp
 
     def _compact(self, cache: Any, mask: torch.Tensor, active: list[int], tok: torch.Tensor,

@@ -9,6 +9,7 @@ exact p-value).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -208,7 +209,8 @@ def main(cfg: DictConfig) -> None:
             records.extend(evaluate_suite(suite, engine, tokenizer, sampling, int(cfg.batch_size), progress,
                                           guided_calls))
     summary = summarise(records)
-    summary.update({"model": spec, "seconds": time.time() - t0, "config": OmegaConf.to_container(cfg, resolve=True)})
+    summary.update({"model": spec, "seconds": time.time() - t0, "engine": dataclasses.asdict(engine.stats),
+                    "config": OmegaConf.to_container(cfg, resolve=True)})
     baseline_run = json.loads(Path(cfg.baseline).read_text()) if cfg.baseline else None
     baseline = baseline_run["summary"] if baseline_run else None
     if baseline_run:

@@ -170,6 +170,8 @@ def test_required_generation_is_a_valid_call_prefix_with_policy_logprobs(tiny, g
     prompts = [_prompt(tok, "hi"), _prompt(tok, "weather in Paris? " * 3)]
     constraints = [CallConstraint(grammar, "required") for _ in prompts]
     gens = engine.generate(prompts, sampling, constraints=constraints)
+    assert engine.stats.guided_tokens == sum(len(g.token_ids) for g in gens)
+    assert 0 < engine.stats.guided_replaced <= engine.stats.guided_tokens  # a random model needs steering
     for prompt, gen, c in zip(prompts, gens, constraints, strict=True):
         body = [t for t in gen.token_ids if t not in engine.eos_token_ids]
         text = tok.decode(body, skip_special_tokens=False, clean_up_tokenization_spaces=False)

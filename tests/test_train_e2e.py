@@ -128,6 +128,7 @@ def test_resume_continues_the_same_data_stream(tmp_path: Path) -> None:
     ("+env.train_kwargs.not_a_kwarg=1", "env.train_kwargs"),
     ("env.eval_split=bogus", "env.eval_split"),
     ("trainer.prompt_grad=none", "trainer.prompt_grad"),
+    ("trainer.eval_guided_calls=always", "trainer.eval_guided_calls"),
 ])
 def test_bad_config_stops_before_work_naming_the_key(tmp_path: Path, override: str, key: str) -> None:
     proc = run_train(tmp_path / "bad", "algorithm=chord_mu", override, timeout=300)
