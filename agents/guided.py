@@ -129,6 +129,18 @@ class _State:
     spaces: int = 0  # consecutive whitespace characters outside strings
 
 
+def _string_body_char(s: _State, ch: str) -> _State | None:
+    """One character inside an open string literal: simple escapes only (``\\x``, ``\\u`` and ``\\N`` need
+    more than one character to be valid), no raw newline, the open quote closes it."""
+    if s.escape:
+        return replace(s, buf=s.buf + ch, escape=False) if ch in _ESCAPES else None
+    if ch == "\\":
+        return replace(s, buf=s.buf + ch, escape=True)
+    if ch == s.quote:
+        return replace(s, buf=s.buf + ch, quote="")
+    return None if ch == "\n" else replace(s, buf=s.buf + ch)
+
+
 class CallConstraint:
     """One row's grammar state: which text may follow what was generated so far.
 
@@ -295,15 +307,7 @@ class CallConstraint:
                 return s
             return replace(s, buf=ch, quote=ch) if ch in "'\"" else None
         if s.quote:
-            if s.escape:  # simple escapes only: \x, \u and \N need more than one character to be valid
-                return replace(s, buf=s.buf + ch, escape=False) if ch in _ESCAPES else None
-            if ch == "\\":
-                return replace(s, buf=s.buf + ch, escape=True)
-            if ch == s.quote:
-                return replace(s, buf=s.buf + ch, quote="")
-            if ch == "\n":
-                return None
-            return replace(s, buf=s.buf + ch)
+            return _string_body_char(s, ch)
         return self._after_value(s, ch)  # the string is closed
 
     def _number_char(self, s: _State, ch: str, real: bool) -> _State | None:
@@ -322,13 +326,7 @@ class CallConstraint:
 
     def _any_char(self, s: _State, ch: str) -> _State | None:
         if s.quote:
-            if s.escape:  # simple escapes only: \x, \u and \N need more than one character to be valid
-                return replace(s, buf=s.buf + ch, escape=False) if ch in _ESCAPES else None
-            if ch == "\\":
-                return replace(s, buf=s.buf + ch, escape=True)
-            if ch == s.quote:
-                return replace(s, buf=s.buf + ch, quote="")
-            return None if ch == "\n" else replace(s, buf=s.buf + ch)
+            return _string_body_char(s, ch)
         if ch in "'\"":
             return replace(s, buf=s.buf + ch, quote=ch)
         if ch in _OPEN:
