@@ -65,15 +65,14 @@ class ToolSpec:
     required: frozenset[str]
 
 
-def _literal_texts(values: Sequence[Any]) -> tuple[str, ...]:
+def _literal_texts(values: Sequence[str | int | float]) -> tuple[str, ...]:
+    """How each enum value may be written: ``repr`` (``'a'``, ``3``, ``True``), plus double quotes for a plain
+    string."""
     texts: list[str] = []
     for v in values:
-        if isinstance(v, str):
-            texts.append(repr(v))  # Python's own quoting: 'a', "it's"
-            if "'" not in v and '"' not in v and "\\" not in v:
-                texts.append(f'"{v}"')
-        elif isinstance(v, bool) or v is None or isinstance(v, int | float):
-            texts.append(repr(v))
+        texts.append(repr(v))  # Python's own quoting: 'a', "it's"
+        if isinstance(v, str) and "'" not in v and '"' not in v and "\\" not in v:
+            texts.append(f'"{v}"')
     return tuple(dict.fromkeys(texts))
 
 
