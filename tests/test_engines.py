@@ -16,20 +16,9 @@ import pytest
 import torch
 
 from agents.engines import GenerationEngine, HFEngine, SamplingParams
-from agents.models import load_model, tiny_random_model
+from agents.models import load_model
 
 TOOL_TURN = "\n<|im_start|>tool\n[{{\"name\": \"calc\", \"results\": {}}}]<|im_end|>\n<|im_start|>assistant\n"
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_model("tiny-random", dtype="fp32")
-
-
-@pytest.fixture(scope="module")
-def sharp(tiny):
-    _, tok = tiny
-    return tiny_random_model(tok, seed=0, dtype=torch.float64, initializer_range=0.5).eval(), tok
 
 
 @pytest.fixture(scope="module")

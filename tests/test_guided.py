@@ -13,7 +13,6 @@ import torch
 import envs
 from agents.engines import HFEngine, SamplingParams, _admissible_token
 from agents.guided import CallConstraint, CallGrammar
-from agents.models import load_model, tiny_random_model
 from agents.rollout import rollout
 from tests.helpers import REPO
 from tools.calls import ToolCall, parse_pythonic
@@ -144,17 +143,6 @@ def test_admissible_token_sampling_draws_from_the_renormalised_admissible_mass()
     draws = [_admissible_token(logits, SamplingParams(temperature=1.0), gen, lambda t: t != 0) for _ in range(3000)]
     assert set(draws) == {1, 2}
     assert draws.count(1) / len(draws) == pytest.approx(2 / 3, abs=0.03)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return load_model("tiny-random", dtype="fp32")
-
-
-@pytest.fixture(scope="module")
-def sharp(tiny):
-    _, tok = tiny
-    return tiny_random_model(tok, seed=0, dtype=torch.float64, initializer_range=0.5).eval(), tok
 
 
 def _prompt(tok, text: str) -> list[int]:

@@ -14,11 +14,6 @@ from agents.engines import HFEngine, SamplingParams
 from agents.models import ModelLoadError, autocast_context, load_model, load_tokenizer
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return load_model("tiny-random", dtype="fp32")
-
-
 def test_tiny_random_is_seeded_small_llama_over_embedded_vocab(tiny):
     model, tok = tiny
     cfg = model.config
