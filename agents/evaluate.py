@@ -2,7 +2,8 @@
 
 Every suite is an environment, so evaluation runs the same rollout code as training (greedy by default).
 Output in ``out_dir``: ``results.json`` (every entry's prompt, output and verdict; per-category accuracy with
-its 95% Wilson interval, per task kind for ToolACE; BFCL aggregates) and ``results.md`` (a table; with
+its 95% Wilson interval, per task kind for ToolACE; failed entries by cause; BFCL aggregates) and
+``results.md`` (a table; with
 ``baseline=<results.json>`` both side by side, plus the entries gained and lost against it and McNemar's
 exact p-value).
 """
@@ -97,10 +98,21 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=repr))
 
 
+def failure_tag(verdict: dict[str, Any]) -> str | None:
+    """Why an entry failed, as its environment names it: ToolACE's ``failure`` category
+    (``envs.toolace.failures``) or BFCL's checker ``error_type``; ``None`` where the environment says nothing."""
+    for key in ("failure", "error_type"):
+        tag = verdict.get(key)
+        if isinstance(tag, str) and tag:
+            return tag
+    return None
+
+
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-suite accuracy with its 95% Wilson interval, per task kind where the environment names one
-    (ToolACE: single, parallel, dependent, multi_turn, no_tool), and BFCL's aggregates over the BFCL
-    categories present."""
+    (ToolACE: single, parallel, dependent, multi_turn, no_tool), the failed entries per failure category
+    where the environment tags them (``failure_tag``), and BFCL's aggregates over the BFCL categories
+    present."""
     def tally(counts: dict[str, dict[str, float]], key: str, correct: bool) -> None:
         c = counts.setdefault(key, {"n": 0, "correct": 0})
         c["n"] += 1
@@ -108,11 +120,17 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
 
     per_suite: dict[str, dict[str, float]] = {}
     per_kind: dict[str, dict[str, dict[str, float]]] = {}
+    failures: dict[str, dict[str, int]] = {}
     for r in records:
         tally(per_suite, r["suite"], r["correct"])
-        kind = (r.get("verdict") or {}).get("kind")
+        verdict = r.get("verdict") or {}
+        kind = verdict.get("kind")
         if isinstance(kind, str):
             tally(per_kind.setdefault(r["suite"], {}), kind, r["correct"])
+        tag = failure_tag(verdict)
+        if not r["correct"] and tag:
+            counts = failures.setdefault(r["suite"], {})
+            counts[tag] = counts.get(tag, 0) + 1
     accuracy = {name: s["correct"] / s["n"] for name, s in per_suite.items() if s["n"]}
     intervals = {name: list(wilson_interval(int(s["correct"]), int(s["n"]))) for name, s in per_suite.items()}
     by_kind = {suite: {kind: k["correct"] / k["n"] for kind, k in sorted(kinds.items())}
@@ -121,6 +139,9 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     if by_kind:
         out["accuracy_by_kind"] = by_kind
         out["counts_by_kind"] = per_kind
+    if failures:
+        out["failures"] = {suite: dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+                           for suite, counts in failures.items()}
     bfcl_records = [{"category": r["suite"][len(BFCL_PREFIX):], "valid": r["correct"]}
                     for r in records if r["suite"].startswith(BFCL_PREFIX)]
     if bfcl_records:
@@ -174,6 +195,19 @@ def markdown_report(summary: dict[str, Any], name: str, baseline: dict[str, Any]
         for kind, kind_value in summary.get("accuracy_by_kind", {}).get(suite, {}).items():
             lines.append(row(f"{suite} · {kind}", kind_value, base_kind.get(suite, {}).get(kind),
                              summary["counts_by_kind"][suite][kind]))
+    failures = summary.get("failures", {})
+    if failures:
+        base_failures = (baseline or {}).get("failures", {})
+        lines += ["", "Failed entries by cause (the first failing turn; `docs/toolace.md`, BFCL's error types):", "",
+                  "| suite | cause | " + name + (f" | {baseline_name}" if baseline is not None else "") + " |",
+                  "|---|---|---:" + ("|---:" if baseline is not None else "") + "|"]
+        for suite, counts in failures.items():
+            base_counts = base_failures.get(suite, {}) if baseline is not None else {}
+            for tag in [*counts, *(t for t in base_counts if t not in counts)]:
+                cells = [suite, tag, str(counts.get(tag, 0))]
+                if baseline is not None:
+                    cells.append(str(base_counts.get(tag, 0)))
+                lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -34,6 +34,28 @@ def test_summary_counts_kinds_and_intervals() -> None:
     assert "| math/test | 50.0 | 2 |" in table and "math/test ·" not in table
 
 
+def test_summary_tallies_failure_causes_of_failed_entries_only() -> None:
+    def rec(suite: str, correct: bool, **verdict) -> dict:
+        return {"suite": suite, "correct": correct, "verdict": verdict}
+
+    records = [rec("toolace/test", False, kind="single", failure="wrong_value"),
+               rec("toolace/test", False, kind="single", failure="no_call"),
+               rec("toolace/test", False, kind="parallel", failure="wrong_value"),
+               rec("toolace/test", True, kind="single", failure=None),
+               rec("bfcl/simple_python", False, error_type="value_error:string"),
+               rec("bfcl/simple_python", True, error_type=""),
+               rec("math/test", False)]
+    summary = summarise(records)
+    assert summary["failures"] == {"toolace/test": {"wrong_value": 2, "no_call": 1},
+                                   "bfcl/simple_python": {"value_error:string": 1}}
+    assert list(summary["failures"]["toolace/test"]) == ["wrong_value", "no_call"]  # most frequent first
+    base = summarise([rec("toolace/test", False, failure="turn_cap")])
+    table = markdown_report(summary, "m", baseline=base, baseline_name="base")
+    assert "| toolace/test | wrong_value | 2 | 0 |" in table
+    assert "| toolace/test | turn_cap | 0 | 1 |" in table  # a cause only the baseline has still shows
+    assert "| bfcl/simple_python | value_error:string | 1 | 0 |" in table
+
+
 def test_paired_with_baseline_matches_entries_by_suite_and_id() -> None:
     def rec(suite: str, id_: str, correct: bool) -> dict:
         return {"suite": suite, "id": id_, "correct": correct}
@@ -55,6 +77,9 @@ def test_evaluate_on_cpu_writes_results(tmp_path: Path) -> None:
     assert sum(c["n"] for c in summary["counts_by_kind"]["toolace/test"].values()) == 3
     assert len(summary["interval95"]["toolace/test"]) == 2
     assert "95% CI" in (tmp_path / "results.md").read_text()
+    failed = [e for e in results["entries"] if not e["correct"]]
+    assert sum(summary.get("failures", {}).get("toolace/test", {}).values()) == len(failed)
+    assert all(e["verdict"]["failure"] for e in failed)
     again = tmp_path / "again"
     proc = subprocess.run(cmd + [f"out_dir={again}", f"baseline={tmp_path / 'results.json'}"],
                           cwd=REPO, capture_output=True, text=True, timeout=600)

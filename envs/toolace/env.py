@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from envs.base import ChatEnv, Messages
 from envs.toolace.data import load_split, read_tasks
+from envs.toolace.failures import classify_episode, classify_turn
 from envs.toolace.prompt import PromptStyle, system_prompt
 from envs.toolace.reward import graded_turn_score, turn_score
 from envs.toolace.task import Task
@@ -197,9 +198,9 @@ class ToolACEEnv(ChatEnv):
         assert self.toolset is not None
         return self.toolset[name].parameters if name in self.toolset else None
 
-    def _score(self, answered: bool) -> tuple[float, dict[str, Any]]:
+    def _score(self, answered: bool, cut: bool = False) -> tuple[float, dict[str, Any]]:
         assert self.task is not None
-        exact, partial, graded = [], [], []
+        exact, partial, graded, failures = [], [], [], []
         for u in range(self.task.n_turns):
             if u > self.user_turn:
                 exact.append(False)
@@ -211,15 +212,20 @@ class ToolACEEnv(ChatEnv):
             exact.append(e)
             partial.append(p)
             graded.append(graded_turn_score(expected, self.calls[u], self.turn_unparsed[u], self._schema))
+            failures.append(classify_turn(expected, self.calls[u], self.turn_errors[u], self.turn_unparsed[u],
+                                          self._schema))
         completed = answered and self.user_turn == self.task.n_turns - 1
+        success = completed and all(exact)
         if self.reward_mode == "strict":
-            reward = 1.0 if completed and all(exact) else 0.0
+            reward = 1.0 if success else 0.0
         else:
             scores = partial if self.reward_mode == "partial" else graded
             reward = sum(scores) / len(scores) if completed else 0.0
+        failure = None if success else classify_episode(failures, self.user_turn, answered, cut)
         info = self._progress_info()
         info.update(final=True, matched=exact, partial_scores=partial, graded_scores=graded, answered=answered,
-                    success=completed and all(exact))
+                    success=success, failure=failure[0] if failure else None,
+                    failure_turn=failure[1] if failure else None)
         return reward, info
 
     def _progress_info(self) -> dict[str, Any]:
@@ -229,6 +235,6 @@ class ToolACEEnv(ChatEnv):
                 "errors": self.errors, "parse_errors": self.parse_errors, "final": False}
 
     def _on_truncate(self, reward: float, info: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-        _, final = self._score(answered=False)
+        _, final = self._score(answered=False, cut=True)
         final.update(truncated_at_turn_cap=True)
         return 0.0, final

@@ -44,14 +44,15 @@ def values_equal(expected: Any, actual: Any, schema: Mapping[str, Any] | None = 
     if isinstance(expected, Mapping) and isinstance(actual, Mapping):
         props = schema.get("properties", {}) if isinstance(schema.get("properties"), Mapping) else {}
         extra = schema.get("additionalProperties") if isinstance(schema.get("additionalProperties"), Mapping) else None
-        e_full, a_full = _with_defaults(expected, props), _with_defaults(actual, props)
+        e_full, a_full = with_defaults(expected, props), with_defaults(actual, props)
         if set(e_full) != set(a_full):
             return False
         return all(values_equal(e_full[k], a_full[k], props.get(k, extra)) for k in e_full)
     return False
 
 
-def _with_defaults(arguments: Mapping[str, Any], properties: Mapping[str, Any]) -> dict[str, Any]:
+def with_defaults(arguments: Mapping[str, Any], properties: Mapping[str, Any]) -> dict[str, Any]:
+    """``arguments`` with every omitted property that has a schema ``default`` filled in."""
     out = dict(arguments)
     for name, prop in properties.items():
         if name not in out and isinstance(prop, Mapping) and "default" in prop:
@@ -133,13 +134,13 @@ def graded_turn_score(expected: Sequence[ToolCall], actual: Sequence[ToolCall], 
     used = [False] * len(actual)
     for e in expected:
         props = (schemas(e.name) or {}).get("properties", {}) or {}
-        e_args = _with_defaults(e.arguments, props)
+        e_args = with_defaults(e.arguments, props)
         max_score += len(e_args)
         best, best_j = (-1.0, 0.0), None
         for j, a in enumerate(actual):
             if used[j] or a.name != e.name or not isinstance(a.arguments, Mapping):
                 continue
-            a_args = _with_defaults(a.arguments, props)
+            a_args = with_defaults(a.arguments, props)
             keys = set(e_args) | set(a_args)
             jaccard = len(set(e_args) & set(a_args)) / len(keys) if keys else 1.0
             values = sum(k in a_args and values_equal(v, a_args[k], props.get(k)) for k, v in e_args.items())
