@@ -450,13 +450,15 @@ class Trainer:
                 "time/eval_s": time.time() - t0}
 
     def _write_transcripts(self, step: int, trajectories: list[Trajectory]) -> None:
-        """What the model said on the held-out tasks (rank 0's share): ``<run_dir>/eval/step-NNNNNN.jsonl``."""
+        """What the model said on the held-out tasks (rank 0's share), and why a failed task failed where the
+        environment says (ToolACE's ``failure``, BFCL's ``error_type``): ``<run_dir>/eval/step-NNNNNN.jsonl``."""
         out = self.run_dir / "eval"
         out.mkdir(parents=True, exist_ok=True)
         with (out / f"step-{step:06d}.jsonl").open("w") as f:
             for t in trajectories:
                 messages = t.info.get("messages", [])
                 f.write(json.dumps({"task_id": t.info.get("task_id"), "reward": t.reward,
+                                    "failure": t.info.get("failure") or t.info.get("error_type") or None,
                                     "assistant": [m["content"] for m in messages if m["role"] == "assistant"],
                                     "environment": [m["content"] for m in messages[2:] if m["role"] != "assistant"]},
                                    default=str) + "\n")

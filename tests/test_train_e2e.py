@@ -58,6 +58,7 @@ def test_three_steps_of_each_algorithm(tmp_path: Path, algorithm: str) -> None:
     assert [r["step"] for r in evals] == ([0, 3] if at_start else [3])
     transcript = [json.loads(line) for line in (run_dir / "eval" / "step-000003.jsonl").read_text().splitlines()]
     assert len(transcript) == 2 and all("assistant" in t and "reward" in t for t in transcript)
+    assert all((t["failure"] is None) == (t["reward"] >= 1.0) for t in transcript)  # ToolACE names each cause
     ckpt = run_dir / "checkpoints" / "step-000003"
     assert (ckpt / "hf" / "config.json").exists() and (ckpt / "trainer_state.json").exists()
     assert (run_dir / "checkpoints" / "LATEST").read_text().strip() == "step-000003"
