@@ -4,20 +4,18 @@ The strict reward says only pass or fail. To see what training should fix, ``age
 these categories per suite (``summary.failures``). An episode is classified by its first user turn that
 does not match the ground truth, checked in this order:
 
-====================== ===========================================================================
-``call_on_no_tool``    the turn wants no call and the agent attempted one
-``no_call``            the turn wants calls and the agent made no attempt
-``unparsable``         a call list could not be parsed (or was empty)
-``missing_call``       the tool names made are a strict sub-multiset of the expected ones
-``extra_call``         the tool names made are a strict super-multiset of the expected ones
-``wrong_tool``         otherwise different tool names
-``missing_argument``   right tools; a call leaves out an argument the ground truth gives (and whose
-                       schema default, if any, is not the expected value)
-``unexpected_argument`` right tools; a call passes an argument the ground truth does not give (other
-                       than its schema default spelled out)
-``wrong_value``        right tools and argument names; some value differs
-``call_error``         the calls match but one failed (a validation or execution error)
-====================== ===========================================================================
+* ``call_on_no_tool``: the turn wants no call and the agent attempted one;
+* ``no_call``: the turn wants calls and the agent made no attempt;
+* ``unparsable``: a call list could not be parsed (or was empty);
+* ``missing_call`` / ``extra_call``: the tool names made are a strict sub- / super-multiset of the
+  expected ones;
+* ``wrong_tool``: otherwise different tool names;
+* ``missing_argument``: right tools; a call leaves out an argument the ground truth gives (and whose
+  schema default, if any, is not the expected value);
+* ``unexpected_argument``: right tools; a call passes an argument the ground truth does not give (other
+  than its schema default spelled out);
+* ``wrong_value``: right tools and argument names; some value differs;
+* ``call_error``: the calls match but one failed (a validation or execution error).
 
 If every turn it reached matched, the episode failed at its end: ``turn_cap`` when the turn cap cut it,
 ``no_answer`` when it ended without a plain-text answer (or before the last user turn).
