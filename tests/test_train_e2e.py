@@ -127,6 +127,7 @@ def test_resume_continues_the_same_data_stream(tmp_path: Path) -> None:
     ("trainer.warmup_steps=12", "trainer.warmup_steps"),
     ("env.kwargs.reward_mode=bogus", "env.kwargs"),
     ("+env.train_kwargs.not_a_kwarg=1", "env.train_kwargs"),
+    ("env.train_kwargs.mask_tool_names=2", "env.train_kwargs"),
     ("env.eval_split=bogus", "env.eval_split"),
     ("trainer.prompt_grad=none", "trainer.prompt_grad"),
     ("trainer.eval_guided_calls=always", "trainer.eval_guided_calls"),

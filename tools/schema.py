@@ -126,6 +126,12 @@ def _to_toolace(schema: Mapping[str, Any], is_property: bool = False) -> dict[st
 
 # -- the Tool ------------------------------------------------------------------------------------------
 
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not NAME_RE.match(name) or any(keyword.iskeyword(p) for p in name.split(".")):
+        raise ValueError(f"tool name {name!r} must be a Python identifier that is not a keyword "
+                         f"(dots allowed for namespaces), so that calls to it can be written and parsed")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Tool:
     """A callable the model may use, described by a JSON schema.
@@ -142,10 +148,7 @@ class Tool:
     _validator: Any = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if (not isinstance(self.name, str) or not NAME_RE.match(self.name)
-                or any(keyword.iskeyword(part) for part in self.name.split("."))):
-            raise ValueError(f"tool name {self.name!r} must be a Python identifier that is not a keyword "
-                             f"(dots allowed for namespaces), so that calls to it can be written and parsed")
+        _check_name(self.name)
         if not isinstance(self.description, str):
             raise ValueError(f"tool {self.name}: description must be a string")
         params = normalize_schema(self.parameters if self.parameters else {"type": "object", "properties": {}})
@@ -165,6 +168,13 @@ class Tool:
         """A copy of this tool that calls ``fn``: same schema, without re-checking it (the costly part)."""
         new = copy.copy(self)
         object.__setattr__(new, "fn", fn)
+        return new
+
+    def renamed(self, name: str) -> Tool:
+        """A copy of this tool under another name: same schema, function and compiled validator."""
+        _check_name(name)
+        new = copy.copy(self)
+        object.__setattr__(new, "name", name)
         return new
 
     def __copy__(self) -> Tool:

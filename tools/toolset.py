@@ -22,7 +22,7 @@ import copy
 import dataclasses
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 from tools.calls import ToolCall
@@ -112,6 +112,21 @@ class Toolset:
             raise KeyError(f"unknown tools {missing}; available: {', '.join(self.names)}")
         new = copy.copy(self)
         new._tools = {n: self._tools[n] for n in names}
+        return new
+
+    def renamed(self, names: Mapping[str, str]) -> Toolset:
+        """A toolset (same kind, same limits, same order) whose tools answer to new names: ``names`` maps
+        old to new; tools it leaves out keep theirs. The schemas and functions are shared, not rebuilt."""
+        unknown = [n for n in names if n not in self._tools]
+        if unknown:
+            raise KeyError(f"unknown tools {unknown}; available: {', '.join(self.names)}")
+        tools = [t.renamed(names[t.name]) if t.name in names else t for t in self._tools.values()]
+        new = copy.copy(self)
+        new._tools = {}
+        for t in tools:
+            if t.name in new._tools:
+                raise ValueError(f"duplicate tool name {t.name!r} after renaming")
+            new._tools[t.name] = t
         return new
 
     def schemas(self, style: Literal["openai", "toolace"] = "openai") -> list[dict[str, Any]]:

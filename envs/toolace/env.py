@@ -30,6 +30,7 @@ from typing import Any, Literal
 from envs.base import ChatEnv, Messages
 from envs.toolace.data import load_split, read_tasks
 from envs.toolace.failures import classify_episode, classify_turn
+from envs.toolace.masking import mask_messages, masked_names, rename_calls
 from envs.toolace.prompt import PromptStyle, system_prompt
 from envs.toolace.reward import graded_turn_score, turn_score
 from envs.toolace.task import Task
@@ -68,6 +69,8 @@ class ToolACEEnv(ChatEnv):
         toolset_factory: ``task -> Toolset`` for a custom tool catalog (default: the built-in catalog).
         prompt_style: ``toolace`` (BFCL's prompt plus a plain-text paragraph) or ``bfcl`` (BFCL's exactly).
         tool_timeout_s: per-call time limit of the default catalog toolset.
+        mask_tool_names: probability that a task's tools are offered under random names (Hammer's
+            function masking, ``envs.toolace.masking``); for training environments, 0 for evaluation.
     """
 
     def __init__(self, split: str = "train", data_dir: str | Path | None = None, max_turns: int = 6,
@@ -75,7 +78,7 @@ class ToolACEEnv(ChatEnv):
                  reward_mode: Literal["strict", "partial", "graded"] = "strict", data_seed: int = 0,
                  tasks: Sequence[Task] | str | Path | None = None, toolset_factory: ToolsetFactory | None = None,
                  prompt_style: PromptStyle = "toolace", tool_timeout_s: float | None = 2.0,
-                 max_action_chars: int = 32_768, render_mode: str | None = None):
+                 max_action_chars: int = 32_768, render_mode: str | None = None, mask_tool_names: float = 0.0):
         super().__init__(max_turns=max_turns, max_action_chars=max_action_chars, render_mode=render_mode)
         if syntax not in ("pythonic", "json", "auto"):
             raise ValueError(f"syntax must be 'pythonic', 'json' or 'auto', got {syntax!r}")
@@ -83,6 +86,11 @@ class ToolACEEnv(ChatEnv):
             raise ValueError(f"reward_mode must be 'strict', 'partial' or 'graded', got {reward_mode!r}")
         if prompt_style not in ("toolace", "bfcl"):
             raise ValueError(f"prompt_style must be 'toolace' or 'bfcl', got {prompt_style!r}")
+        if not 0.0 <= float(mask_tool_names) <= 1.0:
+            raise ValueError(f"mask_tool_names must be a probability in [0, 1], got {mask_tool_names!r}")
+        self.mask_tool_names = float(mask_tool_names)
+        self.aliases: dict[str, str] = {}
+        self.data_seed = data_seed
         self.split = split
         self.syntax = syntax
         self.reward_mode = reward_mode
@@ -130,6 +138,9 @@ class ToolACEEnv(ChatEnv):
         task = self._pick(options)
         self.task = task
         self.toolset = self.toolset_factory(task)
+        self.aliases = masked_names(task.id, self.toolset.names, self.mask_tool_names, self.data_seed)
+        if self.aliases:
+            self.toolset = self.toolset.renamed(self.aliases)
         self.user_turn = 0
         self.calls: list[list[ToolCall]] = [[] for _ in task.user_messages]
         self.turn_errors = [0] * task.n_turns
@@ -139,13 +150,14 @@ class ToolACEEnv(ChatEnv):
         messages = [{"role": "system", "content": self._system_prompt(task)},
                     {"role": "user", "content": task.user_messages[0]}]
         info = {"task_id": task.id, "kind": task.kind, "domain": task.domain, "tools": list(task.tools),
-                "expert": [dict(m) for m in task.expert], "ground_truth": task.ground_truth, "meta": dict(task.meta)}
+                "expert": mask_messages(task.expert, self.aliases), "ground_truth": task.ground_truth,
+                "meta": dict(task.meta), "tool_aliases": dict(self.aliases)}
         return messages, info
 
     def _system_prompt(self, task: Task) -> str:
         """The prompt for the task's tools; cached by tool list for the built-in catalog (same schemas)."""
         assert self.toolset is not None
-        if not self._default_tools:
+        if not self._default_tools or self.aliases:
             return system_prompt(self.toolset.schemas("toolace"), self.prompt_style)
         key = tuple(task.tools)
         prompt = self._prompts.get(key)
@@ -207,7 +219,7 @@ class ToolACEEnv(ChatEnv):
                 partial.append(0.0)
                 graded.append(0.0)
                 continue
-            expected = self.task.turn_calls(u)
+            expected = rename_calls(self.task.turn_calls(u), self.aliases)
             e, p = turn_score(expected, self.calls[u], self.turn_errors[u], self.turn_unparsed[u], self._schema)
             exact.append(e)
             partial.append(p)
