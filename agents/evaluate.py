@@ -165,6 +165,13 @@ def paired_with_baseline(records: list[dict[str, Any]], baseline_records: list[d
     return {suite: paired_change(b, a) for suite, (b, a) in pairs.items()}
 
 
+def model_label(spec: str) -> str:
+    """A short column name for a model: the spec, or for a checkpoint path its run and step
+    (``runs/x/checkpoints/step-000012/hf`` -> ``x/step-000012``) rather than ``hf``."""
+    parts = [p for p in Path(spec).parts if p not in ("hf", "checkpoints")]
+    return "/".join(parts[-2:]) if len(Path(spec).parts) > 1 else spec
+
+
 def markdown_report(summary: dict[str, Any], name: str, baseline: dict[str, Any] | None = None,
                     baseline_name: str = "baseline") -> str:
     """A Markdown table of accuracies (percent) with the entry count and 95% Wilson interval, BFCL
@@ -197,15 +204,17 @@ def markdown_report(summary: dict[str, Any], name: str, baseline: dict[str, Any]
                              summary["counts_by_kind"][suite][kind]))
     failures = summary.get("failures", {})
     if failures:
-        base_failures = (baseline or {}).get("failures", {})
+        # a baseline written before failure causes were recorded has none: no column rather than zeros
+        with_base = baseline is not None and "failures" in baseline
+        base_failures = baseline["failures"] if with_base else {}
         lines += ["", "Failed entries by cause (the first failing turn; `docs/toolace.md`, BFCL's error types):", "",
-                  "| suite | cause | " + name + (f" | {baseline_name}" if baseline is not None else "") + " |",
-                  "|---|---|---:" + ("|---:" if baseline is not None else "") + "|"]
+                  "| suite | cause | " + name + (f" | {baseline_name}" if with_base else "") + " |",
+                  "|---|---|---:" + ("|---:" if with_base else "") + "|"]
         for suite, counts in failures.items():
-            base_counts = base_failures.get(suite, {}) if baseline is not None else {}
+            base_counts = base_failures.get(suite, {})
             for tag in [*counts, *(t for t in base_counts if t not in counts)]:
                 cells = [suite, tag, str(counts.get(tag, 0))]
-                if baseline is not None:
+                if with_base:
                     cells.append(str(base_counts.get(tag, 0)))
                 lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -250,8 +259,8 @@ def main(cfg: DictConfig) -> None:
     if baseline_run:
         summary["paired_vs_baseline"] = paired_with_baseline(records, baseline_run.get("entries", []))
     (out_dir / "results.json").write_text(json.dumps({"summary": summary, "entries": records}, indent=1))
-    table = markdown_report(summary, name=Path(spec).name, baseline=baseline,
-                            baseline_name=Path(str(baseline.get("model", "baseline"))).name if baseline else "baseline")
+    table = markdown_report(summary, name=model_label(spec), baseline=baseline,
+                            baseline_name=model_label(str(baseline.get("model", "baseline"))) if baseline else "baseline")
     for suite, change in summary.get("paired_vs_baseline", {}).items():
         table += (f"\n{suite}, same {change['n']} entries as the baseline: {change['gained']} gained, "
                   f"{change['lost']} lost (McNemar exact p = {change['p_value']:.3g})\n")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.evaluate import markdown_report, paired_with_baseline, summarise
+from agents.evaluate import markdown_report, model_label, paired_with_baseline, summarise
 from tests.helpers import REPO
 
 
@@ -54,6 +54,14 @@ def test_summary_tallies_failure_causes_of_failed_entries_only() -> None:
     assert "| toolace/test | wrong_value | 2 | 0 |" in table
     assert "| toolace/test | turn_cap | 0 | 1 |" in table  # a cause only the baseline has still shows
     assert "| bfcl/simple_python | value_error:string | 1 | 0 |" in table
+    old_baseline = {k: v for k, v in base.items() if k != "failures"}  # written before causes were recorded
+    table = markdown_report(summary, "m", baseline=old_baseline, baseline_name="base")
+    assert "| toolace/test | wrong_value | 2 |\n" in table
+
+
+def test_model_label_names_checkpoints_by_run_and_step() -> None:
+    assert model_label("runs/final5/checkpoints/step-000012/hf") == "final5/step-000012"
+    assert model_label("smollm2-135m-instruct") == "smollm2-135m-instruct"
 
 
 def test_paired_with_baseline_matches_entries_by_suite_and_id() -> None:
