@@ -19,14 +19,13 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
-import keyword
 import math
 import re
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from tools.schema import _short
+from tools.schema import _short, is_call_name
 
 __all__ = [
     "MAX_INPUT_CHARS", "ToolCall", "ToolCallParseError", "format_json", "format_pythonic", "looks_like_calls",
@@ -35,7 +34,6 @@ __all__ = [
 
 MAX_INPUT_CHARS = 100_000
 _MAX_DEPTH = 64  # nesting of argument values
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _PYTHONIC_FORM = "expected a list of calls with keyword arguments, e.g. [func1(a=1, b='x'), func2(c=[1, 2])]"
 _JSON_FORM = ('expected {"name": "func", "arguments": {...}}, a JSON list of those, '
               'or <tool_call>{"name": ..., "arguments": ...}</tool_call> blocks')
@@ -210,7 +208,7 @@ def format_pythonic(calls: Iterable[ToolCall]) -> str:
     """``[f(a=1, b='x'), g()]``; ``parse_pythonic(format_pythonic(calls)) == calls``."""
     parts = []
     for call in calls:
-        if not _NAME_RE.match(call.name) or any(keyword.iskeyword(p) for p in call.name.split(".")):
+        if not is_call_name(call.name):
             raise ValueError(f"{call.name!r} is not a non-keyword Python identifier (dots allowed): no pythonic form")
         args = ", ".join(f"{k}={_format_value(v)}" for k, v in call.arguments.items())
         parts.append(f"{call.name}({args})")

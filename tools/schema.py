@@ -40,6 +40,14 @@ __all__ = ["Tool", "tool", "normalize_schema", "schema_from_function", "parse_go
 #: A tool name: a Python identifier, optionally dotted for namespaces (``math.factorial``).
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
+
+def is_call_name(name: Any) -> bool:
+    """Can ``name`` be written and parsed as a call's callee: ``NAME_RE`` and none of its dotted parts a
+    Python keyword."""
+    return isinstance(name, str) and bool(NAME_RE.match(name)) and not any(
+        keyword.iskeyword(part) for part in name.split("."))
+
+
 # BFCL/ToolACE type names (and a few Python spellings seen in the wild) -> JSON-schema type names.
 _DIALECT_TYPES: dict[str, str | None] = {
     "dict": "object", "object": "object",
@@ -127,7 +135,7 @@ def _to_toolace(schema: Mapping[str, Any], is_property: bool = False) -> dict[st
 # -- the Tool ------------------------------------------------------------------------------------------
 
 def _check_name(name: Any) -> None:
-    if not isinstance(name, str) or not NAME_RE.match(name) or any(keyword.iskeyword(p) for p in name.split(".")):
+    if not is_call_name(name):
         raise ValueError(f"tool name {name!r} must be a Python identifier that is not a keyword "
                          f"(dots allowed for namespaces), so that calls to it can be written and parsed")
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import keyword
 import random
 import string
 from collections.abc import Mapping, Sequence
@@ -26,11 +25,19 @@ from typing import Any
 
 from tools import looks_like_calls
 from tools.calls import ToolCall, format_pythonic, parse_pythonic
+from tools.schema import is_call_name
 
 
 def _rng(seed: int, task_id: str) -> random.Random:
     digest = hashlib.sha256(f"mask:{seed}:{task_id}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def check_probability(probability: float) -> float:
+    """``probability`` as a float, or ``ValueError`` naming ``mask_tool_names`` when it is outside [0, 1]."""
+    if not 0.0 <= float(probability) <= 1.0:
+        raise ValueError(f"mask_tool_names must be a probability in [0, 1], got {probability!r}")
+    return float(probability)
 
 
 def masked_names(task_id: str, names: Sequence[str], probability: float, seed: int = 0) -> dict[str, str]:
@@ -39,8 +46,7 @@ def masked_names(task_id: str, names: Sequence[str], probability: float, seed: i
     Random names are two lowercase chunks joined by ``_`` (``qmzt_vokra``): identifiers, never Python
     keywords, distinct from each other and from the real names.
     """
-    if not 0.0 <= probability <= 1.0:
-        raise ValueError(f"mask_tool_names must be a probability in [0, 1], got {probability}")
+    probability = check_probability(probability)
     rng = _rng(seed, task_id)
     if probability == 0.0 or rng.random() >= probability:
         return {}
@@ -49,7 +55,7 @@ def masked_names(task_id: str, names: Sequence[str], probability: float, seed: i
     for name in names:
         while True:
             alias = "_".join("".join(rng.choices(string.ascii_lowercase, k=rng.randint(3, 6))) for _ in range(2))
-            if alias not in taken and not keyword.iskeyword(alias):
+            if alias not in taken and is_call_name(alias):
                 break
         taken.add(alias)
         out[name] = alias
