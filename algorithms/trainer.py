@@ -28,6 +28,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from agents import HFEngine, SamplingParams, expert_trajectory, load_model, rollout
+from agents.evaluate import failure_tag
 from agents.models import autocast_context
 from agents.scores import paired_change, wilson_interval
 from agents.trajectory import Trajectory, collate
@@ -458,7 +459,7 @@ class Trainer:
             for t in trajectories:
                 messages = t.info.get("messages", [])
                 f.write(json.dumps({"task_id": t.info.get("task_id"), "reward": t.reward,
-                                    "failure": t.info.get("failure") or t.info.get("error_type") or None,
+                                    "failure": failure_tag(t.info),
                                     "assistant": [m["content"] for m in messages if m["role"] == "assistant"],
                                     "environment": [m["content"] for m in messages[2:] if m["role"] != "assistant"]},
                                    default=str) + "\n")

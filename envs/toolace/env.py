@@ -30,7 +30,7 @@ from typing import Any, Literal
 from envs.base import ChatEnv, Messages
 from envs.toolace.data import load_split, read_tasks
 from envs.toolace.failures import classify_episode, classify_turn
-from envs.toolace.masking import mask_messages, masked_names, rename_calls
+from envs.toolace.masking import check_probability, mask_messages, masked_names, rename_calls
 from envs.toolace.prompt import PromptStyle, system_prompt
 from envs.toolace.reward import graded_turn_score, turn_score
 from envs.toolace.task import Task
@@ -86,9 +86,7 @@ class ToolACEEnv(ChatEnv):
             raise ValueError(f"reward_mode must be 'strict', 'partial' or 'graded', got {reward_mode!r}")
         if prompt_style not in ("toolace", "bfcl"):
             raise ValueError(f"prompt_style must be 'toolace' or 'bfcl', got {prompt_style!r}")
-        if not 0.0 <= float(mask_tool_names) <= 1.0:
-            raise ValueError(f"mask_tool_names must be a probability in [0, 1], got {mask_tool_names!r}")
-        self.mask_tool_names = float(mask_tool_names)
+        self.mask_tool_names = check_probability(mask_tool_names)
         self.aliases: dict[str, str] = {}
         self.data_seed = data_seed
         self.split = split
