@@ -14,8 +14,8 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,35 +28,81 @@ from agents.guided import GUIDED_CALLS
 from agents.models import load_model, resolve_device
 from agents.rollout import rollout
 from agents.scores import paired_change, wilson_interval
-from envs import make as make_env
+from envs import EnvConfig, EnvConfigError
 
 BFCL_PREFIX = "bfcl/"
 
 
 @dataclass
 class Suite:
-    """One scored unit: an environment config and how many of its entries to run."""
+    """One scored unit: an environment config, the split to score and how many of its entries."""
 
-    name: str  # e.g. "bfcl/simple_python", "toolace/test"
-    env_name: str
-    kwargs: dict[str, Any]
+    name: str  # e.g. "bfcl/simple_python", "toolace/test", "bookshop/test"
+    env: EnvConfig
+    split: str | None
     limit: int | None
+    _probe: Any = field(default=None, repr=False)
+
+    def make(self) -> Any:
+        """A new environment of this suite (``EnvConfigError`` naming the key if it cannot be made)."""
+        return self.env.make(self.split, split_key=f"{self.env.where}.split")
+
+    @property
+    def probe(self) -> Any:
+        """The suite's first environment, made once: it checks the config and computes corpus metrics."""
+        if self._probe is None:
+            self._probe = self.make()
+        return self._probe
 
 
-def expand_suites(cfg: DictConfig) -> list[Suite]:
-    """The config's ``suites`` list, with ``bfcl`` expanded into its categories."""
+SUITE_KEYS = ("split", "limit", "kwargs")
+
+
+def env_section(name: str) -> dict[str, Any]:
+    """``configs/env/<name>.yaml`` (any directory on the config search path, ``--config-dir`` included),
+    as plain data; just ``{"name": name}`` when there is none (an installed plugin, a registered id)."""
+    from hydra import compose
+    from hydra.errors import MissingConfigException
+
+    try:
+        composed = compose(config_name=f"env/{name}")
+    except MissingConfigException:
+        return {"name": name}
+    section = OmegaConf.to_container(composed.get("env", composed), resolve=True)
+    return section if isinstance(section, dict) else {"name": name}
+
+
+def expand_suites(cfg: DictConfig, load_env: Callable[[str], dict[str, Any]] = env_section) -> list[Suite]:
+    """The config's ``suites`` list: ``bfcl`` expanded into its categories; any other name is a registered
+    environment (built-in, ``entry_point`` in its env config, or an installed plugin) scored on
+    ``<name>.split`` (default: its config's ``eval_split``, else ``test``), with ``<name>.kwargs`` on top of
+    its config's ``kwargs``. Raises ``EnvConfigError`` naming the key; nothing is made or loaded yet."""
     out: list[Suite] = []
     for name in cfg.suites:
+        name = str(name)
         if name == "bfcl":
             for category in cfg.bfcl.categories:
-                out.append(Suite(f"{BFCL_PREFIX}{category}", "bfcl", {"category": str(category)}, cfg.bfcl.limit))
-        elif name in ("toolace", "math"):
-            section = cfg[name]
-            kwargs = dict(OmegaConf.to_container(section.kwargs, resolve=True) or {})
-            kwargs["split"] = str(section.split)
-            out.append(Suite(f"{name}/{section.split}", name, kwargs, section.limit))
-        else:
-            raise ValueError(f"suites: unknown suite {name!r}; choose from bfcl, toolace, math")
+                env = EnvConfig(name="bfcl", kwargs={"category": str(category)}, train_kwargs={}, where="bfcl")
+                out.append(Suite(f"{BFCL_PREFIX}{category}", env, None, cfg.bfcl.limit))
+            continue
+        section = cfg.get(name)
+        section = {} if section is None else OmegaConf.to_container(section, resolve=True)
+        if not isinstance(section, dict):
+            raise EnvConfigError(f"{name}: the suite's settings must be a mapping of {', '.join(SUITE_KEYS)}")
+        unknown = sorted(set(section) - set(SUITE_KEYS))
+        if unknown:
+            raise EnvConfigError(f"{name}.{unknown[0]}: unknown suite setting; expected {', '.join(SUITE_KEYS)}")
+        env = EnvConfig.from_mapping({"name": name, **load_env(name)}, where=name)
+        env.register()
+        extra = section.get("kwargs") or {}
+        if not isinstance(extra, dict):
+            raise EnvConfigError(f"{name}.kwargs must be a mapping of constructor arguments")
+        env = dataclasses.replace(env, kwargs={**env.kwargs, **extra})
+        split = section.get("split") or env.eval_split or "test"
+        limit = section.get("limit")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise EnvConfigError(f"{name}.limit must be null or a positive integer, got {limit!r}")
+        out.append(Suite(f"{name}/{split}", env, str(split), limit))
     return out
 
 
@@ -69,9 +115,9 @@ def evaluate_suite(suite: Suite, engine: Any, tokenizer: Any, sampling: Sampling
                    progress: Progress | None = None, guided_calls: str = "none") -> list[dict[str, Any]]:
     """Run every entry of one suite; one record per entry (prompt, outputs, reward, verdict).
     ``guided_calls`` (none | auto | required): schema-guided call lists, see ``agents.guided``."""
-    probe = make_env(suite.env_name, **suite.kwargs)
+    probe = suite.probe
     n = probe.num_tasks if suite.limit is None else min(int(suite.limit), probe.num_tasks)
-    envs = [probe] + [make_env(suite.env_name, **suite.kwargs) for _ in range(min(batch_size, n) - 1)]
+    envs = [probe] + [suite.make() for _ in range(min(batch_size, n) - 1)]
     task = progress.add_task(suite.name, total=n) if progress else None
     records: list[dict[str, Any]] = []
     for indices in _batches(n, batch_size):
@@ -108,11 +154,12 @@ def failure_tag(verdict: dict[str, Any]) -> str | None:
     return None
 
 
-def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(records: list[dict[str, Any]],
+              corpus_metrics: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """Per-suite accuracy with its 95% Wilson interval, per task kind where the environment names one
     (ToolACE: single, parallel, dependent, multi_turn, no_tool), the failed entries per failure category
-    where the environment tags them (``failure_tag``), and BFCL's aggregates over the BFCL categories
-    present."""
+    where the environment tags them (``failure_tag``), BFCL's aggregates over the BFCL categories present,
+    and the suites' own corpus-level metrics (``ChatEnv.corpus_metrics``, by suite) where they have any."""
     def tally(counts: dict[str, dict[str, float]], key: str, correct: bool) -> None:
         c = counts.setdefault(key, {"n": 0, "correct": 0})
         c["n"] += 1
@@ -142,6 +189,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     if failures:
         out["failures"] = {suite: dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
                            for suite, counts in failures.items()}
+    if corpus_metrics := {suite: dict(m) for suite, m in (corpus_metrics or {}).items() if m}:
+        out["corpus_metrics"] = corpus_metrics
     bfcl_records = [{"category": r["suite"][len(BFCL_PREFIX):], "valid": r["correct"]}
                     for r in records if r["suite"].startswith(BFCL_PREFIX)]
     if bfcl_records:
@@ -202,6 +251,19 @@ def markdown_report(summary: dict[str, Any], name: str, baseline: dict[str, Any]
         for kind, kind_value in summary.get("accuracy_by_kind", {}).get(suite, {}).items():
             lines.append(row(f"{suite} · {kind}", kind_value, base_kind.get(suite, {}).get(kind),
                              summary["counts_by_kind"][suite][kind]))
+    corpus = summary.get("corpus_metrics", {})
+    if corpus:
+        base_corpus = (baseline or {}).get("corpus_metrics", {})
+        with_base = baseline is not None
+        lines += ["", "Corpus-level metrics (each suite's own, over all its entries):", "",
+                  "| suite | metric | " + name + (f" | {baseline_name}" if with_base else "") + " |",
+                  "|---|---|---:" + ("|---:" if with_base else "") + "|"]
+        for suite, metrics in corpus.items():
+            for metric, value in metrics.items():
+                cells = [suite, metric, _number(value)]
+                if with_base:
+                    cells.append(_number(base_corpus.get(suite, {}).get(metric)))
+                lines.append("| " + " | ".join(cells) + " |")
     failures = summary.get("failures", {})
     if failures:
         # a baseline written before failure causes were recorded has none: no column rather than zeros
@@ -220,11 +282,51 @@ def markdown_report(summary: dict[str, Any], name: str, baseline: dict[str, Any]
     return "\n".join(lines) + "\n"
 
 
+def read_baseline(path: str) -> dict[str, Any]:
+    """A previous run's ``results.json``; ``ValueError`` naming ``baseline`` and the path if it is not one."""
+    try:
+        run = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"baseline={path}: no such file") from None
+    except (OSError, ValueError) as err:
+        raise ValueError(f"baseline={path}: not a results.json ({type(err).__name__}: {err})") from None
+    if not isinstance(run, dict) or not isinstance(run.get("summary"), dict):
+        raise ValueError(f"baseline={path}: not a results.json (no 'summary' object)")
+    return run
+
+
+def _number(value: Any) -> str:
+    """A metric value as the environment gave it, to four significant digits; a dash when absent."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "—"
+    return f"{value:.4g}"
+
+
+def corpus_metrics_of(suite: Suite, records: list[dict[str, Any]]) -> dict[str, float]:
+    """The suite's ``corpus_metrics`` over its records, checked to be name -> number. A hook that fails is
+    reported on stderr and gives nothing: the entries it could not summarise are kept all the same."""
+    try:
+        metrics = suite.probe.corpus_metrics(records)
+        if not isinstance(metrics, dict):
+            raise TypeError(f"returned {type(metrics).__name__}, not a dict of name -> number")
+        bad = [k for k, v in metrics.items() if not isinstance(k, str) or isinstance(v, bool)
+               or not isinstance(v, int | float)]
+        if bad:
+            raise TypeError(f"metric {bad[0]!r} is not a name -> number pair")
+    except Exception as err:  # noqa: BLE001 - a user's hook must not lose the run's entries
+        print(f"warning: {suite.name}: corpus_metrics failed ({type(err).__name__}: {err}); entries kept",
+              file=sys.stderr, flush=True)
+        return {}
+    return {k: float(v) for k, v in metrics.items()}
+
+
 @hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
         suites = expand_suites(cfg)
-    except ValueError as err:
+        for suite in suites:  # every suite's environment, before the model loads: a bad path fails in a second
+            suite.probe  # noqa: B018
+    except EnvConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         sys.exit(2)
     spec = str(cfg.model_path) if cfg.model_path else str(cfg.model.spec)
@@ -232,6 +334,11 @@ def main(cfg: DictConfig) -> None:
     if guided_calls not in GUIDED_CALLS:
         print(f"config error: guided_calls must be one of {', '.join(GUIDED_CALLS)}, got {guided_calls!r}",
               file=sys.stderr)
+        sys.exit(2)
+    try:
+        baseline_run = read_baseline(cfg.baseline) if cfg.baseline else None
+    except ValueError as err:
+        print(f"config error: {err}", file=sys.stderr)
         sys.exit(2)
     try:
         device = resolve_device(str(cfg.device))
@@ -245,16 +352,18 @@ def main(cfg: DictConfig) -> None:
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
+    corpus: dict[str, dict[str, float]] = {}
     t0 = time.time()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=not cfg.progress) as progress:
         for suite in suites:
-            records.extend(evaluate_suite(suite, engine, tokenizer, sampling, int(cfg.batch_size), progress,
-                                          guided_calls))
-    summary = summarise(records)
+            suite_records = evaluate_suite(suite, engine, tokenizer, sampling, int(cfg.batch_size), progress,
+                                           guided_calls)
+            corpus[suite.name] = corpus_metrics_of(suite, suite_records)
+            records.extend(suite_records)
+    summary = summarise(records, corpus)
     summary.update({"model": spec, "seconds": time.time() - t0, "engine": dataclasses.asdict(engine.stats),
                     "config": OmegaConf.to_container(cfg, resolve=True)})
-    baseline_run = json.loads(Path(cfg.baseline).read_text()) if cfg.baseline else None
     baseline = baseline_run["summary"] if baseline_run else None
     if baseline_run:
         summary["paired_vs_baseline"] = paired_with_baseline(records, baseline_run.get("entries", []))

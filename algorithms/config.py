@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from agents.guided import GUIDED_CALLS
 from algorithms.chord import AlgorithmConfig
 from algorithms.lr_schedule import check_schedule, schedule_settings
+from envs.env_config import EnvConfig, EnvConfigError
 
 
 class TrainConfigError(ValueError):
@@ -18,13 +19,20 @@ def _need(cond: bool, message: str) -> None:
         raise TrainConfigError(message)
 
 
+def env_config(cfg: DictConfig) -> EnvConfig:
+    """The run's ``env`` section, checked, with its environment registered (``envs.env_config``)."""
+    try:
+        env = EnvConfig.from_mapping(OmegaConf.to_container(cfg.env, resolve=True))
+        env.register()
+    except EnvConfigError as err:
+        raise TrainConfigError(str(err)) from None
+    return env
+
+
 def validate_train_config(cfg: DictConfig, algo: AlgorithmConfig, world_size: int) -> None:
     """Raise ``TrainConfigError`` naming the offending key; returns quietly for a runnable config."""
-    from envs import ALIASES
-
     t = cfg.trainer
-    _need(cfg.env.name in ALIASES or str(cfg.env.name).startswith("chordgym/"),
-          f"env.name={cfg.env.name!r} is not a registered environment; known: {sorted(ALIASES)}")
+    env_config(cfg)
     for key in ("total_steps", "prompts_per_step", "micro_batch_size", "micro_batch_tokens"):
         _need(int(t[key]) >= 1, f"trainer.{key} must be >= 1, got {t[key]}")
     for key in ("expert_per_step", "eval_every", "save_every", "eval_size"):

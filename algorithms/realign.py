@@ -367,14 +367,16 @@ def load_realigned(path: str | Path, sources: Sequence[str] | None = None) -> li
 
 
 def _env_factory(env_cfg: Any) -> tuple[Callable[[], Any], str]:
+    """``make()`` for the train split of the run's ``env`` config (``envs.env_config``), checked once now
+    so that a bad config stops before the model loads."""
     from omegaconf import OmegaConf
 
-    from envs import make
+    from envs import EnvConfig
 
-    kwargs = dict(OmegaConf.to_container(env_cfg.get("kwargs"), resolve=True) or {}) if env_cfg.get("kwargs") else {}
-    split = env_cfg.get("train_split", "train")
-    kwargs["split"] = split  # as the trainer does: the train split, whatever kwargs says
-    return (lambda: make(env_cfg.name, **kwargs)), split
+    env = EnvConfig.from_mapping(OmegaConf.to_container(env_cfg, resolve=True))
+    split = env.train_split or "train"
+    env.register()
+    return (lambda: env.make(split, split_key="env.train_split")), split
 
 
 def _num_tasks(env: Any) -> int:
@@ -405,10 +407,10 @@ def main_cli(cfg: Any) -> dict[str, Any]:
     if r.get("num_threads"):
         torch.set_num_threads(int(r.num_threads))
     torch.manual_seed(int(cfg.seed))
-    model, tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed),
-                                  device=resolve_device(str(cfg.get("device", "auto"))))
     make_env, split = _env_factory(cfg.env)
     n_tasks = _num_tasks(make_env())
+    model, tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed),
+                                  device=resolve_device(str(cfg.get("device", "auto"))))
     start = int(r.start_index)
     indices = list(range(start, min(n_tasks, start + int(r.num_samples))))
     params = HintedParams(beta=float(r.beta), temperature=float(r.temperature), top_p=float(r.top_p),
@@ -439,9 +441,15 @@ def main_cli(cfg: Any) -> dict[str, Any]:
 def _hydra_main() -> None:
     import hydra
 
+    from envs import EnvConfigError
+
     @hydra.main(config_path="../configs", config_name="realign", version_base="1.3")
     def run(cfg: Any) -> None:
-        main_cli(cfg)
+        try:
+            main_cli(cfg)
+        except EnvConfigError as err:
+            print(f"config error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
 
     run()
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from agents.trajectory import Trajectory, collate
 from algorithms.advantages import group_advantages
 from algorithms.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from algorithms.chord import AlgorithmConfig
-from algorithms.config import TrainConfigError, validate_train_config
+from algorithms.config import TrainConfigError, env_config, validate_train_config
 from algorithms.distributed import DistInfo, all_reduce_sum, all_reduce_sum_list, init_distributed
 from algorithms.lr_schedule import lr_at, schedule_settings
 from algorithms.metrics import MetricsLogger, read_jsonl
@@ -47,7 +48,7 @@ from algorithms.objective import (
     trainable_start,
 )
 from algorithms.prompt_kv import DetachedPromptKV
-from envs import make as make_env
+from envs import EnvConfigError
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Trainer:
         self.train_env = self._make_env(cfg.env.train_split, training=True)
         self.num_train_tasks = self.train_env.num_tasks
         self.eval_envs: list[Any] = [self._make_env(cfg.env.eval_split)] if int(self.t.eval_every) > 0 else []
+        self._warn_on_shared_tasks()
 
         torch.manual_seed(int(cfg.seed))
         self.model, self.tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed))
@@ -116,16 +118,28 @@ class Trainer:
         reward that gives GRPO groups something to rank, while the reported score stays strict), the way
         verl and TRL take separate train and validation reward functions.
         """
-        kwargs = dict(OmegaConf.to_container(self.cfg.env.kwargs, resolve=True) or {})
-        if training:
-            kwargs.update(OmegaConf.to_container(self.cfg.env.get("train_kwargs") or {}, resolve=True))
-        kwargs["split"] = split
+        split_key = "env.train_split" if training else "env.eval_split"
         try:
-            return make_env(self.cfg.env.name, **kwargs)
-        except (TypeError, ValueError, KeyError) as err:
-            keys = "env.kwargs + env.train_kwargs" if training else "env.kwargs"
-            raise TrainConfigError(f"{keys} with split={split!r} (env.train_split / env.eval_split) do not make "
-                                   f"a {self.cfg.env.name} environment: {err}") from err
+            return env_config(self.cfg).make(split, training=training, split_key=split_key)
+        except EnvConfigError as err:
+            raise TrainConfigError(str(err)) from None
+
+    def _warn_on_shared_tasks(self) -> None:
+        """A held-out score over training tasks measures memory, not skill: say so before any work."""
+        if not self.eval_envs or not self.dist.is_main:
+            return
+        train_split, eval_split = self.cfg.env.train_split, self.cfg.env.eval_split
+        if train_split == eval_split:
+            print(f"warning: env.eval_split={eval_split!r} is the training split: the held-out score will be "
+                  f"measured on training tasks", file=sys.stderr, flush=True)
+            return
+        train_ids, eval_ids = self.train_env.task_ids, self.eval_envs[0].task_ids
+        if train_ids is not None and eval_ids is not None:
+            shared = set(train_ids) & set(eval_ids)
+            if shared:
+                print(f"warning: {len(shared)} of the {len(set(eval_ids))} held-out tasks (env.eval_split="
+                      f"{eval_split!r}) are also training tasks (env.train_split={train_split!r}), e.g. "
+                      f"{sorted(shared)[0]!r}", file=sys.stderr, flush=True)
 
     def _load_expert_pool(self) -> list[tuple[list, list]] | None:
         """``trainer.expert_data``: a realigned expert set (``python -m algorithms.realign``) used instead of

@@ -1,7 +1,9 @@
 """Gymnasium chat environments for tool-using LLM agents."""
 
 from envs.base import ChatEnv, Messages
-from envs.registry import ALIASES, make, register_env
+from envs.env_config import EnvConfig, EnvConfigError
+from envs.registry import ALIASES, ENTRY_POINT_GROUP, UnknownEnvError, known_env_names, make, register_env
 from envs.spaces import MessagesSpace
 
-__all__ = ["ALIASES", "ChatEnv", "Messages", "MessagesSpace", "make", "register_env"]
+__all__ = ["ALIASES", "ENTRY_POINT_GROUP", "ChatEnv", "EnvConfig", "EnvConfigError", "Messages", "MessagesSpace",
+           "UnknownEnvError", "known_env_names", "make", "register_env"]

@@ -4,6 +4,18 @@ An episode is a conversation. ``reset`` returns the opening messages (system pro
 ``step`` takes the assistant's text and returns only the messages that follow it (tool results, a user
 follow-up), so that a rollout can render exactly that delta with the chat template and never re-encode
 tokens the model sampled. The caller owns the conversation; the environment owns the task and the reward.
+
+The contract the trainer and ``agents.evaluate`` rely on (``docs/new-tool-env.md``, "The contract"):
+
+* ``num_tasks`` and ``reset(options={"index": i})`` for ``0 <= i < num_tasks``, deterministic per index;
+* ``reset``'s info: ``task_id`` (a stable id: paired comparisons match entries by it), optionally ``kind``
+  (accuracy is also reported per kind) and ``expert`` (the expert continuation, needed by every algorithm
+  with mu > 0);
+* ``step``'s final info: optionally ``failure`` (why a failed episode failed, a short tag tallied per suite);
+* an episode is *solved* when its final reward is >= 1.0 (accuracy, McNemar pairs); rewards below carry
+  the training signal only;
+* ``task_ids`` for the trainer's train/held-out overlap warning, ``corpus_metrics(records)`` for metrics
+  computed over a whole evaluation run (an F1, a sequence accuracy), both optional.
 """
 
 from __future__ import annotations
@@ -74,6 +86,20 @@ class ChatEnv(gym.Env):
     def num_tasks(self) -> int:
         """How many tasks ``reset(options={"index": i})`` can pick from."""
         raise NotImplementedError
+
+    @property
+    def task_ids(self) -> list[str] | None:
+        """The ids of the tasks, in index order, so that the trainer can warn when its training and held-out
+        splits share tasks; ``None`` (the default) when the environment cannot list them cheaply."""
+        return None
+
+    def corpus_metrics(self, records: list[dict[str, Any]]) -> dict[str, float]:
+        """Metrics over a whole evaluation run of this environment's split, for what no single episode can
+        score (a corpus F1, a sequence accuracy). ``records`` are ``agents.evaluate``'s entries of this suite:
+        ``id``, ``index``, ``output`` (the assistant texts), ``reward``, ``correct`` and ``verdict`` (the
+        episode's info: reset info updated by the final step's). Returns name -> value; they appear in
+        ``results.json`` (``summary.corpus_metrics``) and ``results.md``. Default: none."""
+        return {}
 
     def call_schemas(self) -> list[dict[str, Any]] | None:
         """The tools the current turn may call, in ToolACE/BFCL's schema dialect, for schema-guided decoding

@@ -125,6 +125,11 @@ class MathEnv(ChatEnv):
         """Number of problems; ``reset(options={"index": i})`` picks problem ``i``."""
         return len(self.problems)
 
+    @property
+    def task_ids(self) -> list[str]:
+        """The problems' uids, in index order (for the trainer's train/held-out overlap warning)."""
+        return [p.uid for p in self.problems]
+
     def expert_text(self, problem: Problem) -> tuple[str | None, str | None]:
         """The problem's expert solution if it scores +1 with this env's reward, else (None, reason)."""
         if problem not in self._experts:  # keyed by content: custom problems may share a uid
