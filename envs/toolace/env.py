@@ -22,8 +22,11 @@ Hitting ``max_turns`` truncates with reward 0.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +49,7 @@ from tools import (
 from tools.catalog import World, build_catalog
 
 ToolsetFactory = Callable[[Task], Toolset]
+TaskSource = Sequence[Task] | str | Path
 _HAS_TEXT = re.compile(r"\w")
 _OPTION_KEYS = {"index", "task_id", "task"}
 
@@ -55,28 +59,90 @@ def catalog_toolset(timeout_s: float | None = 2.0) -> ToolsetFactory:
     return lambda task: build_catalog(World(task.world_seed), task.tools, timeout_s=timeout_s)
 
 
+def user_tasks(tasks: TaskSource | Mapping[str, TaskSource], split: str | None) -> list[Task]:
+    """The tasks of ``split`` from a user's source (see ``ToolACEEnv``'s ``tasks``); ``ValueError`` names
+    the splits there are when ``split`` has none. ``split=None`` takes a list or file whole."""
+    if split is None:
+        if isinstance(tasks, Mapping) or "{split}" in str(tasks if isinstance(tasks, str | Path) else ""):
+            raise ValueError("tasks holds several splits: name the one to use with split=...")
+        return read_tasks(tasks) if isinstance(tasks, str | Path) else list(tasks)
+    if isinstance(tasks, Mapping):
+        if split not in tasks:
+            raise ValueError(f"tasks has no split {split!r}; its splits: {sorted(tasks)}")
+        source: TaskSource = tasks[split]
+        chosen = read_tasks(source) if isinstance(source, str | Path) else list(source)
+        return [dataclasses.replace(t, split=split) if t.split != split else t for t in chosen]
+    if isinstance(tasks, str | Path):
+        path = str(tasks)
+        loaded = read_tasks(path.replace("{split}", split)) if "{split}" in path else read_tasks(path)
+        if "{split}" in path:
+            return [dataclasses.replace(t, split=split) if t.split != split else t for t in loaded]
+    else:
+        loaded = list(tasks)
+    kept = [t for t in loaded if t.split == split]
+    if loaded and not kept:
+        present = sorted({t.split for t in loaded})
+        raise ValueError(f"none of the {len(loaded)} tasks has split {split!r} (their splits: {present}); set each "
+                         f"Task's split, or pass tasks as {{split: tasks}} or a path with '{{split}}'")
+    return kept
+
+
+def bounded(toolset: Toolset, timeout_s: float | None) -> Toolset:
+    """``toolset`` with a per-call limit of at most ``timeout_s`` (a copy when it changes; ``None``: as is)."""
+    if timeout_s is None or (toolset.timeout_s is not None and toolset.timeout_s <= timeout_s):
+        return toolset
+    limited = copy.copy(toolset)
+    limited.timeout_s = timeout_s
+    return limited
+
+
+_MCP_TOOLSETS: dict[str, Toolset] = {}
+
+
+def mcp_toolset_factory(spec: Mapping[str, Any]) -> ToolsetFactory:
+    """``task -> Toolset`` over an MCP server: the task's ``tools`` (all the server's when it names none).
+    The connection is opened now (a bad command or URL fails at construction) and shared per process."""
+    from tools.mcp import mcp_toolset
+
+    key = json.dumps(spec, sort_keys=True, default=str)
+    if key not in _MCP_TOOLSETS:
+        _MCP_TOOLSETS[key] = mcp_toolset(spec)
+    server = _MCP_TOOLSETS[key]
+    return lambda task: server.subset(task.tools) if task.tools else server
+
+
 class ToolACEEnv(ChatEnv):
     """Tool-use episodes with strict, execution-grounded rewards.
 
     Args:
-        split: ``train``, ``val`` or ``test`` (generated on first use, see ``envs.toolace.data``).
+        split: ``train``, ``val`` or ``test`` (generated on first use, see ``envs.toolace.data``; default
+            ``train``); with ``tasks``, the split to keep (default: all the tasks given).
         data_dir: directory holding ``<split>.jsonl``; ``None`` uses the seeded cache.
         max_turns: assistant turns per episode before truncation.
         syntax: call syntax the agent writes: ``pythonic``, ``json`` or ``auto``.
         reward_mode: ``strict`` (default), ``partial`` or ``graded``.
         data_seed: generator seed of the cached splits.
-        tasks: tasks to use instead of a split: a list of ``Task`` or a path to a JSONL file.
+        tasks: your own tasks instead of the generated splits: a list of ``Task``, a JSONL path, a path
+            holding ``{split}`` (``data/{split}.jsonl``) or a mapping ``split -> list or path``. The
+            environment keeps the tasks of ``split`` only (each ``Task`` carries its ``split``, default
+            ``train``) and refuses a split none of them has, so a held-out run never scores training tasks.
         toolset_factory: ``task -> Toolset`` for a custom tool catalog (default: the built-in catalog).
+        mcp: a toolset from an MCP server instead (``{"command": [...]}`` over stdio or ``{"url": ...}``
+            over streamable HTTP, see ``tools.mcp``); each task is offered its ``tools``. One connection per
+            server and process, shared by episodes: the server's own state is not reset between episodes.
         prompt_style: ``toolace`` (BFCL's prompt plus a plain-text paragraph) or ``bfcl`` (BFCL's exactly).
-        tool_timeout_s: per-call time limit of the default catalog toolset.
+        tool_timeout_s: the per-call time limit of every tool the episode runs, the built-in catalog's and
+            your toolset's alike (a toolset of your own with a shorter limit keeps it; ``None`` leaves the
+            toolset's own limit).
         mask_tool_names: probability that a task's tools are offered under random names (Hammer's
             function masking, ``envs.toolace.masking``); for training environments, 0 for evaluation.
     """
 
-    def __init__(self, split: str = "train", data_dir: str | Path | None = None, max_turns: int = 6,
+    def __init__(self, split: str | None = None, data_dir: str | Path | None = None, max_turns: int = 6,
                  syntax: Literal["pythonic", "json", "auto"] = "pythonic",
                  reward_mode: Literal["strict", "partial", "graded"] = "strict", data_seed: int = 0,
-                 tasks: Sequence[Task] | str | Path | None = None, toolset_factory: ToolsetFactory | None = None,
+                 tasks: TaskSource | Mapping[str, TaskSource] | None = None,
+                 toolset_factory: ToolsetFactory | None = None, mcp: Mapping[str, Any] | None = None,
                  prompt_style: PromptStyle = "toolace", tool_timeout_s: float | None = 2.0,
                  max_action_chars: int = 32_768, render_mode: str | None = None, mask_tool_names: float = 0.0):
         super().__init__(max_turns=max_turns, max_action_chars=max_action_chars, render_mode=render_mode)
@@ -93,15 +159,20 @@ class ToolACEEnv(ChatEnv):
         self.syntax = syntax
         self.reward_mode = reward_mode
         self.prompt_style = prompt_style
+        if tool_timeout_s is not None and not tool_timeout_s > 0:
+            raise ValueError(f"tool_timeout_s must be positive or None, got {tool_timeout_s!r}")
+        if toolset_factory is not None and mcp is not None:
+            raise ValueError("give toolset_factory or mcp, not both")
+        self.tool_timeout_s = tool_timeout_s
         if tasks is None:
-            self.tasks = load_split(split, data_dir, seed=data_seed)
-        elif isinstance(tasks, str | Path):
-            self.tasks = read_tasks(tasks)
+            self.tasks = load_split(split or "train", data_dir, seed=data_seed)
         else:
-            self.tasks = list(tasks)
+            self.tasks = user_tasks(tasks, split)
         self._by_id = {t.id: i for i, t in enumerate(self.tasks)}
-        self._default_tools = toolset_factory is None
+        self._default_tools = toolset_factory is None and mcp is None
         self._prompts: dict[tuple[str, ...], str] = {}
+        if mcp is not None:
+            toolset_factory = mcp_toolset_factory(mcp)
         self.toolset_factory = toolset_factory or catalog_toolset(tool_timeout_s)
         self.task: Task | None = None
         self.toolset: Toolset | None = None
@@ -110,6 +181,10 @@ class ToolACEEnv(ChatEnv):
     def num_tasks(self) -> int:
         """How many tasks ``reset(options={"index": i})`` can pick from."""
         return len(self.tasks)
+
+    @property
+    def task_ids(self) -> list[str]:
+        return [t.id for t in self.tasks]
 
     # -- episode state -------------------------------------------------------------------------------
     def _pick(self, options: dict[str, Any]) -> Task:
@@ -135,7 +210,7 @@ class ToolACEEnv(ChatEnv):
     def _reset_task(self, options: dict[str, Any]) -> tuple[Messages, dict[str, Any]]:
         task = self._pick(options)
         self.task = task
-        self.toolset = self.toolset_factory(task)
+        self.toolset = bounded(self.toolset_factory(task), self.tool_timeout_s)
         self.aliases = masked_names(task.id, self.toolset.names, self.mask_tool_names, self.data_seed)
         if self.aliases:
             self.toolset = self.toolset.renamed(self.aliases)
