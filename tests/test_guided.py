@@ -228,3 +228,26 @@ def test_evaluate_rejects_a_bad_guided_calls_value(tmp_path) -> None:
                            "guided_calls=always", f"out_dir={tmp_path}"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "guided_calls" in proc.stderr
+
+
+def test_keyword_named_parameters_are_guided_and_parse() -> None:
+    """Real APIs name parameters ``from``, ``class``, ``in``: the grammar lets the model write ``from=`` and the
+    pythonic parser reads it back (Python's grammar alone would refuse it)."""
+    grammar = CallGrammar([{"name": "convert", "parameters": {"type": "dict", "properties": {
+        "from": {"type": "string"}, "to": {"type": "string", "enum": ["EUR", "USD"]}, "in": {"type": "boolean"},
+        "class": {"type": "integer"}, "amount": {"type": "number"}}, "required": ["from", "to"]}}])
+    text = "[convert(from='USD', to='EUR', in=True, class=2, amount=3.5)]"
+    assert admitted(grammar, text) == (True, True)
+    assert parse_pythonic(text) == [ToolCall("convert", {"from": "USD", "to": "EUR", "in": True, "class": 2,
+                                                         "amount": 3.5})]
+    assert admitted(grammar, "[convert(to='EUR')]")[0] is False  # 'from' is required
+    assert admitted(grammar, "[convert(fro='USD'")[0] is False
+    rng = random.Random(1)
+    alphabet = "".join(sorted(set("[convert(from='USD', to='EUR', in=True, class=-2, amount=3.5)]\" \n")))
+    walks = [_random_admitted_text(grammar, rng, alphabet) for _ in range(100)]
+    finished = [w for w in walks if w is not None]
+    assert len(finished) >= 30
+    for text in finished:
+        calls = parse_pythonic(text)
+        assert calls and all(c.name == "convert" and {"from", "to"} <= set(c.arguments) for c in calls), text
+    assert any("class=" in text or "in=" in text for text in finished)  # keywords after the first argument too

@@ -12,6 +12,15 @@ nested calls, f-strings, arithmetic, sets, ``**kwargs``) is a ``ToolCallParseErr
 what was wrong and what is expected, because that message is shown to the model. No parser here lets any
 other exception out, however malformed or deeply nested the text (input above ``MAX_INPUT_CHARS`` is
 refused outright).
+
+Argument names may be Python keywords: ``[convert(from='USD', to='EUR')]``. Real APIs have parameters named
+``from``, ``class``, ``import`` or ``if`` (a JSON-schema property name is any string), BFCL writes them as
+``from=`` in its prompts and answers, and guided decoding lets a model write them; since the text is parsed,
+never run, only Python's grammar stands against them. When ``ast`` refuses the text, every keyword that
+``tokenize`` finds in argument-name position (after ``(`` or ``,`` and before ``=``, so never inside a string
+literal) is renamed to a placeholder that no name in the text begins with, the text is parsed again and the
+placeholders are mapped back. Text that ``ast`` accepts as it is takes no extra step. A keyword as a function
+name or as a value (``f(a=from)``) stays an error; ``True``/``False``/``None`` are values as ever.
 """
 
 from __future__ import annotations
@@ -19,8 +28,11 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import keyword
 import math
 import re
+import tokenize
+import unicodedata
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -100,20 +112,132 @@ def parse_pythonic(text: str) -> list[ToolCall]:
     source = body if body.startswith("[") else "[" + body
     source = source if source.endswith("]") else source + "]"
     try:
-        with warnings.catch_warnings():  # invalid escapes etc. in model text are not our warnings to print
-            warnings.simplefilter("ignore")
-            tree = ast.parse(source, mode="eval")
+        tree = _ast_parse(source)
     except SyntaxError as e:
-        detail = f"{e.msg} at column {e.offset}" if e.offset else str(e.msg)
-        raise ToolCallParseError(f"not valid call syntax ({detail}); {_PYTHONIC_FORM}") from None
-    except (ValueError, RecursionError, MemoryError, OverflowError) as e:
-        raise ToolCallParseError(f"not valid call syntax ({type(e).__name__}); {_PYTHONIC_FORM}") from None
+        tree = _parse_with_keyword_args(source, e)
     node = tree.body
     elements = node.elts if isinstance(node, ast.List | ast.Tuple) else [node]
     try:
         return [_call_from_node(e) for e in elements]
     except RecursionError:
         raise ToolCallParseError(f"arguments are nested too deeply; {_PYTHONIC_FORM}") from None
+
+
+def _ast_parse(source: str) -> ast.Expression:
+    """``ast.parse`` in eval mode; a ``SyntaxError`` is the caller's, any other failure a parse error."""
+    try:
+        with warnings.catch_warnings():  # invalid escapes etc. in model text are not our warnings to print
+            warnings.simplefilter("ignore")
+            return ast.parse(source, mode="eval")
+    except SyntaxError:
+        raise
+    except (ValueError, RecursionError, MemoryError, OverflowError) as e:
+        raise ToolCallParseError(f"not valid call syntax ({type(e).__name__}); {_PYTHONIC_FORM}") from None
+
+
+# -- keywords as argument names ----------------------------------------------------------------------------
+
+# a word of its own before '=' (or a comment or line continuation, which may come between) or before ',',
+# ')', ']', '}' (a keyword as a value); if no such word is a keyword, tokenizing the text cannot help
+_WORD_BEFORE_RE = re.compile(r"(?<!\w)([A-Za-z]{2,8})\s*(?:=(?!=)|[#\\,)\]}])")
+_SKIPPED = (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT)
+_KEYWORD_VALUES = ("True", "False", "None")
+_UNDERSCORES_RE = re.compile("_+")
+
+
+@dataclasses.dataclass
+class _KeywordScan:
+    renames: list[tuple[int, int, int, str]]  # (offset in the text, line, column, keyword) of each argument name
+    stray: str  # the first keyword (not True/False/None) that stands alone as a value, or ''
+
+
+def _parse_with_keyword_args(source: str, error: SyntaxError) -> ast.Expression:
+    """Parse ``source``, which ``ast`` refused with ``error``, allowing keywords as argument names.
+
+    Each keyword token between ``(`` or ``,`` and ``=`` becomes ``<prefix><keyword>``, the prefix being
+    one underscore more than the longest run of underscores in the text (read in NFKC form, as Python reads
+    names), then ``kw_``: no name of the text can be taken for a placeholder. The renamed text is parsed
+    and its keyword arguments renamed back. If nothing needs renaming, or the renamed text fails too, the
+    error is the parser's (located in the text as written), with a hint when a keyword stands where a
+    value should (``f(a=from)``).
+    """
+    maybe = any(keyword.iskeyword(word) for word in _WORD_BEFORE_RE.findall(source))
+    scan = _scan_keywords(source) if maybe else None
+    if scan is None or not scan.renames:
+        raise _syntax_error(error, hint=scan.stray if scan else "") from None
+    read = source if source.isascii() else unicodedata.normalize("NFKC", source)
+    prefix = "_" * (max(map(len, _UNDERSCORES_RE.findall(read)), default=0) + 1) + "kw_"
+    pieces: list[str] = []
+    names: dict[str, str] = {}
+    end = 0
+    for offset, _, _, word in scan.renames:
+        pieces += [source[end:offset], prefix + word]
+        names[prefix + word] = word
+        end = offset + len(word)
+    pieces.append(source[end:])
+    try:
+        tree = _ast_parse("".join(pieces))
+    except SyntaxError as e:
+        shifts, on_line, last_line = [], 0, 0  # each placeholder's (line, column in the renamed text, length)
+        for _, line, column, _ in scan.renames:
+            on_line = on_line + 1 if line == last_line else 0
+            shifts.append((line, column + on_line * len(prefix), len(prefix)))
+            last_line = line
+        raise _syntax_error(e, shifts, names, scan.stray) from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg in names:
+            node.arg = names[node.arg]
+    return tree
+
+
+def _scan_keywords(source: str) -> _KeywordScan | None:
+    """What :func:`_parse_with_keyword_args` needs to know of the tokens; ``None`` if tokenizing fails."""
+    lines = source.split("\n")
+    lines = [line + "\n" for line in lines[:-1]] + lines[-1:]
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    feed = iter(lines)
+    scan = _KeywordScan([], "")
+    before = previous = None  # the last two significant tokens
+    try:
+        for token in tokenize.generate_tokens(lambda: next(feed, "")):
+            if token.type in _SKIPPED:
+                continue
+            if previous is not None and previous.type == tokenize.NAME and keyword.iskeyword(previous.string):
+                opener = before.string if before is not None and before.type == tokenize.OP else ""
+                closer = token.string if token.type == tokenize.OP else ""
+                if opener in ("(", ",") and closer == "=":  # '==' is a token of its own
+                    (line, column), word = previous.start, previous.string
+                    offset = starts[line - 1] + column
+                    if source[offset:offset + len(word)] != word:  # not where expected: do not guess
+                        return None
+                    scan.renames.append((offset, line, column, word))
+                elif (not scan.stray and opener in ("=", ":", "[", "(", ",") and previous.string not in _KEYWORD_VALUES
+                      and (closer in (",", ")", "]", "}") or token.type == tokenize.ENDMARKER)):
+                    scan.stray = previous.string
+            before, previous = previous, token
+    except Exception:  # noqa: BLE001 - a best effort: TokenError, IndentationError, whatever the tokenizer raises
+        return None
+    return scan
+
+
+def _syntax_error(e: SyntaxError, shifts: Iterable[tuple[int, int, int]] = (),
+                  names: Mapping[str, str] | None = None, hint: str = "") -> ToolCallParseError:
+    """The parse error for ``e``, located in the text as written: ``shifts`` are the (line, column, added
+    characters) of the placeholders' prefixes in the parsed text, ``names`` the placeholders to write as
+    their keywords, ``hint`` a keyword found where a value should be."""
+    msg = str(e.msg)
+    for placeholder, word in (names or {}).items():
+        msg = msg.replace(placeholder, word)
+    offset = e.offset
+    if offset:  # 1-based; a column inside a prefix is the keyword's
+        offset -= sum(min(added, offset - 1 - column) for line, column, added in shifts
+                      if line == e.lineno and column < offset - 1)
+    detail = f"{msg} at column {offset}" if offset else msg
+    if hint:
+        detail += f"; '{hint}' is a Python keyword, not a value: quote strings, e.g. '{hint}'"
+    return ToolCallParseError(f"not valid call syntax ({detail}); {_PYTHONIC_FORM}")
 
 
 def _call_from_node(node: ast.expr) -> ToolCall:
@@ -205,14 +329,30 @@ def _describe_node(node: ast.AST) -> str:
 
 
 def format_pythonic(calls: Iterable[ToolCall]) -> str:
-    """``[f(a=1, b='x'), g()]``; ``parse_pythonic(format_pythonic(calls)) == calls``."""
+    """``[f(a=1, b='x'), g()]``; ``parse_pythonic(format_pythonic(calls)) == calls``.
+
+    Argument names are written as they are, keywords too (``convert(from='USD')``, as BFCL writes them);
+    a name that is no Python identifier (``first-name``), or not in the NFKC normal form that Python reads
+    identifiers in (``ﬁle`` reads as ``file``), has no pythonic form: ``ValueError``.
+    """
     parts = []
     for call in calls:
         if not is_call_name(call.name):
             raise ValueError(f"{call.name!r} is not a non-keyword Python identifier (dots allowed): no pythonic form")
+        for k in call.arguments:
+            if not _is_argument_name(k):
+                raise ValueError(f"{call.name}: argument name {k!r} is not a Python identifier (keywords are "
+                                 f"allowed): no pythonic form")
         args = ", ".join(f"{k}={_format_value(v)}" for k, v in call.arguments.items())
         parts.append(f"{call.name}({args})")
     return "[" + ", ".join(parts) + "]"
+
+
+def _is_argument_name(name: Any) -> bool:
+    """Does ``name=`` parse back as ``name``: an identifier (a keyword too, see the module docstring) that
+    NFKC normalisation leaves unchanged."""
+    return (isinstance(name, str) and name.isidentifier()
+            and (name.isascii() or unicodedata.normalize("NFKC", name) == name))
 
 
 def _format_value(value: Any) -> str:
