@@ -1,36 +1,43 @@
-"""docs/new-tool-env.md, run literally: its module blocks become bookshop_env.py, its YAML block the
-config file, and its other Python blocks run in order in one namespace."""
+"""docs/new-tool-env.md, run literally in an empty directory: its ``file=`` blocks become files, its Python
+blocks run in order in one namespace, and its shell blocks (train, then evaluate the checkpoint) run as
+they are, with this interpreter first on PATH."""
 
 from __future__ import annotations
 
-import re
+import json
 import sys
 from pathlib import Path
 
+from tests.doc_runner import doc_blocks, run_python_blocks, run_shell_block
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "new-tool-env.md"
-FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
 def test_doc_runs_end_to_end(tmp_path, monkeypatch, capsys):
-    files: dict[str, str] = {}
-    snippets: list[str] = []
-    for lang, info, body in FENCE.findall(DOC.read_text()):
-        target = re.search(r"file=(\S+)", info)
-        if target:
-            files[target.group(1)] = files.get(target.group(1), "") + body + "\n"
-        elif lang == "python":
-            snippets.append(body)
-    assert set(files) == {"bookshop_env.py", "configs/env/bookshop.yaml"} and len(snippets) == 2
-    for name, text in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
+    blocks = doc_blocks(DOC)
+    assert set(blocks.files) == {"bookshop_env.py", "configs/env/bookshop.yaml"}
+    assert len(blocks.python) == 2 and len(blocks.shell) == 2
+    blocks.write_files(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    namespace: dict = {}
     try:
-        for code in snippets:
-            exec(compile(code, str(DOC), "exec"), namespace)  # the doc's own code, not model output
+        run_python_blocks(blocks.python, DOC)
     finally:
         sys.modules.pop("bookshop_env", None)
     out = capsys.readouterr().out
     assert "order" in out.lower() and "error" in out
+
+    train = run_shell_block(blocks.shell[0], tmp_path)
+    assert train.returncode == 0, train.stderr[-4000:]
+    run_dir = tmp_path / "runs" / "bookshop-chord_mu-tiny-random"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env"] == "bookshop" and summary["eval_split"] == "test" and summary["eval_n"] == 4
+    held_out = [json.loads(line) for line in (run_dir / "eval" / "step-000002.jsonl").read_text().splitlines()]
+    assert held_out and all(r["task_id"] in {f"bookshop-{i}" for i in range(4, 40, 5)} for r in held_out)
+    assert "training tasks" not in train.stderr  # train and test share no task: no overlap warning
+
+    evaluate = run_shell_block(blocks.shell[1], tmp_path)
+    assert evaluate.returncode == 0, evaluate.stderr[-4000:]
+    results = json.loads((tmp_path / "runs" / "eval-bookshop" / "results.json").read_text())
+    assert [e["id"] for e in results["entries"]] == [f"bookshop-{i}" for i in range(4, 34, 5)]
+    assert "bookshop/test" in (tmp_path / "runs" / "eval-bookshop" / "results.md").read_text()

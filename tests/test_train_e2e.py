@@ -216,3 +216,45 @@ def test_train_kwargs_reach_the_training_envs_only() -> None:
         default = compose("train", overrides=["env=toolace", "env.kwargs.reward_mode=partial"])
     trainer.cfg = default  # by default the training reward follows env.kwargs.reward_mode
     assert trainer._make_env(default.env.train_split, training=True).reward_mode == "partial"
+
+
+MATH = ["env=math", "env.kwargs.size=40", "trainer.total_steps=1", "trainer.save_every=0", "trainer.eval_every=1"]
+
+
+def test_math_trains_through_the_cli_and_warns_on_a_training_split_held_out(tmp_path: Path) -> None:
+    """README's ``env=math algorithm=chord_mu_math`` (math.yaml has ``train_kwargs: {}``), scored on its
+    training split: it trains, and says first that the held-out score is measured on training tasks."""
+    run_dir = tmp_path / "math"
+    proc = run_train(run_dir, *MATH, "algorithm=chord_mu_math", "env.eval_split=train")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "warning: env.eval_split='train' is the training split" in proc.stderr
+    steps = [r for r in metric_rows(run_dir) if "loss/total" in r]
+    assert len(steps) == 1 and "sft/nll" in steps[0] and "reward/mean" in steps[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["sft", "grpo", "sft_then_grpo", "chord_mu", "chord_phi", "idft", "chord_idft",
+                                       "chord_adaptive"])
+def test_every_algorithm_preset_trains_on_math(tmp_path: Path, algorithm: str) -> None:
+    proc = run_train(tmp_path / algorithm, *MATH, f"algorithm={algorithm}")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert [r["step"] for r in metric_rows(tmp_path / algorithm) if "loss/total" in r] == [1]
+
+
+def test_shared_held_out_tasks_are_warned_about(capsys) -> None:
+    from types import SimpleNamespace
+
+    from algorithms.trainer import Trainer
+
+    trainer = Trainer.__new__(Trainer)
+    trainer.dist = SimpleNamespace(is_main=True)
+    trainer.cfg = SimpleNamespace(env=SimpleNamespace(train_split="train", eval_split="test"))
+    trainer.train_env = SimpleNamespace(task_ids=["a", "b", "c"])
+    trainer.eval_envs = [SimpleNamespace(task_ids=["c", "d"])]
+    trainer._warn_on_shared_tasks()
+    assert "1 of the 2 held-out tasks" in capsys.readouterr().err
+    trainer.eval_envs = [SimpleNamespace(task_ids=["d", "e"])]
+    trainer._warn_on_shared_tasks()
+    trainer.eval_envs = [SimpleNamespace(task_ids=None)]
+    trainer._warn_on_shared_tasks()
+    assert capsys.readouterr().err == ""
