@@ -220,3 +220,55 @@ def test_values_compare_type_aware():
     assert values_equal("Paris", " paris", {"type": "string"})
     assert values_equal({"a": 1}, {"a": 1.0}, {"type": "object", "properties": {"a": number}})
     assert not values_equal([1, 2], [2, 1], {"type": "array", "items": integer})
+
+
+# -- a user's tasks and tools ---------------------------------------------------------------------------
+
+def _user_task(task_id: str, split: str, tools: list[str] | None = None) -> Task:
+    return Task(id=task_id, kind="single", domain="user", tools=tools or ["hang"], user_messages=["go"],
+                ground_truth=[[[{"name": "hang", "arguments": {}}]]], expert=[], world_seed=0, split=split)
+
+
+def test_user_tasks_are_kept_by_split_and_a_missing_split_is_refused(tmp_path) -> None:
+    mixed = [_user_task("a", "train"), _user_task("b", "test"), _user_task("c", "train")]
+    assert [t.id for t in ToolACEEnv(tasks=mixed, split="test").tasks] == ["b"]
+    assert [t.id for t in ToolACEEnv(tasks=mixed, split="train").tasks] == ["a", "c"]
+    assert [t.id for t in ToolACEEnv(tasks=mixed).tasks] == ["a", "b", "c"]  # no split named: all of them
+    with pytest.raises(ValueError, match=r"split 'val' \(their splits: \['test', 'train'\]\)"):
+        ToolACEEnv(tasks=mixed, split="val")
+    by_split = {"train": mixed[:1], "test": [_user_task("d", "train")]}
+    test_env = ToolACEEnv(tasks=by_split, split="test")
+    assert [(t.id, t.split) for t in test_env.tasks] == [("d", "test")]
+    with pytest.raises(ValueError, match=r"no split 'val'; its splits: \['test', 'train'\]"):
+        ToolACEEnv(tasks=by_split, split="val")
+    for split in ("train", "test"):
+        (tmp_path / f"{split}.jsonl").write_text(_user_task(f"{split}-0", "train").to_json() + "\n")
+    from_files = ToolACEEnv(tasks=str(tmp_path / "{split}.jsonl"), split="test")
+    assert [(t.id, t.split) for t in from_files.tasks] == [("test-0", "test")]
+    with pytest.raises(ValueError, match="name the one to use"):
+        ToolACEEnv(tasks=by_split)
+
+
+def test_a_hung_user_tool_is_cut_at_the_environments_limit() -> None:
+    """A user's toolset without a limit of its own (timeout_s=None) or with a longer one still gets the
+    environment's tool_timeout_s (2 s by default): a hang costs one error message, not the run."""
+    import time
+
+    from tools import Toolset, tool
+
+    @tool
+    def hang() -> dict:
+        """Never answers in time."""
+        time.sleep(30)
+        return {}
+
+    for toolset, env_kwargs, limit in ((Toolset([hang], timeout_s=None), {}, 2.0),
+                                       (Toolset([hang]), {"tool_timeout_s": 0.3}, 0.3)):
+        env = ToolACEEnv(tasks=[_user_task("a", "train")], toolset_factory=lambda task, ts=toolset: ts, **env_kwargs)
+        env.reset(options={"index": 0})
+        start = time.perf_counter()
+        out, reward, terminated, truncated, info = env.step("[hang()]")
+        elapsed = time.perf_counter() - start
+        assert f"timed out after {limit:g} s" in out[0]["content"] and info["errors"] == 1
+        assert limit <= elapsed < limit + 1.5
+        assert toolset.timeout_s in (None, 5.0)  # the user's object is not changed
