@@ -1,6 +1,11 @@
-"""``python -m agents.evaluate``: score a model on held-out suites (BFCL categories, ToolACE and math splits).
+"""``python -m agents.evaluate``: score a model on held-out suites (BFCL categories, ToolACE and math splits,
+and any registered environment: ``docs/new-suite.md``).
 
 Every suite is an environment, so evaluation runs the same rollout code as training (greedy by default).
+A suite's environment is made from its config (``configs/env/<name>.yaml``, the same ``kwargs`` the trainer
+uses) with ``<name>.kwargs`` on top; every suite's environment is made before the model loads, so a bad
+path or argument is one ``config error:`` line. An environment's ``corpus_metrics`` hook adds metrics
+computed over all of a suite's entries.
 Output in ``out_dir``: ``results.json`` (every entry's prompt, output and verdict; per-category accuracy with
 its 95% Wilson interval, per task kind for ToolACE; failed entries by cause; BFCL aggregates) and
 ``results.md`` (a table; with
