@@ -11,13 +11,25 @@ used (see ``MathEnv``), so a wrong gold answer or a broken solution never become
 
 from __future__ import annotations
 
-import re
-
 from envs.math.answer import last_boxed
 from envs.math.arith import ArithmeticExpressionError, format_number, solution_steps
 from envs.math.problems import Problem
 
-_FINAL_MARK = re.compile(r"\n?\s*####\s*(\S.*)?\s*$")
+
+def split_final_mark(cot: str) -> tuple[str, str | None] | None:
+    r"""``(text before, its result)`` of a stripped GSM-style solution whose last line states ``#### N`` (the
+    result is ``None`` when the mark states none), else ``None``. The mark is the first ``####`` after which
+    at most one line of text follows, as ``re.search(r"\n?\s*####\s*(\S.*)?\s*$")`` finds it, but with
+    string operations: that expression is quadratic in a run of blanks."""
+    last_line = cot.rfind("\n") + 1
+    before = cot[:last_line].rstrip()
+    if before.endswith("####"):  # the mark ends its line and the result is the last line
+        i = len(before) - 4
+    else:
+        i = cot.find("####", last_line)
+        if i < 0:
+            return None
+    return cot[:i].rstrip(), cot[i + 4:].strip() or None
 
 
 def final_line(answer: str) -> str:
@@ -50,9 +62,9 @@ def cot_solution(cot: str, answer: str) -> str:
     ``answer`` is boxed only when the solution states no result of its own)."""
     if last_boxed(cot) is not None:
         return cot.strip()
-    mark = _FINAL_MARK.search(cot.strip())
-    final = mark.group(1).strip() if mark and mark.group(1) else answer  # the solution's own result if it states one
-    body = _FINAL_MARK.sub("", cot.strip()).rstrip()
+    marked = split_final_mark(cot.strip())
+    body, stated = marked if marked else (cot.strip(), None)
+    final = stated or answer  # the solution's own result if it states one
     return f"{body}\n\n{final_line(final)}" if body else final_line(final)
 
 
