@@ -23,6 +23,7 @@ Token-in/token-out invariants (also in ``docs/rollouts.md``):
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class RolloutStats:
     generated_tokens: int = 0  # model-sampled tokens kept in trajectories
     total_tokens: int = 0  # all trajectory tokens
     length_cut_turns: int = 0  # turns ended by the token budget, closed with environment end-of-turn tokens
+    env_errors: int = 0  # episodes ended because env.step raised (reward 0, info["failure"] = "env_error")
     render_mismatch_turns: int = 0
     render_mismatch_episodes: int = 0
     truncated: dict[str, int] = field(default_factory=dict)
@@ -288,10 +290,9 @@ def _step_env(ep: _Episode, text: str, renderer: ChatRenderer, stats: RolloutSta
     t_env = time.perf_counter()
     try:
         new_messages, reward, terminated, truncated, info = ep.env.step(text, finish_reason=ep.finish_reasons[-1])
-    except Exception as e:
-        e.add_note(f"chordgym rollout: env.step of episode {ep.index} at turn {len(ep.spans)} "
-                   f"(task {ep.reset_info.get('task_id')!r})")
-        raise
+    except Exception as e:  # noqa: BLE001 - one reply must not end a run: the episode ends, with its cause
+        new_messages, reward, terminated, truncated, info = [], 0.0, True, False, _env_error(ep, e)
+        stats.env_errors += 1
     stats.env_s += time.perf_counter() - t_env
     new_messages = [dict(m) for m in new_messages]
     ep.step_rewards.append(float(reward))
@@ -315,6 +316,17 @@ def _step_env(ep: _Episode, text: str, renderer: ChatRenderer, stats: RolloutSta
     ep.extend(renderer.render_delta(conversation, new_messages, add_generation_prompt=False), 0)
     ep.ends_with_generation_prompt = False
     _finish(ep, reason)
+
+
+def _env_error(ep: _Episode, error: Exception) -> dict[str, Any]:
+    """The final info of an episode whose ``env.step`` raised: reward 0 and the cause, reported on stderr.
+    An environment is meant to be total (whatever the model writes, a message and a reward); this keeps
+    one that is not from ending a whole training or evaluation run on one reply."""
+    detail = " ".join(f"{type(error).__name__}: {error}".split())[:500]
+    task_id = ep.reset_info.get("task_id")
+    print(f"warning: env.step raised on task {task_id!r} at turn {len(ep.spans)}; the episode ends with reward "
+          f"0: {detail}", file=sys.stderr, flush=True)
+    return {"task_id": task_id, "failure": "env_error", "env_error": detail}
 
 
 def _finish(ep: _Episode, reason: str | None) -> None:

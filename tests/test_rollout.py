@@ -312,14 +312,18 @@ def test_prompt_longer_than_cap_gives_an_empty_episode(tiny, engine, renderer):
     assert t.input_ids == renderer.render_prompt(t.info["messages"]) and t.info["render_match"]
 
 
-def test_env_exception_propagates_with_context(tiny, engine):
+def test_env_exception_ends_that_episode_only(tiny, engine, capsys):
+    """An environment that raises on a reply ends that episode with reward 0 and its cause; the other
+    episodes of the batch, and the run, go on."""
     class Broken(EchoToolEnv):
         def _step_turn(self, assistant_text):
             raise KeyError("bug in the env")
 
-    with pytest.raises(KeyError) as err:
-        rollout([EchoToolEnv(), Broken()], engine, tiny[1], sampling=sampling())
-    assert any("env.step of episode 1" in note for note in err.value.__notes__)
+    trajs, stats = rollout_with_stats([EchoToolEnv(), Broken()], engine, tiny[1], sampling=sampling())
+    assert trajs[1].reward == 0.0 and trajs[1].info["failure"] == "env_error"
+    assert "KeyError" in trajs[1].info["env_error"] and "bug in the env" in trajs[1].info["env_error"]
+    assert trajs[1].num_generated > 0 and "failure" not in trajs[0].info
+    assert stats.env_errors == 1 and "warning: env.step raised" in capsys.readouterr().err
 
 
 def test_non_canonical_tokenisation_is_counted_not_retokenised(tiny, renderer):
