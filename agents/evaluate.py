@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from agents.engines import HFEngine, SamplingParams
 from agents.guided import GUIDED_CALLS
-from agents.models import load_model, resolve_device
+from agents.models import ModelLoadError, load_model, resolve_device
 from agents.rollout import rollout
 from agents.scores import paired_change, wilson_interval
 from envs import EnvConfig, EnvConfigError
@@ -340,6 +340,10 @@ def main(cfg: DictConfig) -> None:
         print(f"config error: guided_calls must be one of {', '.join(GUIDED_CALLS)}, got {guided_calls!r}",
               file=sys.stderr)
         sys.exit(2)
+    if cfg.model_path and not str(cfg.model_path).startswith("hub:") and not Path(str(cfg.model_path)).is_dir():
+        print(f"config error: model_path={cfg.model_path}: no such checkpoint directory (a hub model goes in "
+              f"model_path=hub:org/name)", file=sys.stderr)
+        sys.exit(2)
     try:
         baseline_run = read_baseline(cfg.baseline) if cfg.baseline else None
     except ValueError as err:
@@ -350,7 +354,12 @@ def main(cfg: DictConfig) -> None:
     except ValueError as err:
         print(f"config error: device: {err}", file=sys.stderr)
         sys.exit(2)
-    model, tokenizer = load_model(spec, dtype=str(cfg.model.dtype), device=device)
+    try:
+        model, tokenizer = load_model(spec, dtype=str(cfg.model.dtype), device=device)
+    except ModelLoadError as err:
+        key = "model_path" if cfg.model_path else "model.spec"
+        print(f"config error: {key}={spec}: {err}", file=sys.stderr)
+        sys.exit(2)
     engine = HFEngine(model, tokenizer, dtype=str(cfg.model.dtype), max_batch_size=int(cfg.batch_size))
     sampling = SamplingParams(temperature=float(cfg.temperature), top_p=float(cfg.top_p),
                               max_new_tokens=int(cfg.max_new_tokens), greedy=bool(cfg.greedy), seed=int(cfg.seed))

@@ -276,7 +276,11 @@ def _check_safetensors(path: Path) -> None:
         if isinstance(e, ModelLoadError):
             raise
         raise ModelLoadError(f"corrupt weights file {path}: unreadable safetensors header ({e}). Fix: {fix}") from e
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+        raise ModelLoadError(f"corrupt weights file {path}: a tensor entry of the safetensors header has no valid "
+                             f"data_offsets ({type(e).__name__}: {e}). Fix: {fix}") from None
     if 8 + header_len + end > size:
         raise ModelLoadError(f"corrupt weights file {path}: truncated ({size} bytes, needs {8 + header_len + end}). "
                              f"Fix: {fix}")
@@ -332,6 +336,9 @@ def _hub_id(spec: str) -> str | None:
     if spec.startswith("hub:"):
         return spec[4:]
     if _HUB_ID.match(spec) and not Path(spec).expanduser().exists() and not spec.startswith((".", "~")):
+        # "runs/missing" is a path whose checkpoint is not there, not a hub organisation called "runs"
+        if Path(spec.split("/", 1)[0]).is_dir():
+            return None
         return spec
     return None
 
@@ -339,8 +346,9 @@ def _hub_id(spec: str) -> str | None:
 def _hub_reachable(timeout_s: float = 3.0) -> tuple[bool, str]:
     """One short HEAD request to the hub endpoint; never waits longer than ``timeout_s``."""
     import httpx
+    from huggingface_hub import constants
 
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT  # read now: a test or a caller may set it late
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
         return False, "HF_HUB_OFFLINE is set"
     try:

@@ -19,6 +19,34 @@ def _need(cond: bool, message: str) -> None:
         raise TrainConfigError(message)
 
 
+_INTEGERS = ("total_steps", "prompts_per_step", "expert_per_step", "micro_batch_size", "micro_batch_tokens",
+             "warmup_steps", "max_new_tokens", "eval_every", "eval_size", "eval_max_new_tokens", "save_every",
+             "keep_checkpoints")
+_REALS = ("lr", "min_lr_ratio", "weight_decay", "grad_clip", "temperature", "top_p")
+_OPTIONAL_INTEGERS = ("max_turns", "expert_tasks", "max_steps_this_run")
+
+
+def _check_numbers(t: DictConfig) -> None:
+    """Every numeric trainer key holds a number (``trainer.lr=fast`` names the key instead of a bare
+    ``could not convert string to float``)."""
+    def bad(key: str, kind: str) -> TrainConfigError:
+        return TrainConfigError(f"trainer.{key} must be {kind}, got {t.get(key)!r}")
+
+    for key in _INTEGERS + _OPTIONAL_INTEGERS:
+        value = t.get(key)
+        if value is None and key in _OPTIONAL_INTEGERS:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad(key, "an integer" + (" or null" if key in _OPTIONAL_INTEGERS else ""))
+    for key in _REALS:
+        value = t.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad(key, "a number")
+    betas = t.get("adam_betas")
+    if betas is None or len(betas) != 2 or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in betas):
+        raise bad("adam_betas", "a list of two numbers")
+
+
 def env_config(cfg: DictConfig) -> EnvConfig:
     """The run's ``env`` section, checked, with its environment registered (``envs.env_config``)."""
     try:
@@ -32,6 +60,7 @@ def env_config(cfg: DictConfig) -> EnvConfig:
 def validate_train_config(cfg: DictConfig, algo: AlgorithmConfig, world_size: int) -> None:
     """Raise ``TrainConfigError`` naming the offending key; returns quietly for a runnable config."""
     t = cfg.trainer
+    _check_numbers(t)
     env_config(cfg)
     for key in ("total_steps", "prompts_per_step", "micro_batch_size", "micro_batch_tokens"):
         _need(int(t[key]) >= 1, f"trainer.{key} must be >= 1, got {t[key]}")

@@ -17,12 +17,16 @@ from algorithms.config import TrainConfigError
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    from agents.models import ModelLoadError
     from algorithms.trainer import Trainer
 
     try:
         Trainer(cfg).train()
     except TrainConfigError as err:
         print(f"config error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except ModelLoadError as err:
+        print(f"config error: model.spec={cfg.model.spec}: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
 
 

@@ -80,6 +80,7 @@ def test_unknown_suite_or_env_names_both_ways_before_any_model_loads(tmp_path: P
     ("+toolace.bogus=1", ["config error:", "toolace.bogus"]),
     ("+toolace.limit=0", ["config error:", "toolace.limit"]),
     ("baseline=missing.json", ["config error:", "baseline=missing.json"]),
+    ("model_path=runs/missing", ["config error:", "model_path=runs/missing: no such checkpoint directory"]),
 ])
 def test_evaluate_start_up_errors_are_one_line(tmp_path: Path, override: str, words: list[str]) -> None:
     proc = _run(["-m", "agents.evaluate", "suites=[toolace]", override, f"out_dir={tmp_path}"], tmp_path, timeout=120)

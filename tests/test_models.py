@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import struct
 import time
 from pathlib import Path
 
@@ -93,6 +95,17 @@ def test_truncated_safetensors_is_reported(tiny, tmp_path):
         load_model(str(tmp_path))
 
 
+def test_safetensors_header_without_offsets_is_reported(tiny, tmp_path):
+    model, tok = tiny
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1]}}).encode()
+    weights.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 4)
+    with pytest.raises(ModelLoadError, match=f"corrupt weights file {weights}: .*no valid data_offsets"):
+        load_model(str(tmp_path))
+
+
 def test_missing_embedded_package_names_install_command(monkeypatch, tmp_path):
     real = importlib.util.find_spec
     monkeypatch.setattr(models.importlib.util, "find_spec",
@@ -110,6 +123,9 @@ def test_hub_ids_only_when_named(tmp_path, monkeypatch):
     (tmp_path / "runs" / "ckpt").mkdir(parents=True)
     assert models._hub_id("runs/ckpt") is None  # an existing local path is never a hub id
     assert models._hub_id("./x/y") is None and models._hub_id("/abs/path") is None
+    assert models._hub_id("runs/missing") is None  # "runs" is a local directory: a missing checkpoint, not an org
+    with pytest.raises(ModelLoadError, match="model path runs/missing does not exist"):
+        load_model("runs/missing")
 
 
 def test_unreachable_hub_fails_fast_with_fix(monkeypatch, tmp_path):

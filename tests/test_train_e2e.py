@@ -130,6 +130,8 @@ def test_resume_continues_the_same_data_stream(tmp_path: Path) -> None:
     ("env.train_kwargs.mask_tool_names=2", "env.train_kwargs"),
     ("env.eval_split=bogus", "env.eval_split"),
     ("+env.kwargs.tasks=missing/tasks.jsonl", "no such file: missing/tasks.jsonl"),
+    ("trainer.lr=fast", "trainer.lr must be a number, got 'fast'"),
+    ("model.spec=tests/missing-checkpoint", "model path tests/missing-checkpoint does not exist"),
     ("trainer.prompt_grad=none", "trainer.prompt_grad"),
     ("trainer.eval_guided_calls=always", "trainer.eval_guided_calls"),
 ])
