@@ -166,8 +166,8 @@ def test_no_reply_escapes_env_step(env_name: str) -> None:
     figures = run_campaign(env_name, slow=False)
     assert figures["texts"] >= 500
     # a bound on the worst step relative to a typical one, never in seconds: the triggers must not cost
-    # what they did (the fence: 7.8 s, about 100,000 median steps)
-    assert figures["worst_step_ratio"] < 5_000, figures
+    # what they did (the fence: 7.8 s, about 70,000 median steps of 0.1 ms; parsing 3,000 calls is ~500)
+    assert figures["worst_step_ratio"] < 20_000, figures
 
 
 @pytest.mark.slow

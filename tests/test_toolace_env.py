@@ -17,7 +17,7 @@ from tools import ToolCall
 
 @pytest.fixture(scope="module")
 def env():
-    return ToolACEEnv(tasks=[])
+    return ToolACEEnv(tasks=[], tool_timeout_s=None)  # the catalog inline: these tests check scoring, not limits
 
 
 def _task(kind: str, split: str = "val", pred=lambda t: True) -> Task:
@@ -48,6 +48,9 @@ def test_expert_replays_score_one(env, split, limit):
     for task in tasks:
         reward, problem = replay_expert(env, task)
         assert problem is None and reward == 1.0, (task.id, problem)
+    isolated = ToolACEEnv(tasks=[])  # the default: each episode's tools in a worker process, same messages
+    for task in tasks[:20]:
+        assert replay_expert(isolated, task) == (1.0, None), task.id
 
 
 def test_reset_returns_system_and_user_and_info():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 
 import httpx
@@ -127,3 +128,97 @@ def test_allowlist(url):
 def test_server_refuses_non_loopback_host():
     with pytest.raises(ValueError, match="non-loopback"):
         serve_toolset(Toolset([add]), host="0.0.0.0")
+
+
+# -- a server that answers too slowly, a byte at a time ----------------------------------------------------
+
+class DribblingServer:
+    """A raw HTTP/1.1 server on 127.0.0.1: ``GET /tools`` is answered at once; ``POST /call`` gets one byte
+    of its answer every ``interval_s`` (of the body, or of the status line and headers), never the end."""
+
+    TOOLS = json.dumps({"tools": [add.openai_schema()]}).encode()
+
+    def __init__(self, where: str, interval_s: float = 0.5):
+        self.where, self.interval_s = where, interval_s
+        self.stop = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            buffer = b""
+            while not self.stop.is_set():
+                while b"\r\n\r\n" not in buffer:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                head, buffer = buffer.split(b"\r\n\r\n", 1)
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(buffer) < length:
+                    buffer += conn.recv(65536)
+                buffer = buffer[length:]
+                if head.startswith(b"GET /tools"):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                                 + str(len(self.TOOLS)).encode() + b"\r\n\r\n" + self.TOOLS)
+                    continue
+                answer = b'{"name": "add", "results": 3}'.ljust(200)
+                headers = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+                if self.where == "body":
+                    conn.sendall(headers)
+                    drip = answer
+                else:
+                    drip = headers + answer
+                for byte in drip:
+                    if self.stop.wait(self.interval_s):
+                        return
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        return
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+        for thread in self.threads:
+            thread.join(2)
+
+
+@pytest.mark.parametrize("where", ["body", "headers"])
+def test_a_dribbling_server_is_cut_at_the_clients_deadline(where):
+    """One byte every 0.5 s never trips a per-read time-out of 1 s; the call's deadline cuts it all the same
+    (it used to take 200 x 0.5 s = 100 s here)."""
+    server = DribblingServer(where)
+    timeout_s = 1.0
+    try:
+        with HTTPToolset(server.url, timeout_s=timeout_s) as remote:
+            start = time.monotonic()
+            result = remote.execute(ToolCall("add", {"a": 1, "b": 2}))
+            elapsed = time.monotonic() - start
+        assert result.error == f"add: tool server at {server.url} timed out after 1 s"
+        assert elapsed < 3 * timeout_s
+    finally:
+        server.close()
+
+
+def test_the_deadline_covers_connection_retries():
+    url = f"http://127.0.0.1:{closed_port()}"
+    start = time.monotonic()
+    with pytest.raises(ConnectionError, match="unreachable|timed out"):
+        HTTPToolset(url, timeout_s=0.3, retries=50, backoff_s=0.05)
+    assert time.monotonic() - start < 3 * 0.3  # 50 retries with doubling back-off would take hours

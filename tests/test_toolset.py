@@ -193,3 +193,24 @@ def test_pickle_round_trip():
     assert ts.names == ["add", "plain"] and ts["add"] is add  # @tool functions pickle by reference
     assert ts.execute(ToolCall("plain", {"text": "a b"})).content == ["a", "b"]
     assert ts.validate(ToolCall("add", {"a": "x"})) == "add: parameter 'a' must be of type integer, got string \"x\""
+
+
+def test_new_limits_have_defaults_and_are_checked():
+    ts = Toolset([add])
+    assert (ts.timeout_s, ts.max_output_chars, ts.isolation, ts.max_memory_bytes, ts.max_calls_per_reply,
+            ts.max_message_chars) == (5.0, 4096, "process", 1 << 30, 32, 16_384)
+    for bad in ({"max_calls_per_reply": 0}, {"max_message_chars": -1}, {"max_memory_bytes": 1.5},
+                {"isolation": "none"}):
+        with pytest.raises(ValueError):
+            Toolset([add], **bad)
+    assert Toolset([add], max_calls_per_reply=None, max_message_chars=None, max_memory_bytes=None).execute(
+        ToolCall("add", {"a": 1})).content == 1
+
+
+def test_close_stops_the_worker_and_the_next_call_starts_another(toolset):
+    assert toolset.execute(ToolCall("add", {"a": 1})).content == 1
+    first = toolset._worker.pid
+    toolset.close()
+    assert toolset._worker is None
+    assert toolset.execute(ToolCall("add", {"a": 2})).content == 2 and toolset._worker.pid != first
+    toolset.close()

@@ -1,8 +1,10 @@
 """Tools for chordgym agents: definition, validation, limited execution, call syntax, HTTP.
 
 A ``Tool`` is a JSON schema plus a Python callable (``@tool`` builds one from type hints and a
-Google-style docstring); a ``Toolset`` validates calls and runs them under a time limit and an output
-cap, turning every failure into an error result; ``parse_tool_calls``/``format_pythonic``/``format_json``
+Google-style docstring); a ``Toolset`` validates calls and runs them in a worker process under a time
+limit that really stops them, a memory limit and an output cap, with caps on the calls and the tool
+message of one reply, turning every failure into an error result (``tools.toolset``, ``tools.worker``);
+``parse_tool_calls``/``format_pythonic``/``format_json``
 speak the pythonic (ToolACE/BFCL) and JSON (Hermes) call syntaxes. ``tools.http`` serves a toolset over
 HTTP and offers an ``httpx`` client with the same interface (imported on use, not here).
 """

@@ -1,4 +1,5 @@
-"""Tools over HTTP: serve a ``Toolset`` from a background thread, and call one with ``httpx``.
+"""Tools over HTTP: serve a ``Toolset`` from a background thread, and call one with ``httpcore`` (httpx's
+transport layer).
 
 Protocol (JSON both ways):
 * ``GET /tools`` -> ``{"tools": [openai schema, ...]}``
@@ -8,9 +9,12 @@ Protocol (JSON both ways):
 ``HTTPToolset`` has ``Toolset``'s interface: it fetches the schemas once, validates calls locally with the
 same code, and executes them on the server. Transport failures become error results: connection errors
 are retried with exponential backoff (the request never reached the server, so a retry cannot run a tool
-twice), then reported as "tool server unreachable at URL"; a read time-out is reported, not retried (the
-tool may have run). The server applies its own toolset's time limit and output cap; give the client a
-``timeout_s`` longer than the server's so the server's message wins.
+twice), then reported as "tool server unreachable at URL"; a time-out is reported, not retried (the tool
+may have run). ``timeout_s`` is a deadline for the whole call, retries included: connecting, sending and
+reading the whole answer (every socket operation waits at most until the deadline, so a server that
+dribbles its answer a byte at a time is cut at ``timeout_s`` too, not only one that goes silent). The
+server applies its own toolset's time limit and output cap; give the client a ``timeout_s`` longer than
+the server's so the server's message wins.
 
 Both sides are loopback-only by default: ``serve_toolset`` refuses a non-loopback host unless
 ``allow_remote=True``, and ``HTTPToolset`` refuses a URL whose scheme and host are not in ``allowlist``.
@@ -29,7 +33,7 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
+import httpcore
 
 from tools.calls import ToolCall
 from tools.schema import Tool
@@ -186,12 +190,77 @@ def _allowed(url: str, allowlist: Iterable[str]) -> bool:
     return False
 
 
+class _Deadline(threading.local):
+    """The monotonic time by which the calling thread's current request must be over (``None``: none)."""
+
+    at: float | None = None
+
+    def left(self, timeout: float | None, error: type[Exception]) -> float | None:
+        """``timeout`` shortened to the time left before the deadline; ``error`` once it has passed."""
+        if self.at is None:
+            return timeout
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise error("the call's deadline has passed")
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write waits at most until the current request's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream, deadline: _Deadline):
+        self._stream = stream
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._deadline.left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, self._deadline.left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        stream = self._stream.start_tls(ssl_context, server_hostname,
+                                        self._deadline.left(timeout, httpcore.ConnectTimeout))
+        return _DeadlineStream(stream, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own synchronous sockets, connected and wrapped under the deadline."""
+
+    def __init__(self, deadline: _Deadline):
+        self._backend = httpcore.SyncBackend()
+        self._deadline = deadline
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        stream = self._backend.connect_tcp(host, port, self._deadline.left(timeout, httpcore.ConnectTimeout),
+                                           local_address, socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:  # pragma: no cover
+        stream = self._backend.connect_unix_socket(path, self._deadline.left(timeout, httpcore.ConnectTimeout),
+                                                   socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def sleep(self, seconds: float) -> None:  # pragma: no cover - httpcore's own retries, which are off
+        self._backend.sleep(seconds)
+
+
 class HTTPToolset(Toolset):
     """A ``Toolset`` whose tools run on a tool server; validation stays local.
 
     Construction fetches ``GET /tools`` (retrying connection errors) and raises ``ConnectionError`` if
     the server cannot be reached: a misconfigured URL should fail loudly, before any rollout. After
-    that, every failure is an error ``ToolResult``.
+    that, every failure is an error ``ToolResult``. ``timeout_s`` bounds each request as a whole (see the
+    module docstring); a copy with a lower ``timeout_s`` (``envs.toolace.env.bounded``) uses its own.
     """
 
     def __init__(self, base_url: str, allowlist: Iterable[str] = ("http://127.0.0.1", "http://localhost"),
@@ -203,23 +272,27 @@ class HTTPToolset(Toolset):
             raise ValueError(f"tool server URL {base_url!r} is not in the allowlist {list(allowlist)}")
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.max_response_bytes = max_response_bytes
         self.backoff_s = backoff_s
-        self._client = httpx.Client(timeout=timeout_s, trust_env=False, follow_redirects=False)
+        self.timeout_s = timeout_s
+        self._deadline = _Deadline()
+        self._pool = httpcore.ConnectionPool(network_backend=_DeadlineBackend(self._deadline))
         status, payload = self._request("GET", "/tools")
         if status is None:
-            self._client.close()
+            self._pool.close()
             raise ConnectionError(payload)
         if status != 200 or not isinstance(payload, dict) or not isinstance(payload.get("tools"), list):
-            self._client.close()
+            self._pool.close()
             raise ConnectionError(f"tool server at {self.base_url} gave a bad /tools answer (status {status})")
         remote = [_tool_from_schema(s) for s in payload["tools"]]
         super().__init__(remote, timeout_s=timeout_s, max_output_chars=max_output_chars)
 
     def close(self) -> None:
-        self._client.close()
+        self._pool.close()
 
     def __enter__(self) -> HTTPToolset:
         return self
@@ -241,32 +314,56 @@ class HTTPToolset(Toolset):
         return self._result(t.name, payload["results"])
 
     def _request(self, method: str, path: str, body: Any = None) -> tuple[int | None, Any]:
-        """(status, decoded JSON) or (None, error text) after retries; never raises for transport errors."""
+        """(status, decoded JSON) or (None, error text) after retries; never raises for transport errors.
+        Everything, retries and back-off included, happens before the deadline ``timeout_s`` from now."""
         url = self.base_url + path
-        for attempt in range(self.retries + 1):
-            try:
-                with self._client.stream(method, url, json=body) as response:
-                    data = bytearray()
-                    for chunk in response.iter_bytes():
-                        data += chunk
-                        if len(data) > self.max_response_bytes:
-                            return None, (f"response from the tool server at {self.base_url} is larger than "
-                                          f"{self.max_response_bytes} bytes")
-                    status = response.status_code
-            except (httpx.ConnectError, httpx.ConnectTimeout):
-                if attempt < self.retries:
-                    time.sleep(self.backoff_s * 2**attempt)
-                    continue
-                return None, f"tool server unreachable at {self.base_url}"
-            except httpx.TimeoutException:
-                return None, f"tool server at {self.base_url} timed out after {self._client.timeout.read:g} s"
-            except httpx.HTTPError as e:
-                return None, f"tool server at {self.base_url} failed: {type(e).__name__}: {e}"
-            try:
-                return status, json.loads(bytes(data))
-            except (ValueError, RecursionError):
-                return None, f"tool server at {self.base_url} sent a response that is not JSON"
-        return None, f"tool server unreachable at {self.base_url}"  # pragma: no cover - loop always returns
+        timeout = self.timeout_s
+        deadline = None if timeout is None else time.monotonic() + timeout
+        headers = [(b"Accept", b"application/json")]
+        content = None
+        if body is not None:
+            content = json.dumps(body, ensure_ascii=False).encode()
+            headers.append((b"Content-Type", b"application/json"))
+        timed_out = (None, f"tool server at {self.base_url} timed out"
+                           + (f" after {timeout:g} s" if timeout is not None else ""))
+
+        def passed() -> bool:
+            return deadline is not None and time.monotonic() >= deadline
+
+        self._deadline.at = deadline
+        try:
+            for attempt in range(self.retries + 1):
+                left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                extensions = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), left)}
+                try:
+                    with self._pool.stream(method, url, headers=headers, content=content,
+                                           extensions=extensions) as response:
+                        data = bytearray()
+                        for chunk in response.iter_stream():
+                            data += chunk
+                            if len(data) > self.max_response_bytes:
+                                return None, (f"response from the tool server at {self.base_url} is larger "
+                                              f"than {self.max_response_bytes} bytes")
+                        status = response.status
+                except (httpcore.ConnectError, httpcore.ConnectTimeout):
+                    pause = self.backoff_s * 2**attempt
+                    if attempt < self.retries and (deadline is None or time.monotonic() + pause < deadline):
+                        time.sleep(pause)
+                        continue
+                    return timed_out if passed() else (None, f"tool server unreachable at {self.base_url}")
+                except httpcore.TimeoutException:
+                    return timed_out
+                except Exception as e:  # noqa: BLE001 - a protocol error, a reset connection, ...
+                    if passed():
+                        return timed_out
+                    return None, f"tool server at {self.base_url} failed: {type(e).__name__}: {e}"
+                try:
+                    return status, json.loads(bytes(data))
+                except (ValueError, RecursionError):
+                    return None, f"tool server at {self.base_url} sent a response that is not JSON"
+            return None, f"tool server unreachable at {self.base_url}"  # pragma: no cover - the loop returns
+        finally:
+            self._deadline.at = None
 
 
 def _tool_from_schema(schema: Any) -> Tool:

@@ -47,6 +47,7 @@ from tools import (
     tool_message,
 )
 from tools.catalog import World, build_catalog
+from tools.toolset import Isolation
 
 ToolsetFactory = Callable[[Task], Toolset]
 TaskSource = Sequence[Task] | str | Path
@@ -54,9 +55,9 @@ _HAS_TEXT = re.compile(r"\w")
 _OPTION_KEYS = {"index", "task_id", "task"}
 
 
-def catalog_toolset(timeout_s: float | None = 2.0) -> ToolsetFactory:
+def catalog_toolset(timeout_s: float | None = 2.0, isolation: Isolation = "process") -> ToolsetFactory:
     """The default toolset factory: the task's offered catalog tools on a fresh ``World(task.world_seed)``."""
-    return lambda task: build_catalog(World(task.world_seed), task.tools, timeout_s=timeout_s)
+    return lambda task: build_catalog(World(task.world_seed), task.tools, timeout_s=timeout_s, isolation=isolation)
 
 
 def user_tasks(tasks: TaskSource | Mapping[str, TaskSource], split: str | None) -> list[Task]:
@@ -134,6 +135,14 @@ class ToolACEEnv(ChatEnv):
         tool_timeout_s: the per-call time limit of every tool the episode runs, the built-in catalog's and
             your toolset's alike (a toolset of your own with a shorter limit keeps it; ``None`` leaves the
             toolset's own limit).
+        tool_isolation: where the built-in catalog's calls run: ``process`` (default: a worker process per
+            episode, killed at the time limit, with a memory cap; ~3-25 ms to fork, by the parent's size) or
+            ``thread`` (no fork: a timed-out call is abandoned, not stopped; for trusted tools at scale).
+        max_calls_per_reply: calls of one reply that run (default 32; also at most the toolset's own cap,
+            ``Toolset.max_calls_per_reply``); the others do not, and one more error result says so.
+        max_tool_message_chars: length of one tool message (default 16,384 characters; also at most the
+            toolset's own, ``Toolset.max_message_chars``): results past it are replaced by a short error.
+            ``None`` for either: the toolset's own cap only.
         mask_tool_names: probability that a task's tools are offered under random names (Hammer's
             function masking, ``envs.toolace.masking``); for training environments, 0 for evaluation.
     """
@@ -144,7 +153,9 @@ class ToolACEEnv(ChatEnv):
                  tasks: TaskSource | Mapping[str, TaskSource] | None = None,
                  toolset_factory: ToolsetFactory | None = None, mcp: Mapping[str, Any] | None = None,
                  prompt_style: PromptStyle = "toolace", tool_timeout_s: float | None = 2.0,
-                 max_action_chars: int = 32_768, render_mode: str | None = None, mask_tool_names: float = 0.0):
+                 max_action_chars: int = 32_768, render_mode: str | None = None, mask_tool_names: float = 0.0,
+                 max_calls_per_reply: int | None = 32, max_tool_message_chars: int | None = 16_384,
+                 tool_isolation: Isolation = "process"):
         super().__init__(max_turns=max_turns, max_action_chars=max_action_chars, render_mode=render_mode)
         if syntax not in ("pythonic", "json", "auto"):
             raise ValueError(f"syntax must be 'pythonic', 'json' or 'auto', got {syntax!r}")
@@ -164,6 +175,12 @@ class ToolACEEnv(ChatEnv):
         if toolset_factory is not None and mcp is not None:
             raise ValueError("give toolset_factory or mcp, not both")
         self.tool_timeout_s = tool_timeout_s
+        for name, cap in (("max_calls_per_reply", max_calls_per_reply),
+                          ("max_tool_message_chars", max_tool_message_chars)):
+            if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+                raise ValueError(f"{name} must be a positive integer or None, got {cap!r}")
+        self.max_calls_per_reply = max_calls_per_reply
+        self.max_tool_message_chars = max_tool_message_chars
         if tasks is None:
             self.tasks = load_split(split or "train", data_dir, seed=data_seed)
         else:
@@ -173,7 +190,9 @@ class ToolACEEnv(ChatEnv):
         self._prompts: dict[tuple[str, ...], str] = {}
         if mcp is not None:
             toolset_factory = mcp_toolset_factory(mcp)
-        self.toolset_factory = toolset_factory or catalog_toolset(tool_timeout_s)
+        if tool_isolation not in ("process", "thread"):
+            raise ValueError(f"tool_isolation must be 'process' or 'thread', got {tool_isolation!r}")
+        self.toolset_factory = toolset_factory or catalog_toolset(tool_timeout_s, tool_isolation)
         self.task: Task | None = None
         self.toolset: Toolset | None = None
 
@@ -261,7 +280,8 @@ class ToolACEEnv(ChatEnv):
             self.turn_unparsed[u] += 1
             self.parse_errors += 1
         else:
-            results = self.toolset.execute_all(calls)
+            results = self.toolset.execute_all(calls, max_calls=self.max_calls_per_reply,
+                                               max_message_chars=self.max_tool_message_chars)
             self.calls[u].extend(calls)
             if not calls:
                 results = [ToolResult("invalid_call", error="empty call list: call at least one function, "

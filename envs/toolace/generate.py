@@ -350,7 +350,7 @@ def replay_verifier(max_turns: int = 6) -> Callable[[Task], None]:
     """A check that a task's expert trajectory scores 1.0 through ``ToolACEEnv`` and reproduces its messages."""
     from envs.toolace.env import ToolACEEnv
 
-    env = ToolACEEnv(tasks=[], max_turns=max_turns)
+    env = ToolACEEnv(tasks=[], max_turns=max_turns, tool_timeout_s=None)  # our own catalog on our own inputs: inline
 
     def verify(task: Task) -> None:
         reward, problem = replay_expert(env, task)

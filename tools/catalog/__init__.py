@@ -32,7 +32,7 @@ from tools.catalog import (
 )
 from tools.catalog.world import TODAY, World
 from tools.schema import Tool, schema_from_function
-from tools.toolset import Toolset
+from tools.toolset import Isolation, Toolset
 
 __all__ = ["DOMAINS", "TODAY", "TOOL_DOMAIN", "World", "build_catalog", "catalog_tools", "tool_schema"]
 
@@ -86,13 +86,15 @@ def catalog_tools(world: World, names: Iterable[str] | None = None) -> list[Tool
 
 
 def build_catalog(world: World, names: Iterable[str] | None = None, timeout_s: float | None = None,
-                  max_output_chars: int = 4096) -> Toolset:
+                  max_output_chars: int = 4096, isolation: Isolation = "process") -> Toolset:
     """A ``Toolset`` of the catalog (or the ``names`` subset) acting on ``world``.
 
-    ``timeout_s=None`` runs the tools inline: they are bounded, deterministic Python, and threads would
-    only slow generation down; environments facing model output may pass a limit.
+    ``timeout_s=None`` runs the tools inline: they are deterministic Python, and a worker process would
+    only slow generation down; environments facing model output pass a limit, and ``isolation`` says where
+    the calls run then (``tools.toolset``).
     """
-    return Toolset(catalog_tools(world, names), timeout_s=timeout_s, max_output_chars=max_output_chars)
+    return Toolset(catalog_tools(world, names), timeout_s=timeout_s, max_output_chars=max_output_chars,
+                   isolation=isolation)
 
 
 def tool_schema(name: str) -> dict[str, Any]:
