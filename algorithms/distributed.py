@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -31,6 +34,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+STALE_LOCK_S = 600  # DeepSpeed's one-time op builds take well under a minute here
+
+
+def clear_stale_build_locks(max_age_s: float = STALE_LOCK_S) -> list[Path]:
+    """Remove torch-extension build locks older than ``max_age_s``. DeepSpeed JIT-builds an op on first use
+    (on the CPU: its shared-memory communication op) under a lock file that a killed build leaves behind;
+    every later run then waits on it forever, before its first step. Returns the locks removed."""
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions")
+    removed = []
+    for lock in root.glob("*/*/lock"):
+        try:
+            if time.time() - lock.stat().st_mtime > max_age_s:
+                lock.unlink()
+                removed.append(lock)
+                print(f"warning: removed a stale build lock {lock} (left by a build that was killed)",
+                      file=sys.stderr, flush=True)
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
+    return removed
+
+
 def init_distributed() -> DistInfo:
     """Initialise (once) the default process group through DeepSpeed and describe this process."""
     import deepspeed
@@ -43,6 +67,7 @@ def init_distributed() -> DistInfo:
     if on_gpu:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))  # one GPU per rank
     if not dist.is_initialized():
+        clear_stale_build_locks()
         deepspeed.init_distributed(dist_backend=None if on_gpu else "gloo")
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(),
                     local_rank=int(os.environ.get("LOCAL_RANK", 0)))

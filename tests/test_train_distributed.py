@@ -87,3 +87,21 @@ def test_all_reduce_sum_list_gathers_each_ranks_entries(tmp_path: Path) -> None:
     for rank in (0, 1):
         got = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert got == {"list": [1.0, 2.0, 3.0, 4.0, 5.0], "scalar": 3.0}
+
+
+def test_stale_build_locks_are_removed_fresh_ones_kept(tmp_path: Path, monkeypatch) -> None:
+    """A build killed mid-way leaves torch's extension lock; every later run would wait on it forever."""
+    import os
+    import time
+
+    from algorithms.distributed import STALE_LOCK_S, clear_stale_build_locks
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    stale, fresh = tmp_path / "py311_cpu" / "old_op" / "lock", tmp_path / "py311_cpu" / "new_op" / "lock"
+    for lock in (stale, fresh):
+        lock.parent.mkdir(parents=True)
+        lock.touch()
+    past = time.time() - STALE_LOCK_S - 60
+    os.utime(stale, (past, past))
+    assert clear_stale_build_locks() == [stale]
+    assert not stale.exists() and fresh.exists()
