@@ -1,13 +1,15 @@
 """Where training metrics go: a JSONL file, TensorBoard, and a progress bar on the terminal.
 
 Only rank 0 logs. On resume the JSONL is cut back to the resumed step, so every step appears in it
-exactly once even when a killed run had logged steps after its last checkpoint.
+exactly once even when a killed run had logged steps after its last checkpoint. The cut writes a new file
+beside the old one and renames it over it (``write_jsonl_atomic``): a kill during the cut loses no row.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,31 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def write_jsonl_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Replace ``path`` by ``rows``, one JSON object a line: written to a temporary file in the same
+    directory, fsynced, then renamed over ``path``. Until the rename the old file stands untouched, so an
+    exception or a kill at any point leaves either the old file or the new one, never a cut one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("w") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # a file system that cannot fsync a directory: the rename itself is still atomic
+
+
 class MetricsLogger:
     """Append metric rows (one per optimizer step or evaluation) to JSONL and TensorBoard."""
 
@@ -48,7 +75,9 @@ class MetricsLogger:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
         kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= resume_step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        if not self.path.exists() or self.path.read_text() != text:  # rows to cut, or a line a kill cut short
+            write_jsonl_atomic(self.path, kept)
         from torch.utils.tensorboard import SummaryWriter
 
         self._tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step + 1)

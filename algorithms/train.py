@@ -18,6 +18,7 @@ from algorithms.config import TrainConfigError
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from agents.models import ModelLoadError
+    from algorithms.checkpoint import CheckpointWriteError
     from algorithms.trainer import Trainer
 
     try:
@@ -28,6 +29,9 @@ def main(cfg: DictConfig) -> None:
     except ModelLoadError as err:
         print(f"config error: model.spec={cfg.model.spec}: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except CheckpointWriteError as err:  # a full disk, a permission: the path and the cause, no traceback
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

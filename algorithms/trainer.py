@@ -189,14 +189,49 @@ class Trainer:
         return engine
 
     def _maybe_resume(self) -> None:
+        """Pick and load the checkpoint to continue from (``docs/training.md``, "Checkpoints and resuming").
+
+        Rank 0 removes what a killed or failed save left (``.tmp-step-*``) and verifies the checkpoint
+        against its manifest (``algorithms.checkpoint``); its choice, or its one-line error, goes to every
+        rank so that all load the same checkpoint or all stop.
+        """
+        from algorithms.checkpoint import (
+            CheckpointError,
+            check_checkpoint,
+            find_resume_checkpoint,
+            remove_partial_checkpoints,
+        )
+
         mode = str(self.t.resume)
-        if mode == "never":
+        fallback = self.t.get("resume_fallback", True)
+        if not isinstance(fallback, bool):
+            raise TrainConfigError(f"trainer.resume_fallback must be true or false, got {fallback!r}")
+        choice: list[str | None] = [None, None]  # [checkpoint to load, or the one-line error]
+        if self.dist.is_main:
+            def warn(line: str) -> None:
+                print(line, file=sys.stderr, flush=True)
+
+            try:
+                for leftover in remove_partial_checkpoints(self.ckpt_root):
+                    warn(f"removed {leftover}, left by a checkpoint save that was killed or failed")
+                if mode == "auto":
+                    found = find_resume_checkpoint(self.ckpt_root, fallback=fallback, warn=warn)
+                    choice[0] = None if found is None else str(found)
+                elif mode != "never":
+                    if not Path(mode).exists():
+                        raise TrainConfigError(f"trainer.resume={mode}: no checkpoint at {mode}")
+                    choice[0] = str(check_checkpoint(Path(mode), warn=warn))
+            except (CheckpointError, OSError) as err:
+                choice[1] = f"trainer.resume={mode}: {err}"
+            except TrainConfigError as err:
+                choice[1] = str(err)
+        if self.dist.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.broadcast_object_list(choice, src=0)
+        if choice[1] is not None:
+            raise TrainConfigError(choice[1])
+        if choice[0] is None:
             return
-        path = latest_checkpoint(self.ckpt_root) if mode == "auto" else Path(mode)
-        if path is None:
-            return
-        if not path.exists():
-            raise TrainConfigError(f"trainer.resume={mode}: no checkpoint at {path}")
+        path = Path(choice[0])
         self.state = load_checkpoint(self.engine, path)
         self.start_step = int(self.state["step"])
         if self.dist.is_main:
