@@ -6,11 +6,14 @@ episode's own backend instances and answered with a tool message; a reply withou
 user turn and the next user turn follows; after the last turn BFCL's per-turn checks decide the reward.
 The tool message follows chordgym's contract (one message per executed call list, JSON
 ``[{"name", "results"}]`` / ``[{"name", "error"}]``), not BFCL's one-message-per-call layout.
+
+``step`` is total: decoding and backend calls are bounded and turn every failure into a decode failure or a
+failed call (``decode.py``, ``backends.py``). Should anything still raise while checking a reply, the episode
+ends with reward 0 and ``error_type`` ``ENV_ERROR`` instead of the exception ending a whole evaluation.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from envs.base import ChatEnv, Messages
@@ -20,6 +23,10 @@ from envs.bfcl.checker import Verdict, check_ast, check_relevance
 from envs.bfcl.decode import try_decode
 from envs.bfcl.multi_turn import MultiTurnEpisode
 from envs.bfcl.prompt import add_python_hint, with_system_prompt
+
+#: ``error_type`` of an episode ended by an unexpected exception inside ``step`` (a bug to report, not a verdict
+#: on the model; the fuzz tests assert it never happens)
+ENV_ERROR = "chordgym:env_error"
 
 
 class BFCLEnv(ChatEnv):
@@ -106,8 +113,19 @@ class BFCLEnv(ChatEnv):
     def _step_turn(self, assistant_text: str) -> tuple[Messages, float, bool, dict[str, Any]]:
         if self.entry is None:
             raise RuntimeError("step() before reset()")
-        if self.multi_turn:
-            return self._step_multi_turn(assistant_text)
+        try:
+            if self.multi_turn:
+                return self._step_multi_turn(assistant_text)
+            return self._step_single_turn(assistant_text)
+        except Exception as e:  # noqa: BLE001 - the safety net: one reply must not end a whole evaluation
+            try:
+                shown = str(e)[:500]
+            except Exception:  # noqa: BLE001
+                shown = ""
+            verdict = Verdict(False, f"internal error while stepping: {type(e).__name__}: {shown}", ENV_ERROR)
+            return [], 0.0, True, self._final_info(verdict, None)
+
+    def _step_single_turn(self, assistant_text: str) -> tuple[Messages, float, bool, dict[str, Any]]:
         calls, error = try_decode(assistant_text)
         if self.category in data.RELEVANCE_CATEGORIES:
             verdict = check_relevance(self.category, calls)
@@ -125,7 +143,7 @@ class BFCLEnv(ChatEnv):
         if calls:
             turn, step = episode.turn, len(episode.records[episode.turn].steps)
             executions = episode.execute_step(calls)
-            content = json.dumps([e.as_tool_result() for e in executions], default=str)
+            content = episode.tool_message(executions)
             if episode.force_terminated:
                 return [], 0.0, True, self._final_info(episode.final_verdict(), calls)
             info = {"id": self.entry["id"], "category": self.category, "turn": turn, "step": step,

@@ -12,6 +12,10 @@ each turn the ground truth of that turn is replayed on a separate reference chai
 Turns whose ground truth is empty (the request cannot be served yet) are not checked, as in BFCL. An episode
 passes when every turn passes. A turn that runs past ``max_steps_per_turn`` executed steps force-terminates
 the episode, which fails (BFCL's step limit: ``count > 20``).
+
+One step executes at most ``MAX_CALLS_PER_STEP`` calls (BFCL has no such limit; its ground truth needs 34 at
+most, in one long_context turn): with every call bounded by the backends' argument checks, this bounds a step's
+time, and the tool message is bounded by ``backends.tool_message``.
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from envs.bfcl.backends import BackendSession, Execution, state_differences
+from envs.bfcl.backends import BackendSession, Execution, state_differences, tool_message
 from envs.bfcl.checker import OK, Verdict
 from envs.bfcl.data import load_func_docs
 from envs.bfcl.decode import DecodedCall, parse_call_string
 from envs.bfcl.ground_truth import keyword_form
 from envs.bfcl.prompt import add_python_hint, additional_functions_message
+
+#: calls executed from one assistant reply; the rest are answered with one error entry, not run
+MAX_CALLS_PER_STEP = 64
 
 
 def entry_functions(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]]]:
@@ -91,11 +98,20 @@ class MultiTurnEpisode:
         """Run one decoded, non-empty assistant step on the model chain; flags a step-limit overrun."""
         record = self.records[self.turn]
         record.steps.append(calls)
-        executions = [self.model.execute(c.name, (), c.arguments) for c in calls]
+        executions = [self.model.execute(c.name, (), c.arguments) for c in calls[:MAX_CALLS_PER_STEP]]
+        if len(calls) > MAX_CALLS_PER_STEP:
+            skipped = calls[MAX_CALLS_PER_STEP]
+            executions.append(Execution.failed(
+                skipped.name, f"not executed: {len(calls) - MAX_CALLS_PER_STEP} calls past the limit of "
+                f"{MAX_CALLS_PER_STEP} calls per reply", self.model.max_result_chars))
         record.executions.extend(executions)
         if len(record.steps) > self.max_steps_per_turn:
             self.force_terminated = True
         return executions
+
+    def tool_message(self, executions: list[Execution]) -> str:
+        """The tool message answering one step (size-capped, ``backends.tool_message``)."""
+        return tool_message(executions, self.model.max_result_chars)
 
     def end_turn(self) -> Verdict:
         """Replay the turn's ground truth on the reference chain, check the turn, and move to the next."""
@@ -117,7 +133,11 @@ class MultiTurnEpisode:
         if not record.steps:
             return Verdict(False, f"turn {t}: no function call, the ground truth has some",
                            "multi_turn:empty_turn_model_response")
-        diffs = state_differences(self.model, self.reference)
+        try:
+            diffs = state_differences(self.model, self.reference)
+        except (RecursionError, MemoryError) as e:  # a model-built directory tree too deep to compare
+            return Verdict(False, f"turn {t}: backend state cannot be compared ({type(e).__name__})",
+                           "multi_turn:instance_state_mismatch")
         if diffs:
             where = "; ".join(f"{cls}.{', '.join(attrs)}" for cls, attrs in diffs.items())
             return Verdict(False, f"turn {t}: backend state differs from the ground truth's ({where})",
