@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from omegaconf import DictConfig, OmegaConf
 
 from agents.guided import GUIDED_CALLS
@@ -12,6 +16,27 @@ from envs.env_config import EnvConfig, EnvConfigError
 
 class TrainConfigError(ValueError):
     """A training config that cannot run; the message names the key and what would fix it."""
+
+
+@contextmanager
+def exit_on_start_up_errors(model_spec: str) -> Iterator[None]:
+    """For the command-line entry points: a bad config, environment or model ends the process with one
+    ``config error:`` line naming the key or path (exit 2), a failed checkpoint write with one ``error:``
+    line naming the path and the cause (exit 1); no traceback for what the user can fix."""
+    from agents.models import ModelLoadError
+    from algorithms.checkpoint import CheckpointWriteError
+
+    try:
+        yield
+    except (TrainConfigError, EnvConfigError) as err:
+        print(f"config error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except ModelLoadError as err:
+        print(f"config error: model.spec={model_spec}: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except CheckpointWriteError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 def _need(cond: bool, message: str) -> None:

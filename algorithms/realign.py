@@ -441,19 +441,12 @@ def main_cli(cfg: Any) -> dict[str, Any]:
 def _hydra_main() -> None:
     import hydra
 
-    from agents.models import ModelLoadError
-    from envs import EnvConfigError
+    from algorithms.config import exit_on_start_up_errors
 
     @hydra.main(config_path="../configs", config_name="realign", version_base="1.3")
     def run(cfg: Any) -> None:
-        try:
+        with exit_on_start_up_errors(str(cfg.model.spec)):
             main_cli(cfg)
-        except EnvConfigError as err:
-            print(f"config error: {err}", file=sys.stderr, flush=True)
-            sys.exit(2)
-        except ModelLoadError as err:
-            print(f"config error: model.spec={cfg.model.spec}: {err}", file=sys.stderr, flush=True)
-            sys.exit(2)
 
     run()
 

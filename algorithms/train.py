@@ -7,31 +7,19 @@ Several processes: ``deepspeed --num_gpus 2 --module algorithms.train ...`` or `
 from __future__ import annotations
 
 import os
-import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from algorithms.config import TrainConfigError
+from algorithms.config import exit_on_start_up_errors
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from agents.models import ModelLoadError
-    from algorithms.checkpoint import CheckpointWriteError
     from algorithms.trainer import Trainer
 
-    try:
+    with exit_on_start_up_errors(str(cfg.model.spec)):
         Trainer(cfg).train()
-    except TrainConfigError as err:
-        print(f"config error: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    except ModelLoadError as err:
-        print(f"config error: model.spec={cfg.model.spec}: {err}", file=sys.stderr, flush=True)
-        sys.exit(2)
-    except CheckpointWriteError as err:  # a full disk, a permission: the path and the cause, no traceback
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        sys.exit(1)
 
 
 if __name__ == "__main__":
