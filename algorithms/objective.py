@@ -153,12 +153,25 @@ class MicroBatchOutput:
 
 def on_policy_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], advantages: Tensor,
                          algo: AlgorithmConfig, temperature: float, use_sampler_logprobs: bool,
-                         max_len: int | None, prompt_kv: DetachedPromptKV | None = None) -> MicroBatchOutput:
+                         max_len: int | None, prompt_kv: DetachedPromptKV | None = None,
+                         ref_model: torch.nn.Module | None = None,
+                         ref_prompt_kv: DetachedPromptKV | None = None) -> MicroBatchOutput:
     """GRPO's clipped surrogate on one micro-batch of on-policy trajectories (mean over the micro-batch).
 
     Old log-probs are the detached current ones (one optimizer step per rollout batch, the paper's
     setting: rho = 1) unless ``use_sampler_logprobs``; the sampler/trainer mismatch is reported either way.
+    With ``algo.kl_coef != 0`` the frozen ``ref_model`` (the initial weights) scores the same tokens and
+    the k3 estimate of KL(pi || pi_ref) is added with that weight, as TRL's ``beta`` and verl's
+    ``kl_loss_coef`` do (metric ``grpo/kl``).
     """
+    ref_logp = None
+    if algo.kl_coef != 0.0:
+        if ref_model is None:
+            raise ValueError("algorithm.kl_coef != 0 needs the reference model")
+        with torch.no_grad():
+            ref_logits, ref_window = completion_logits(ref_model, batch, ref_prompt_kv)
+            ref_logp, _ = token_logprobs_and_entropy(ref_logits, ref_window["input_ids"], temperature=temperature,
+                                                     with_entropy=False)
     logits, batch = completion_logits(model, batch, prompt_kv)
     need_entropy = algo.entropy_coef != 0.0 or temperature == 1.0
     logp, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], temperature=temperature,
@@ -167,7 +180,7 @@ def on_policy_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], advan
     old_logp = batch["old_logprobs"] if use_sampler_logprobs else logp.detach()
     loss, pg_metrics = clipped_policy_loss(
         logp, old_logp, advantages, mask, eps_low=algo.eps_low, eps_high=algo.eps_high,
-        dual_clip=algo.dual_clip, agg=algo.loss_agg, max_len=max_len,
+        dual_clip=algo.dual_clip, agg=algo.loss_agg, max_len=max_len, ref_logp=ref_logp, kl_coef=algo.kl_coef,
         entropy=entropy, entropy_coef=algo.entropy_coef,
     )
     with torch.no_grad():

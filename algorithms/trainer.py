@@ -90,15 +90,20 @@ class Trainer:
         self.expert_pool = self._load_expert_pool()
         self._check_expert_data()
 
+        # kl_coef > 0: a frozen copy of the initial weights, taken before DeepSpeed or a resume touch them.
+        self.ref_model = self._reference_model() if self.algo.kl_coef != 0.0 else None
         self.engine = self._deepspeed_engine()
         # DeepSpeed placed the module on its accelerator; the weights stay fp32 (the optimizer's master
         # copy) and bf16 comes from autocast, on CPU and on CUDA alike.
         self.device = next(self.engine.module.parameters()).device
         self.device_type = self.device.type
+        if self.ref_model is not None:
+            self.ref_model.to(self.device)
         self.sampler = HFEngine(self.engine.module, self.tokenizer, dtype=self.dtype)
         self.rollout_envs: list[Any] = []
         # trainer.prompt_grad=detached: prompts forwarded without gradient, shared by common prefix.
         self.prompt_kv = DetachedPromptKV() if str(self.t.get("prompt_grad", "full")) == "detached" else None
+        self.ref_prompt_kv = DetachedPromptKV() if self.prompt_kv is not None and self.ref_model is not None else None
 
         self.start_step = 0
         self.skipped_steps = 0
@@ -166,6 +171,13 @@ class Trainer:
             raise TrainConfigError(
                 f"algorithm.name={self.algo.name} trains on expert data (mu > 0), but env.name={self.cfg.env.name} "
                 f"gave no expert trajectory for split {self.cfg.env.train_split!r} (info['expert'] is empty)")
+
+    def _reference_model(self) -> torch.nn.Module:
+        """The KL term's reference policy: the initial weights, frozen (bf16 where training runs in bf16)."""
+        import copy
+
+        ref = copy.deepcopy(self.model).eval().requires_grad_(False)
+        return ref.to(torch.bfloat16) if self.dtype == "bf16" else ref
 
     def _deepspeed_engine(self) -> Any:
         import deepspeed
@@ -400,7 +412,7 @@ class Trainer:
                 batch.on_policy, live, 1.0 - mu, record,
                 lambda data, rows, max_len: on_policy_micro_loss(
                     self.engine, data, advantages[rows].to(self.device), algo, float(self.t.temperature),
-                    bool(self.t.use_sampler_logprobs), max_len, self.prompt_kv))
+                    bool(self.t.use_sampler_logprobs), max_len, self.prompt_kv, self.ref_model, self.ref_prompt_kv))
             backward_calls += calls
         if batch.expert and mu > 0.0:
             sft_value, calls = self._backward_term(
@@ -412,6 +424,8 @@ class Trainer:
             record({"train/prompt_kv_computed_share":
                     self.prompt_kv.computed_tokens / max(1, self.prompt_kv.prompt_tokens)})
             self.prompt_kv.clear()  # its keys/values belong to the weights the step is about to change
+        if self.ref_prompt_kv is not None:
+            self.ref_prompt_kv.clear()  # the reference's stay valid, but would grow without bound
         self._step_or_skip(backward_calls, self.tokenizer.pad_token_id or 0)
         # The sampler must not reuse anything computed with the old weights (KV prefixes; vLLM's copy).
         self.sampler.update_weights(self.engine.module)

@@ -109,3 +109,45 @@ def test_micro_batches_are_capped_by_rows_and_padded_tokens():
     assert plan_micro_batches([1913, 600, 700, 1500], 16, 2048) == [[1, 2], [3], [0]]
     assert plan_micro_batches([3000], 16, 2048) == [[0]]
     assert plan_micro_batches([10, 10, 10], 1, 2048) == [[0], [1], [2]]
+
+
+def test_kl_term_changes_the_gradient_and_pulls_the_policy_back_to_the_reference(model):
+    """kl_coef > 0 adds k3(pi, pi_ref) on the on-policy tokens: with zero advantages the surrogate has no
+    gradient, so any gradient is the KL's, and a step along it brings the policy's log-probs back to the
+    reference's (the initial weights); kl_coef = 0 leaves the gradient as it was."""
+    import copy
+
+    from algorithms.chord import AlgorithmConfig
+
+    reference = model
+    policy = copy.deepcopy(reference)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel() % 97)))
+    batch = batch_of([(24, 10), (20, 6)])
+    zero = torch.zeros(2)
+
+    def kl_to_reference() -> float:
+        with torch.no_grad():
+            return float(clipped_policy_loss(full_logp(policy, batch)[0], full_logp(policy, batch)[0], zero,
+                                             batch["loss_mask"].float(), ref_logp=full_logp(reference, batch)[0],
+                                             kl_coef=1.0)[1]["kl"])
+
+    algo_kl = AlgorithmConfig.from_dict({**preset("grpo").__dict__, "kl_coef": 1.0})
+    out = on_policy_micro_loss(policy, batch, zero, preset("grpo"), 1.0, False, None)
+    out.loss.backward()
+    assert all(p.grad is None or not p.grad.any() for p in policy.parameters())  # no KL: nothing to learn
+    policy.zero_grad(set_to_none=True)
+    with pytest.raises(ValueError, match="reference model"):
+        on_policy_micro_loss(policy, batch, zero, algo_kl, 1.0, False, None)
+    before = kl_to_reference()
+    out = on_policy_micro_loss(policy, batch, zero, algo_kl, 1.0, False, None, ref_model=reference)
+    assert out.metrics["grpo/kl"] == pytest.approx(before, rel=1e-4) and before > 0
+    out.loss.backward()
+    gradient = grads(policy)
+    assert gradient.abs().sum() > 0
+    with torch.no_grad():
+        for p in policy.parameters():
+            if p.grad is not None:
+                p.sub_(1e-2 * p.grad)
+    assert kl_to_reference() < before

@@ -261,3 +261,14 @@ def test_shared_held_out_tasks_are_warned_about(capsys) -> None:
     trainer.eval_envs = [SimpleNamespace(task_ids=None)]
     trainer._warn_on_shared_tasks()
     assert capsys.readouterr().err == ""
+
+
+def test_kl_coef_reaches_the_loss(tmp_path: Path) -> None:
+    """algorithm.kl_coef > 0 loads the reference model and adds the k3 term (it used to be accepted and
+    ignored): the step logs grpo/kl and forwards every row, zero advantages included."""
+    proc = run_train(tmp_path / "kl", "algorithm=grpo", "algorithm.kl_coef=0.1", "trainer.total_steps=1",
+                     "trainer.eval_every=0", "trainer.save_every=0")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    step = [r for r in metric_rows(tmp_path / "kl") if "loss/total" in r][0]
+    assert step["grpo/kl"] == pytest.approx(0.0, abs=1e-6)  # step 1: the policy is the reference
+    assert step["grpo/zero_adv_share"] == 0.0 and step["optimizer/skipped_steps"] == 0  # no row skipped
