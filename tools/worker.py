@@ -37,6 +37,7 @@ forked a worker may kill it (a copy of the object inherited by another worker do
 from __future__ import annotations
 
 import atexit
+import faulthandler
 import gc
 import math
 import os
@@ -181,6 +182,7 @@ atexit.register(_reap_pending, True)
 # -- the child --------------------------------------------------------------------------------------------
 
 def _child_setup(connection: Connection, memory_bytes: int | None) -> None:
+    faulthandler.disable()  # a tool that crashes its worker is reported as the call's error, not a dump
     for number in signal.valid_signals():
         try:
             handler = signal.getsignal(number)
