@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +51,21 @@ def run_python_blocks(snippets: list[str], source: Path) -> dict:
     for code in snippets:
         exec(compile(code, str(source), "exec"), namespace)
     return namespace
+
+
+def run_page_in(directory: Path, blocks: DocBlocks, source: Path, monkeypatch: Any) -> dict:
+    """Write the page's files into ``directory`` and run its Python blocks there, as a user in that
+    directory would (it is the working directory and on ``sys.path``); the page's modules are forgotten
+    afterwards so that another test imports its own copy."""
+    blocks.write_files(directory)
+    monkeypatch.chdir(directory)
+    monkeypatch.syspath_prepend(str(directory))
+    modules = [Path(name).stem for name in blocks.files if name.endswith(".py")]
+    try:
+        return run_python_blocks(blocks.python, source)
+    finally:
+        for name in modules:
+            sys.modules.pop(name, None)
 
 
 def run_shell_block(script: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -4,10 +4,9 @@ evaluated through ``python -m agents.evaluate`` twice, the second time against t
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-from tests.doc_runner import doc_blocks, run_python_blocks, run_shell_block
+from tests.doc_runner import doc_blocks, run_page_in, run_shell_block
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "new-suite.md"
 
@@ -16,13 +15,7 @@ def test_doc_runs_end_to_end(tmp_path, monkeypatch, capsys):
     blocks = doc_blocks(DOC)
     assert set(blocks.files) == {"suite/test.jsonl", "callsuite_env.py", "configs/env/callsuite.yaml"}
     assert len(blocks.python) == 1 and len(blocks.shell) == 1
-    blocks.write_files(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    try:
-        run_python_blocks(blocks.python, DOC)
-    finally:
-        sys.modules.pop("callsuite_env", None)
+    run_page_in(tmp_path, blocks, DOC, monkeypatch)
     assert "call_f1" in capsys.readouterr().out
 
     proc = run_shell_block(blocks.shell[0], tmp_path)

@@ -5,10 +5,9 @@ they are, with this interpreter first on PATH."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
-from tests.doc_runner import doc_blocks, run_python_blocks, run_shell_block
+from tests.doc_runner import doc_blocks, run_page_in, run_shell_block
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "new-tool-env.md"
 
@@ -17,13 +16,7 @@ def test_doc_runs_end_to_end(tmp_path, monkeypatch, capsys):
     blocks = doc_blocks(DOC)
     assert set(blocks.files) == {"bookshop_env.py", "configs/env/bookshop.yaml"}
     assert len(blocks.python) == 2 and len(blocks.shell) == 2
-    blocks.write_files(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    try:
-        run_python_blocks(blocks.python, DOC)
-    finally:
-        sys.modules.pop("bookshop_env", None)
+    run_page_in(tmp_path, blocks, DOC, monkeypatch)
     out = capsys.readouterr().out
     assert "order" in out.lower() and "error" in out
 
