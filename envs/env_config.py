@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from envs.registry import ALIASES, check_entry_point, register_env, resolve_env_id
+from envs.registry import ALIASES, check_entry_point, make, register_env, resolve_env_id
 
 
 class EnvConfigError(ValueError):
@@ -96,8 +96,6 @@ class EnvConfig:
     def make(self, split: str | None, training: bool = False, split_key: str | None = None, **overrides: Any) -> Any:
         """A new environment on ``split`` (``split_key``: the config key it came from, for errors);
         every failure to construct it is one ``EnvConfigError`` line."""
-        from envs.registry import make
-
         env_id = self.register()
         kwargs = {**self.kwargs_for(split, training), **overrides}
         try:

@@ -63,23 +63,24 @@ def catalog_toolset(timeout_s: float | None = 2.0, isolation: Isolation = "proce
 def user_tasks(tasks: TaskSource | Mapping[str, TaskSource], split: str | None) -> list[Task]:
     """The tasks of ``split`` from a user's source (see ``ToolACEEnv``'s ``tasks``); ``ValueError`` names
     the splits there are when ``split`` has none. ``split=None`` takes a list or file whole."""
+    def load(source: TaskSource) -> list[Task]:
+        return read_tasks(source) if isinstance(source, str | Path) else list(source)
+
+    def labelled(chosen: list[Task]) -> list[Task]:  # tasks chosen by their split's key or file are of it
+        return [t if t.split == split else dataclasses.replace(t, split=split) for t in chosen]
+
+    per_split_files = isinstance(tasks, str | Path) and "{split}" in str(tasks)
     if split is None:
-        if isinstance(tasks, Mapping) or "{split}" in str(tasks if isinstance(tasks, str | Path) else ""):
+        if isinstance(tasks, Mapping) or per_split_files:
             raise ValueError("tasks holds several splits: name the one to use with split=...")
-        return read_tasks(tasks) if isinstance(tasks, str | Path) else list(tasks)
+        return load(tasks)
     if isinstance(tasks, Mapping):
         if split not in tasks:
             raise ValueError(f"tasks has no split {split!r}; its splits: {sorted(tasks)}")
-        source: TaskSource = tasks[split]
-        chosen = read_tasks(source) if isinstance(source, str | Path) else list(source)
-        return [dataclasses.replace(t, split=split) if t.split != split else t for t in chosen]
-    if isinstance(tasks, str | Path):
-        path = str(tasks)
-        loaded = read_tasks(path.replace("{split}", split)) if "{split}" in path else read_tasks(path)
-        if "{split}" in path:
-            return [dataclasses.replace(t, split=split) if t.split != split else t for t in loaded]
-    else:
-        loaded = list(tasks)
+        return labelled(load(tasks[split]))
+    if per_split_files:
+        return labelled(read_tasks(str(tasks).replace("{split}", split)))
+    loaded = load(tasks)
     kept = [t for t in loaded if t.split == split]
     if loaded and not kept:
         present = sorted({t.split for t in loaded})
