@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import torch
 
 from agents.decode_kernels import SlabLayer, decode_attention
-from agents.guided import CallConstraint
+from tools.call_grammar import CallConstraint
 from agents.models import autocast_context, normalize_dtype
 
 FinishReason = Literal["stop", "length", "eos"]
@@ -394,7 +394,7 @@ class HFEngine:
         """Sample one continuation per prompt (token ids), all prompts batched; results in input order.
 
         ``constraints`` (one per prompt, ``None`` for a free row) guide each row's tokens through a
-        :class:`agents.guided.CallConstraint` (schema-guided call lists); a constraint is advanced in place.
+        :class:`tools.call_grammar.CallConstraint` (schema-guided call lists); a constraint is advanced in place.
         """
         sampling = sampling or SamplingParams()
         prompts = [list(map(int, p)) for p in prompts]

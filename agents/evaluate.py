@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agents.engines import HFEngine, SamplingParams
-from agents.guided import GUIDED_CALLS
+from tools.call_grammar import GUIDED_CALLS
 from agents.models import ModelLoadError, load_model, resolve_device
 from agents.rollout import rollout
 from agents.scores import paired_change, wilson_interval
@@ -119,7 +119,7 @@ def _batches(n: int, size: int) -> Iterator[list[int]]:
 def evaluate_suite(suite: Suite, engine: Any, tokenizer: Any, sampling: SamplingParams, batch_size: int,
                    progress: Progress | None = None, guided_calls: str = "none") -> list[dict[str, Any]]:
     """Run every entry of one suite; one record per entry (prompt, outputs, reward, verdict).
-    ``guided_calls`` (none | auto | required): schema-guided call lists, see ``agents.guided``."""
+    ``guided_calls`` (none | auto | required): schema-guided call lists, see ``tools.call_grammar``."""
     probe = suite.probe
     n = probe.num_tasks if suite.limit is None else min(int(suite.limit), probe.num_tasks)
     envs = [probe] + [suite.make() for _ in range(min(batch_size, n) - 1)]

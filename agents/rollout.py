@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.chat_render import ChatRenderer, Messages, TemplateError
-from agents.guided import GUIDED_CALLS, CallConstraint, CallGrammar
+from tools.call_grammar import GUIDED_CALLS, CallConstraint, CallGrammar
 from agents.trajectory import Trajectory
 
 #: truncation reasons written to ``info["truncation"]``
@@ -142,7 +142,7 @@ def rollout_with_stats(
         episode_seeds: per environment, a seed for its own sampling stream (turn ``k`` of episode ``i``
             draws from ``(episode_seeds[i], k)``), so an episode's tokens do not depend on which other
             episodes share its batch, rank or turn; the trainer uses it to make rank splits exact.
-        guided_calls: ``none``, ``auto`` or ``required``: schema-guided call lists (``agents.guided``) for
+        guided_calls: ``none``, ``auto`` or ``required``: schema-guided call lists (``tools.call_grammar``) for
             environments that offer tools (``env.unwrapped.call_schemas()`` not ``None``); ``auto`` guides a
             reply once it starts a call list, ``required`` makes every reply a call list. Needs an engine
             whose ``generate`` takes ``constraints`` (``HFEngine``).

@@ -100,7 +100,7 @@ class VLLMEngine:
                  constraints: Sequence[Any] | None = None) -> list[Generation]:
         """One generation per prompt (token ids), in order; see ``agents.engines`` for the contract."""
         if constraints is not None and any(c is not None for c in constraints):
-            raise ValueError("guided call decoding (agents.guided) runs in agents.engines.HFEngine only; "
+            raise ValueError("guided call decoding (tools.call_grammar) runs in agents.engines.HFEngine only; "
                              "use that engine or guided_calls=none")
         from vllm.inputs import TokensPrompt  # noqa: PLC0415
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from omegaconf import DictConfig, OmegaConf
 
-from agents.guided import GUIDED_CALLS
+from tools.call_grammar import GUIDED_CALLS
 from algorithms.chord import AlgorithmConfig
 from algorithms.lr_schedule import check_schedule, schedule_settings
 from envs.env_config import EnvConfig, EnvConfigError

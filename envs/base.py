@@ -103,7 +103,7 @@ class ChatEnv(gym.Env):
 
     def call_schemas(self) -> list[dict[str, Any]] | None:
         """The tools the current turn may call, in ToolACE/BFCL's schema dialect, for schema-guided decoding
-        (``agents.guided``); ``None`` when replies are not pythonic call lists (the default)."""
+        (``tools.call_grammar``); ``None`` when replies are not pythonic call lists (the default)."""
         return None
 
     def render(self) -> str | None:

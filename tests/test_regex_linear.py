@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from agents.guided import _IDENT
+from tools.call_grammar import _IDENT
 from algorithms.hinted import call_list_marker
 from envs.bfcl.checker import _NORMALISE
 from envs.math.answer import has_boxed_tag, last_boxed

@@ -1,4 +1,4 @@
-"""agents.guided: the call-list grammar (what it admits and refuses, and that whatever it admits parses and
+"""tools.call_grammar: the call-list grammar (what it admits and refuses, and that whatever it admits parses and
 validates), the engine's rejection sampler, and guided generation/rollouts on a tiny random model."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 
 import envs
 from agents.engines import HFEngine, SamplingParams, _admissible_token
-from agents.guided import CallConstraint, CallGrammar
+from tools.call_grammar import CallConstraint, CallGrammar
 from agents.rollout import rollout
 from tests.helpers import REPO
 from tools.calls import ToolCall, parse_pythonic
