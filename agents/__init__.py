@@ -11,9 +11,10 @@ import importlib
 from typing import Any
 
 from agents.chat_render import ChatRenderer, TemplateError
-from agents.engines import Generation, HFEngine, SamplingParams
+from agents.hf_engine import HFEngine
 from agents.models import autocast_context, load_model, load_tokenizer
 from agents.rollout import RolloutStats, expert_trajectory, group_rollout, rollout, rollout_with_stats
+from agents.sampling import Generation, SamplingParams
 from agents.trajectory import Trajectory, collate, gather_token_logprobs, load_jsonl, save_jsonl
 
 __all__ = [
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 # optional names -> the module that defines them (tried in order)
-_LAZY: dict[str, tuple[str, ...]] = {"VLLMEngine": ("agents.vllm_engine", "agents.engines")}
+_LAZY: dict[str, tuple[str, ...]] = {"VLLMEngine": ("agents.vllm_engine",)}
 
 
 def __getattr__(name: str) -> Any:

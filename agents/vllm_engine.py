@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from agents.engines import Generation, SamplingParams
+from agents.sampling import Generation, SamplingParams
 
 _INSTALL = "pip install chordgym[vllm]  (or: pip install 'vllm>=0.10.2')"
 
@@ -98,9 +98,9 @@ class VLLMEngine:
 
     def generate(self, prompts: list[list[int]], sampling: SamplingParams | None = None,
                  constraints: Sequence[Any] | None = None) -> list[Generation]:
-        """One generation per prompt (token ids), in order; see ``agents.engines`` for the contract."""
+        """One generation per prompt (token ids), in order; see ``agents.sampling`` for the contract."""
         if constraints is not None and any(c is not None for c in constraints):
-            raise ValueError("guided call decoding (tools.call_grammar) runs in agents.engines.HFEngine only; "
+            raise ValueError("guided call decoding (tools.call_grammar) runs in agents.HFEngine only; "
                              "use that engine or guided_calls=none")
         from vllm.inputs import TokensPrompt  # noqa: PLC0415
 

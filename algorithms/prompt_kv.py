@@ -11,7 +11,7 @@ row with gradient, attending to that prefix's keys and values:
   everything the trainable positions compute, including their attention over the prompt. It is a
   stop-gradient on the context, not the exact gradient: ``full`` stays the default of every algorithm
   config; ``docs/training.md`` says what it buys and costs.
-- prefixes are shared by longest common prefix (``agents.engines.PrefixStore``): the rollouts of one
+- prefixes are shared by longest common prefix (``agents.kv_cache.PrefixStore``): the rollouts of one
   GRPO group share their whole prompt, and every ToolACE row shares the system prompt's instructions
   (~315 tokens). The store holds KV computed at the current weights, so it is cleared at every optimizer
   step.
@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from agents.engines import PrefixStore, cache_from_kv, extend_kv
+from agents.kv_cache import PrefixStore, cache_from_kv, extend_kv
 
 
 class DetachedPromptKV:

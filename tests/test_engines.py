@@ -1,4 +1,4 @@
-"""agents.engines.HFEngine on tiny random models: padding, log-probs, stopping, reproducibility,
+"""agents.hf_engine.HFEngine on tiny random models: padding, log-probs, stopping, reproducibility,
 finished-row compaction, prefix-cache reuse; plus the vLLM engine's missing-extra error.
 
 ``tiny`` is the ``tiny-random`` spec in fp32 (log-prob checks). Its greedy output just repeats "\n", so the
@@ -15,8 +15,9 @@ import sys
 import pytest
 import torch
 
-from agents.engines import GenerationEngine, HFEngine, SamplingParams
+from agents.hf_engine import HFEngine
 from agents.models import load_model
+from agents.sampling import GenerationEngine, SamplingParams
 
 TOOL_TURN = "\n<|im_start|>tool\n[{{\"name\": \"calc\", \"results\": {}}}]<|im_end|>\n<|im_start|>assistant\n"
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents import models
-from agents.engines import HFEngine, SamplingParams
+from agents import HFEngine, SamplingParams, models
 from agents.models import ModelLoadError, autocast_context, load_model, load_tokenizer
 
 

@@ -1,304 +1,36 @@
-"""Generation engines: the token-in/token-out interface rollouts sample through, and the HF implementation.
+"""The HF engine: batched token-in/token-out sampling with a transformers causal LM (``GenerationEngine``).
 
-Contract (``GenerationEngine``): ``generate(prompts, sampling) -> list[Generation]``, one per prompt, in
-order. ``prompts`` are token ids (already rendered by the chat template); the engine never re-tokenises.
-
-Log-prob convention (what RL needs): ``Generation.logprobs[t]`` is ``log_softmax(logits / T)[token_t]``
-computed in fp32 from the model's logits at temperature ``T = sampling.temperature``, i.e. exactly what a
-trainer computes in a teacher-forced pass at the same temperature. top-p truncation changes which token
-can be *sampled* but not the recorded log-prob (the trainer never sees the truncation either). Greedy
-decoding records the same quantity for the argmax token (``T = 1`` when ``temperature == 0``).
-
-Stopping: the model's EOS ids (tokenizer + generation config; ``<|im_end|>`` for SmolLM2, the token that
-closes an assistant turn) end a row with ``finish_reason="eos"``; integer entries of ``sampling.stop`` are
-stop token ids and string entries are stop strings (``"stop"``); ``max_new_tokens`` gives ``"length"``.
-The token that triggers a stop is part of ``token_ids`` and has a log-prob. A stop string is matched on
-the decoded text of the generated tokens; generation is cut after the token that completes it (tokens are
-never split, so that token's text may run a little past the stop string).
+The contract (prompts as token ids, the log-prob convention, stop rules) is in ``agents.sampling``; the KV
+reuse it relies on is in ``agents.kv_cache``; the decode-step kernels are in ``agents.decode_kernels``.
+Besides plain sampling a row may be guided (a ``tools.call_grammar.CallConstraint``: schema-guided call
+lists) or hinted (an ``agents.sampling.Hint``: a second stream decoded alongside it, whose mixture with
+the row's own distribution chooses its tokens; Hinted Decoding).
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 
 from agents.decode_kernels import SlabLayer, decode_attention
-from tools.call_grammar import CallConstraint
+from agents.kv_cache import PrefixEntry, PrefixStore, common_prefix_len, extend_kv, new_cache
 from agents.models import autocast_context, normalize_dtype
-
-FinishReason = Literal["stop", "length", "eos"]
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How to sample one batch.
-
-    ``stop`` mixes stop strings (``str``) and stop token ids (``int``). ``greedy`` (or ``temperature=0``)
-    takes the argmax. ``seed`` makes sampling reproducible: row ``i`` of a call draws from its own stream
-    seeded by ``(seed, i)``, so its tokens do not depend on batch size or on when other rows finish.
-    ``row_seeds`` (one per prompt) seeds each row's stream directly instead: a caller that names its rows
-    (e.g. an episode id) gets the same tokens for a row whatever else is in the call, on any rank.
-    """
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    stop: tuple[str | int, ...] = ()
-    greedy: bool = False
-    seed: int | None = None
-    row_seeds: tuple[int, ...] | None = None
-
-    def __post_init__(self) -> None:
-        stop = (self.stop,) if isinstance(self.stop, str | int) else tuple(self.stop or ())
-        object.__setattr__(self, "stop", stop)
-        if any(not isinstance(s, str | int) or (isinstance(s, str) and not s) for s in stop):
-            raise ValueError(f"stop entries must be non-empty strings or token ids, got {stop!r}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.row_seeds is not None:
-            object.__setattr__(self, "row_seeds", tuple(int(s) for s in self.row_seeds))
-
-    @property
-    def is_greedy(self) -> bool:
-        return self.greedy or self.temperature == 0
-
-    @property
-    def logprob_temperature(self) -> float:
-        """The ``T`` in the recorded ``log_softmax(logits / T)`` (1.0 for ``temperature == 0``)."""
-        return self.temperature if self.temperature > 0 else 1.0
-
-    @property
-    def stop_strings(self) -> tuple[str, ...]:
-        return tuple(s for s in self.stop if isinstance(s, str))
-
-    @property
-    def stop_token_ids(self) -> frozenset[int]:
-        return frozenset(s for s in self.stop if isinstance(s, int))
-
-
-@dataclass
-class Generation:
-    """One sampled continuation: tokens as sampled, their log-probs (see module doc), and why it ended."""
-
-    token_ids: list[int]
-    logprobs: list[float]
-    finish_reason: FinishReason
-
-
-@runtime_checkable
-class GenerationEngine(Protocol):
-    """What rollouts need from an engine."""
-
-    def generate(self, prompts: list[list[int]], sampling: SamplingParams) -> list[Generation]: ...
-
-    def update_weights(self, model: Any) -> None: ...
-
-
-# ----------------------------------------------------------------------------------------------- sampling
-
-
-def choose_tokens(logits: torch.Tensor, sampling: SamplingParams,
-                  uniforms: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pick one token per row of ``logits`` [B, V]; return ``(tokens [B], logprobs [B])``.
-
-    ``uniforms`` [B] in [0, 1) drive inverse-CDF sampling (one per row, from the row's own generator);
-    unused when greedy. The log-prob is ``log_softmax(logits / T)`` at the chosen token, before top-p.
-    """
-    logits = logits.float()
-    logp = torch.log_softmax(logits / sampling.logprob_temperature, dim=-1)
-    if sampling.is_greedy:
-        tokens = logits.argmax(dim=-1)
-    else:
-        assert uniforms is not None
-        probs = logp.exp()
-        if sampling.top_p < 1.0:
-            probs, order = probs.sort(dim=-1, descending=True)
-            before = probs.cumsum(dim=-1) - probs  # mass strictly above each token
-            probs = probs.masked_fill(before >= sampling.top_p, 0.0)  # the top token always survives
-        else:
-            order = None
-        cdf = probs.cumsum(dim=-1)
-        target = (uniforms.to(cdf) * cdf[:, -1]).unsqueeze(-1)
-        idx = torch.searchsorted(cdf, target, right=True).clamp_(max=cdf.shape[-1] - 1)
-        # float round-off can land on a zero-probability token at the very end: step back to a real one
-        bad = probs.gather(-1, idx) <= 0
-        if bad.any():
-            idx = torch.where(bad, (probs > 0).cumsum(-1).argmax(-1, keepdim=True), idx)
-        tokens = (order.gather(-1, idx) if order is not None else idx).squeeze(-1)
-    return tokens, logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-
-
-def _admissible_token(logits: torch.Tensor, sampling: SamplingParams, gen: torch.Generator | None,
-                      admissible: Callable[[int], bool], redraws: int = 16) -> int:
-    """An admissible token for one row [V]: greedy takes the best admissible one; sampling re-draws from the
-    distribution with each rejected token removed (up to ``redraws`` times, then the most likely admissible
-    one). Raises when no token of the vocabulary is admissible (a grammar bug, never a model's fault)."""
-    logits = logits.float()
-    if not sampling.is_greedy and gen is not None:
-        probs = torch.softmax(logits / sampling.logprob_temperature, dim=-1)
-        if sampling.top_p < 1.0:
-            sorted_p, order = probs.sort(descending=True)
-            before = sorted_p.cumsum(0) - sorted_p
-            probs = torch.zeros_like(probs).scatter_(0, order, sorted_p.masked_fill(before >= sampling.top_p, 0.0))
-        for _ in range(redraws):
-            total = float(probs.sum())
-            if total <= 0:
-                break
-            u = float(torch.rand((), generator=gen)) * total
-            t = int(torch.searchsorted(probs.cumsum(0), torch.tensor([u]), right=True).clamp_(max=len(probs) - 1))
-            if probs[t] > 0 and admissible(t):
-                return t
-            probs[t] = 0.0
-    for t in logits.argsort(descending=True).tolist():
-        if admissible(t):
-            return t
-    raise RuntimeError("guided decoding: no token of the vocabulary continues the call list")
-
-
-def _row_generators(n: int, seed: int | None, row_seeds: Sequence[int] | None = None) -> list[torch.Generator]:
-    """One CPU generator per row: seeded by ``row_seeds[i]`` when given, else by ``(seed, i)``; without
-    either, the base seed comes from the global torch RNG."""
-    if row_seeds is not None:
-        if len(row_seeds) != n:
-            raise ValueError(f"row_seeds has {len(row_seeds)} entries for {n} prompts")
-        seeds = [int(s) % (2**63 - 1) for s in row_seeds]
-    else:
-        base = int(torch.randint(0, 2**62, ()).item()) if seed is None else int(seed)
-        seeds = [(base * 1_000_003 + i) % (2**63 - 1) for i in range(n)]
-    gens = []
-    for s in seeds:
-        g = torch.Generator()
-        g.manual_seed(s)
-        gens.append(g)
-    return gens
-
-
-# ----------------------------------------------------------------------------------------------- prefix store
-
-
-@dataclass
-class _PrefixEntry:
-    """KV of one finished row: ``tokens`` whose keys/values are in ``kv`` (per layer ``[H, n, D]`` pairs)."""
-
-    tokens: list[int]
-    kv: list[tuple[torch.Tensor, torch.Tensor]]
-
-
-def _common_prefix_len(a: list[int], b: list[int]) -> int:
-    """Length of the common prefix of ``a`` and ``b`` (list slices compare in C; binary search on mismatch)."""
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:
-        return n
-    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def new_cache(model: Any) -> Any:
-    """An empty ``DynamicCache`` for ``model`` (or the module a DeepSpeed engine wraps)."""
-    from transformers import DynamicCache
-
-    return DynamicCache(config=getattr(model, "module", model).config)
-
-
-def cache_from_kv(model: Any, kv: list[tuple[torch.Tensor, torch.Tensor]], length: int,
-                  device: torch.device) -> Any:
-    """A batch-of-one cache holding the first ``length`` positions of per-layer ``[H, n, D]`` keys/values."""
-    cache = new_cache(model)
-    for layer, (k, v) in enumerate(kv):
-        cache.update(k[None, :, :length].to(device), v[None, :, :length].to(device), layer)
-    return cache
-
-
-def extend_kv(model: Any, kv: list[tuple[torch.Tensor, torch.Tensor]], reused: int, tokens: list[int],
-              device: torch.device) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
-    """One unpadded forward over ``tokens[reused:]`` after the first ``reused`` positions of ``kv``.
-
-    Returns the per-layer ``[H, n, D]`` keys/values of all of ``tokens`` and the last position's logits.
-    Gradient mode is the caller's.
-    """
-    cache = cache_from_kv(model, kv if reused > 0 else [], reused, device)
-    out = model(input_ids=torch.tensor([tokens[reused:]], device=device),
-                position_ids=torch.arange(reused, len(tokens), device=device)[None],
-                past_key_values=cache, use_cache=True, logits_to_keep=1)
-    return [(layer.keys[0], layer.values[0]) for layer in out.past_key_values.layers], out.logits[0, -1]
-
-
-class PrefixStore:
-    """LRU of per-conversation KV caches, so a multi-turn rollout only prefills each turn's new tokens.
-
-    Rollouts are append-only: turn ``k+1``'s prompt extends turn ``k``'s prompt + sampled tokens. After a
-    batch, each row's KV (padding columns removed) is stored with its tokens; the next prompt that shares a
-    prefix of at least ``min_reuse`` tokens with an entry starts from that entry's KV (cropped to the shared
-    prefix). Entries are consumed when reused. Capacity is counted in tokens.
-    """
-
-    def __init__(self, max_tokens: int = 65536, min_reuse: int = 16):
-        self.max_tokens = max_tokens
-        self.min_reuse = min_reuse
-        self._entries: OrderedDict[int, _PrefixEntry] = OrderedDict()
-        self._next_id = 0
-        self.tokens = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def clear(self) -> None:
-        self._entries.clear()
-        self.tokens = 0
-
-    def keeps(self, length: int) -> bool:
-        """Would an entry of ``length`` tokens be stored (long enough to reuse, short enough to hold)?"""
-        return self.min_reuse <= length <= self.max_tokens
-
-    def add(self, tokens: list[int], kv: list[tuple[torch.Tensor, torch.Tensor]]) -> int | None:
-        """Store ``tokens``' KV (evicting the oldest entries beyond capacity); its key, or None if not kept."""
-        if not self.keeps(len(tokens)):
-            return None
-        key = self._next_id
-        self._entries[key] = _PrefixEntry(tokens, kv)
-        self._next_id += 1
-        self.tokens += len(tokens)
-        while self.tokens > self.max_tokens:
-            _, old = self._entries.popitem(last=False)
-            self.tokens -= len(old.tokens)
-        return key
-
-    def match(self, prompt: list[int]) -> tuple[int | None, int]:
-        """The entry sharing the longest prefix with ``prompt`` and that length (leaving >= 1 token to feed)."""
-        best, best_len = None, 0
-        limit = len(prompt) - 1
-        for key, entry in self._entries.items():
-            n = min(_common_prefix_len(entry.tokens, prompt), limit)
-            if n > best_len:
-                best, best_len = key, n
-        return (best, best_len) if best_len >= self.min_reuse else (None, 0)
-
-    def get(self, key: int) -> _PrefixEntry:
-        return self._entries[key]
-
-    def discard(self, keys: set[int]) -> None:
-        for key in keys:
-            entry = self._entries.pop(key, None)
-            if entry is not None:
-                self.tokens -= len(entry.tokens)
-
-
-# ----------------------------------------------------------------------------------------------- HF engine
+from agents.sampling import (
+    FinishReason,
+    Generation,
+    Hint,
+    RepetitionDetector,
+    SamplingParams,
+    admissible_token,
+    choose_tokens,
+    row_generators,
+    token_logprobs,
+)
+from tools.call_grammar import CallConstraint
 
 
 @dataclass
@@ -330,6 +62,9 @@ class HFEngine:
     tokens, and prefills a prompt repeated within a call (a GRPO group) once for all its copies; the store
     is cleared by ``update_weights`` and whenever the model's parameters change
     (checked by a cheap fingerprint at every call), so stale KV never meets new weights.
+
+    A hinted row's hint stream is one more row of the same batch (prefilled, fed, stored and dropped like
+    any row); it draws no random numbers, so a row's tokens depend on its seed, prompt and hint only.
     """
 
     def __init__(self, model: Any, tokenizer: Any, dtype: str | None = None, max_batch_size: int = 64,
@@ -390,11 +125,15 @@ class HFEngine:
         return next(self.model.parameters()).device
 
     def generate(self, prompts: list[list[int]], sampling: SamplingParams | None = None,
-                 constraints: Sequence[CallConstraint | None] | None = None) -> list[Generation]:
+                 constraints: Sequence[CallConstraint | None] | None = None,
+                 hints: Sequence[Hint | None] | None = None) -> list[Generation]:
         """Sample one continuation per prompt (token ids), all prompts batched; results in input order.
 
         ``constraints`` (one per prompt, ``None`` for a free row) guide each row's tokens through a
         :class:`tools.call_grammar.CallConstraint` (schema-guided call lists); a constraint is advanced in place.
+        ``hints`` (one per prompt, ``None`` for a plain row) decode a second stream alongside a row and choose
+        the row's tokens from the hint's mixture of the two (:class:`agents.sampling.Hint`; Hinted Decoding);
+        a hint is advanced in place, and a hinted row counts as two rows of ``max_batch_size``.
         """
         sampling = sampling or SamplingParams()
         prompts = [list(map(int, p)) for p in prompts]
@@ -402,11 +141,14 @@ class HFEngine:
             raise ValueError("every prompt needs at least one token")
         if not prompts:
             return []
-        if constraints is not None and len(constraints) != len(prompts):
-            raise ValueError(f"{len(constraints)} constraints for {len(prompts)} prompts")
+        for name, per_row in (("constraints", constraints), ("hints", hints)):
+            if per_row is not None and len(per_row) != len(prompts):
+                raise ValueError(f"{len(per_row)} {name} for {len(prompts)} prompts")
+        if hints is not None and any(h is not None and len(h.prompt) == 0 for h in hints):
+            raise ValueError("every hint prompt needs at least one token")
         start = time.perf_counter()
         self._check_weights()
-        gens = None if sampling.is_greedy else _row_generators(len(prompts), sampling.seed, sampling.row_seeds)
+        gens = None if sampling.is_greedy else row_generators(len(prompts), sampling.seed, sampling.row_seeds)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[Generation | None] = [None] * len(prompts)
         was_training = self.model.training
@@ -415,11 +157,11 @@ class HFEngine:
             # no_grad, not inference_mode: under inference_mode autocast does not cache the bf16 copies of the
             # weights, so every decode step re-casts all of them (measured: ~15% of a decode step).
             with torch.no_grad(), autocast_context(self.device, self.dtype), decode_attention(self.model):
-                for lo in range(0, len(order), self.max_batch_size):
-                    rows = order[lo:lo + self.max_batch_size]
+                for rows in self._chunks(order, hints):
                     outs = self._generate_batch([prompts[i] for i in rows], sampling,
                                                 None if gens is None else [gens[i] for i in rows],
-                                                None if constraints is None else [constraints[i] for i in rows])
+                                                None if constraints is None else [constraints[i] for i in rows],
+                                                None if hints is None else [hints[i] for i in rows])
                     for i, out in zip(rows, outs, strict=True):
                         results[i] = out
         finally:
@@ -427,6 +169,20 @@ class HFEngine:
         self.stats.calls += 1
         self.stats.seconds += time.perf_counter() - start
         return results  # type: ignore[return-value]
+
+    def _chunks(self, order: list[int], hints: Sequence[Hint | None] | None) -> Iterator[list[int]]:
+        """Consecutive runs of ``order`` of at most ``max_batch_size`` model rows (a hinted row is two)."""
+        chunk: list[int] = []
+        size = 0
+        for i in order:
+            weight = 1 if hints is None or hints[i] is None else 2
+            if chunk and size + weight > self.max_batch_size:
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(i)
+            size += weight
+        if chunk:
+            yield chunk
 
     # -- one batch ----------------------------------------------------------------------------------
 
@@ -436,9 +192,6 @@ class HFEngine:
         from transformers.cache_utils import DynamicLayer
 
         return all(type(layer) in (DynamicLayer, SlabLayer) for layer in getattr(cache, "layers", [None]))
-
-    def _new_cache(self) -> Any:
-        return new_cache(self.model)
 
     def _prefill(self, prompts: list[list[int]], count_prompt: bool = True, room: int = 0
                  ) -> tuple[Any, torch.Tensor, torch.Tensor, list[int], list[int]]:
@@ -471,7 +224,7 @@ class HFEngine:
         mask = torch.zeros((b, width), dtype=torch.long, device=device)
         for i, prompt in enumerate(prompts):
             mask[i, width - len(prompt):] = 1
-        batch_cache = self._new_cache()
+        batch_cache = new_cache(self.model)
         slabs = self._cache_is_plain(batch_cache)  # other layer kinds (sliding windows) keep their own update
         first_kv = next(iter(rows.values()))[0]
         for layer, (k_ref, v_ref) in enumerate(first_kv):
@@ -492,7 +245,7 @@ class HFEngine:
         self.stats.prefilled_tokens += prefilled
         return batch_cache, mask, logits, [len(p) for p in prompts], list(used)
 
-    def _extend(self, entry: _PrefixEntry | None, reused: int, tokens: list[int]
+    def _extend(self, entry: PrefixEntry | None, reused: int, tokens: list[int]
                 ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]:
         """``extend_kv`` from ``entry``'s first ``reused`` tokens of KV (none when ``entry`` is None)."""
         return extend_kv(self.model, entry.kv if entry is not None else [], reused, tokens, self.device)
@@ -509,7 +262,7 @@ class HFEngine:
         if len(distinct) < 2:
             return 0
         prompts = list(distinct.values())
-        shared = min(_common_prefix_len(prompts[0], p) for p in prompts[1:])
+        shared = min(common_prefix_len(prompts[0], p) for p in prompts[1:])
         shared = min(shared, min(len(p) for p in prompts) - 1)  # every prompt keeps >= 1 token to feed
         if not self.store.keeps(shared) or sum(reused < shared for _, reused in matches.values()) < 2:
             return 0
@@ -532,50 +285,65 @@ class HFEngine:
 
     def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams,
                         gens: list[torch.Generator] | None,
-                        constraints: list[CallConstraint | None] | None = None) -> list[Generation]:
+                        constraints: list[CallConstraint | None] | None = None,
+                        hints: list[Hint | None] | None = None) -> list[Generation]:
+        """Generate one batch. Slots ``0..n-1`` of the batch are the prompts' rows; each hint adds a slot
+        after them that is fed the tokens its row samples until the hint is spent."""
         device = self.device
-        cache, mask, logits, positions, _ = self._prefill(prompts, room=sampling.max_new_tokens)
+        n = len(prompts)
+        hinted = [] if hints is None else [r for r in range(n) if hints[r] is not None]
+        hint_slot = {r: n + k for k, r in enumerate(hinted)}
+        row_of = {h: r for r, h in hint_slot.items()}
+        slots = prompts + [list(map(int, hints[r].prompt)) for r in hinted]  # type: ignore[index, union-attr]
+        cache, mask, logits, positions, _ = self._prefill(slots, room=sampling.max_new_tokens)
         plain = self._cache_is_plain(cache)
         keep_prefix = self.prefix_cache and plain
-        stop_ids = sampling.stop_token_ids
-        stop_strings = sampling.stop_strings
-        window = 4 * max((len(s.encode()) for s in stop_strings), default=0) + 4
-        n = len(prompts)
-        out_tokens: list[list[int]] = [[] for _ in range(n)]
+        detectors = [RepetitionDetector(sampling.repeat_window, sampling.repeat_count)
+                     if sampling.stops_on_repetition else None for _ in range(n)]
+        out_tokens: list[list[int]] = [[] for _ in slots]  # a hint slot's: the tokens fed to it, for the store
         out_logps: list[list[float]] = [[] for _ in range(n)]
-        finish: list[FinishReason | None] = [None] * n
-        active = list(range(n))  # batch row -> original row
+        finish: list[FinishReason | None] = [None] * len(slots)
+        active = list(range(len(slots)))  # batch row -> slot
         while True:
-            u = None if gens is None else torch.stack([torch.rand((), generator=gens[r]) for r in active])
-            tok, logp = choose_tokens(logits, sampling, u)
-            if constraints is not None and any(constraints[r] is not None and finish[r] is None for r in active):
-                tok, logp = self._guide(logits, tok, logp, active, constraints, finish, sampling, gens)
+            if hinted:
+                batch_row = {r: j for j, r in enumerate(active)}
+                rows = [r for r in active if r < n]
+                own = logits[[batch_row[r] for r in rows]]
+                choice = self._hinted_logits(own, logits, rows, batch_row, hints, hint_slot, finish)  # type: ignore[arg-type]
+            else:
+                rows, own, choice = active, logits, logits
+            u = None if gens is None else torch.stack([torch.rand((), generator=gens[r]) for r in rows])
+            tok, logp = choose_tokens(choice, sampling, u)
+            guided = constraints is not None and any(constraints[r] is not None and finish[r] is None for r in rows)
+            if guided:
+                tok = self._guide(choice, tok, rows, constraints, finish, sampling, gens)  # type: ignore[arg-type]
+            if guided or choice is not own:
+                logp = token_logprobs(own, tok, sampling)  # the row's own log-prob, whatever chose the token
             tok_list, logp_list = tok.tolist(), logp.tolist()
-            for j, r in enumerate(active):
+            for j, r in enumerate(rows):
                 if finish[r] is not None:
                     continue
                 t = tok_list[j]
                 out_tokens[r].append(t)
                 out_logps[r].append(logp_list[j])
-                if t in self.eos_token_ids:
-                    finish[r] = "eos"
-                elif t in stop_ids:
-                    finish[r] = "stop"
-                elif stop_strings and any(s in self.tokenizer.decode(out_tokens[r][-window:],
-                                                                     skip_special_tokens=False)
-                                          for s in stop_strings):
-                    finish[r] = "stop"
-                elif len(out_tokens[r]) >= sampling.max_new_tokens:
-                    finish[r] = "length"
+                finish[r] = self._finish_reason(out_tokens[r], sampling, detectors[r])
+                h = hint_slot.get(r)
+                if h is not None and finish[h] is None:
+                    out_tokens[h].append(t)
+                    if finish[r] is not None or not hints[r].advance(self._text(out_tokens[r])):  # type: ignore[index, union-attr]
+                        finish[h] = "stop"
+            if hinted:
+                chosen = dict(zip(rows, tok_list, strict=True))
+                tok = torch.tensor([chosen[row_of.get(r, r)] for r in active], dtype=torch.long)
             done_rows = [j for j, r in enumerate(active) if finish[r] is not None]
             if len(done_rows) == len(active):
                 if keep_prefix:
                     self._store_rows(cache, mask, list(range(len(active))),
-                                     [prompts[r] + out_tokens[r][:-1] for r in active])
+                                     [slots[r] + out_tokens[r][:-1] for r in active])
                 break
             if done_rows and (4 * len(done_rows) >= len(active)) and plain:
                 cache, mask, active, tok, positions = self._compact(
-                    cache, mask, active, tok, positions, finish, prompts, out_tokens, keep_prefix)
+                    cache, mask, active, tok, positions, finish, slots, out_tokens, keep_prefix)
                 self.stats.compactions += 1
             live = torch.tensor([finish[r] is None for r in active], dtype=torch.long, device=device)
             feed = torch.where(live.bool(), tok.to(device), torch.full_like(tok, self.pad_token_id).to(device))
@@ -586,8 +354,45 @@ class HFEngine:
             cache, logits = out.past_key_values, out.logits[:, -1]
             positions = [p + int(x) for p, x in zip(positions, live.tolist(), strict=True)]
             self.stats.decode_steps += 1
-        self.stats.generated_tokens += sum(len(t) for t in out_tokens)
+        self.stats.generated_tokens += sum(len(out_tokens[r]) for r in range(n))
         return [Generation(out_tokens[r], out_logps[r], finish[r]) for r in range(n)]  # type: ignore[arg-type]
+
+    def _finish_reason(self, tokens: list[int], sampling: SamplingParams,
+                       detector: RepetitionDetector | None) -> FinishReason | None:
+        """Why a row ends after its newest token ``tokens[-1]``, or None while it goes on."""
+        t = tokens[-1]
+        if t in self.eos_token_ids:
+            return "eos"
+        if t in sampling.stop_token_ids:
+            return "stop"
+        if sampling.stop_strings:
+            window = 4 * max(len(s.encode()) for s in sampling.stop_strings) + 4
+            tail = self.tokenizer.decode(tokens[-window:], skip_special_tokens=False)
+            if any(s in tail for s in sampling.stop_strings):
+                return "stop"
+        if detector is not None and detector.push(t):
+            return "repetition"
+        if len(tokens) >= sampling.max_new_tokens:
+            return "length"
+        return None
+
+    def _text(self, tokens: list[int]) -> str:
+        """The exact text of generated tokens (special tokens kept, no clean-up of spaces)."""
+        return self.tokenizer.decode(tokens, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def _hinted_logits(self, own: torch.Tensor, logits: torch.Tensor, rows: list[int], batch_row: dict[int, int],
+                       hints: list[Hint | None], hint_slot: dict[int, int],
+                       finish: list[FinishReason | None]) -> torch.Tensor:
+        """The scores each row's token is chosen from: its hint's mixture of the hint stream's and its own
+        log-probs while the hint stream still decodes, its own logits otherwise."""
+        choice = own.float().clone()
+        for j, r in enumerate(rows):
+            h = hint_slot.get(r)
+            if h is None or finish[h] is not None or finish[r] is not None:
+                continue
+            choice[j] = hints[r].scores(torch.log_softmax(logits[batch_row[h]].float(), dim=-1),  # type: ignore[union-attr]
+                                        torch.log_softmax(choice[j], dim=-1))
+        return choice
 
     def _piece(self, token: int) -> str:
         """The text of one token id (cached; special tokens as text)."""
@@ -597,15 +402,16 @@ class HFEngine:
                 [token], skip_special_tokens=False, clean_up_tokenization_spaces=False)
         return piece
 
-    def _guide(self, logits: torch.Tensor, tok: torch.Tensor, logp: torch.Tensor, active: list[int],
+    def _guide(self, logits: torch.Tensor, tok: torch.Tensor, rows: list[int],
                constraints: list[CallConstraint | None], finish: list, sampling: SamplingParams,
-               gens: list[torch.Generator] | None) -> tuple[torch.Tensor, torch.Tensor]:
+               gens: list[torch.Generator] | None) -> torch.Tensor:
         """Replace each constrained row's token by the best (greedy) or a re-drawn (sampling) admissible one
-        while the chosen one is rejected, then advance the row's constraint; log-probs stay the policy's."""
+        while the chosen one is rejected, then advance the row's constraint. ``logits[j]`` and ``tok[j]``
+        belong to slot ``rows[j]``."""
         t0 = time.perf_counter()
         ends = self.eos_token_ids | sampling.stop_token_ids
-        tok, logp = tok.clone(), logp.clone()
-        for j, r in enumerate(active):
+        tok = tok.clone()
+        for j, r in enumerate(rows):
             c = constraints[r]
             if c is None or finish[r] is not None:
                 continue
@@ -616,14 +422,13 @@ class HFEngine:
             t = int(tok[j])
             self.stats.guided_tokens += 1
             if not admissible(t):
-                t = _admissible_token(logits[j], sampling, None if gens is None else gens[r], admissible)
+                t = admissible_token(logits[j], sampling, None if gens is None else gens[r], admissible)
                 tok[j] = t
-                logp[j] = torch.log_softmax(logits[j].float() / sampling.logprob_temperature, dim=-1)[t]
                 self.stats.guided_replaced += 1
             if t not in ends:
                 c.advance(self._piece(t))
         self.stats.guided_seconds += time.perf_counter() - t0
-        return tok, logp
+        return tok
 
     def _compact(self, cache: Any, mask: torch.Tensor, active: list[int], tok: torch.Tensor,
                  positions: list[int], finish: list, prompts: list[list[int]], out_tokens: list[list[int]],
