@@ -1,16 +1,15 @@
 """``python -m agents.evaluate``: score a model on held-out suites (BFCL categories, ToolACE and math splits,
 and any registered environment: ``docs/new-suite.md``).
 
-Every suite is an environment, so evaluation runs the same rollout code as training (greedy by default).
-A suite's environment is made from its config (``configs/env/<name>.yaml``, the same ``kwargs`` the trainer
-uses) with ``<name>.kwargs`` on top; every suite's environment is made before the model loads, so a bad
-path or argument is one ``config error:`` line. An environment's ``corpus_metrics`` hook adds metrics
-computed over all of a suite's entries.
-Output in ``out_dir``: ``results.json`` (every entry's prompt, output and verdict; per-category accuracy with
-its 95% Wilson interval, per task kind for ToolACE; failed entries by cause; BFCL aggregates) and
-``results.md`` (a table; with
-``baseline=<results.json>`` both side by side, plus the entries gained and lost against it and McNemar's
-exact p-value).
+Every suite is an environment, scored by the trainer's held-out evaluation (``agents.heldout``; greedy by
+default). A suite's environment is made from its config (``configs/env/<name>.yaml``, the same ``kwargs``
+the trainer uses) with ``<name>.kwargs`` on top; every suite's environment is made before the model loads,
+so a bad path or argument is one ``config error:`` line. An environment's ``corpus_metrics`` hook adds
+metrics computed over all of a suite's entries.
+Output in ``out_dir``: ``results.json`` (every entry's prompt, output, failure and verdict; per-category
+accuracy with its 95% Wilson interval, per task kind for ToolACE; failed entries by cause; BFCL aggregates)
+and ``results.md`` (a table; with ``baseline=<results.json>`` both side by side, plus the entries gained and
+lost against it and McNemar's exact p-value).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,12 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from agents.engines import HFEngine, SamplingParams
-from tools.call_grammar import GUIDED_CALLS
+from agents import HFEngine, SamplingParams
+from agents.heldout import evaluate_tasks
 from agents.models import ModelLoadError, load_model, resolve_device
-from agents.rollout import rollout
 from agents.scores import paired_change, wilson_interval
 from envs import EnvConfig, EnvConfigError
+from tools.call_grammar import GUIDED_CALLS
 
 BFCL_PREFIX = "bfcl/"
 
@@ -111,47 +110,23 @@ def expand_suites(cfg: DictConfig, load_env: Callable[[str], dict[str, Any]] = e
     return out
 
 
-def _batches(n: int, size: int) -> Iterator[list[int]]:
-    for start in range(0, n, size):
-        yield list(range(start, min(n, start + size)))
-
-
 def evaluate_suite(suite: Suite, engine: Any, tokenizer: Any, sampling: SamplingParams, batch_size: int,
                    progress: Progress | None = None, guided_calls: str = "none") -> list[dict[str, Any]]:
-    """Run every entry of one suite; one record per entry (prompt, outputs, reward, verdict).
+    """Score the suite's first ``limit`` entries (``agents.heldout``), ``batch_size`` at a time; one
+    ``results.json`` entry per task (suite, prompt, outputs, reward, failure, verdict).
     ``guided_calls`` (none | auto | required): schema-guided call lists, see ``tools.call_grammar``."""
     probe = suite.probe
     n = probe.num_tasks if suite.limit is None else min(int(suite.limit), probe.num_tasks)
     envs = [probe] + [suite.make() for _ in range(min(batch_size, n) - 1)]
-    task = progress.add_task(suite.name, total=n) if progress else None
-    records: list[dict[str, Any]] = []
-    for indices in _batches(n, batch_size):
-        trajectories = rollout(envs[:len(indices)], engine, tokenizer, sampling=sampling,
-                               reset_kwargs=[{"seed": 0, "options": {"index": i}} for i in indices],
-                               group_ids=indices, guided_calls=guided_calls)
-        for index, traj in zip(indices, trajectories, strict=True):
-            messages = traj.info.get("messages", [])
-            first_assistant = next((k for k, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
-            verdict = {k: v for k, v in traj.info.items() if k not in ("messages", "expert")}
-            records.append({
-                "suite": suite.name, "index": index, "id": traj.info.get("id", traj.info.get("task_id", index)),
-                "prompt": messages[:first_assistant],
-                "output": [m["content"] for m in messages if m["role"] == "assistant"],
-                "reward": traj.reward, "correct": traj.reward >= 1.0,
-                "verdict": _jsonable(verdict),
-            })
-        if progress is not None:
-            progress.update(task, advance=len(indices))
-    return records
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=repr))
+    bar = progress.add_task(suite.name, total=n) if progress else None
+    records = evaluate_tasks(envs, range(n), engine, tokenizer, sampling, guided_calls=guided_calls,
+                             on_batch=None if progress is None else lambda k: progress.update(bar, advance=k))
+    return [{"suite": suite.name, **record.entry()} for record in records]
 
 
 def failure_tag(verdict: dict[str, Any]) -> str | None:
-    """Why an entry failed, as its environment names it: ToolACE's ``failure`` category
-    (``envs.toolace.failures``) or BFCL's checker ``error_type``; ``None`` where the environment says nothing."""
+    """Transitional, for ``algorithms/trainer.py`` only, which imports it until it scores through
+    ``agents.heldout`` (``TaskRecord.failure``); delete it in that commit. Nothing here uses it."""
     for key in ("failure", "error_type"):
         tag = verdict.get(key)
         if isinstance(tag, str) and tag:
@@ -162,8 +137,8 @@ def failure_tag(verdict: dict[str, Any]) -> str | None:
 def summarise(records: list[dict[str, Any]],
               corpus_metrics: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """Per-suite accuracy with its 95% Wilson interval, per task kind where the environment names one
-    (ToolACE: single, parallel, dependent, multi_turn, no_tool), the failed entries per failure category
-    where the environment tags them (``failure_tag``), BFCL's aggregates over the BFCL categories present,
+    (ToolACE: single, parallel, dependent, multi_turn, no_tool), the failed entries per cause where the
+    environment names one (the entry's ``failure``), BFCL's aggregates over the BFCL categories present,
     and the suites' own corpus-level metrics (``ChatEnv.corpus_metrics``, by suite) where they have any."""
     def tally(counts: dict[str, dict[str, float]], key: str, correct: bool) -> None:
         c = counts.setdefault(key, {"n": 0, "correct": 0})
@@ -179,7 +154,7 @@ def summarise(records: list[dict[str, Any]],
         kind = verdict.get("kind")
         if isinstance(kind, str):
             tally(per_kind.setdefault(r["suite"], {}), kind, r["correct"])
-        tag = failure_tag(verdict)
+        tag = r.get("failure")
         if not r["correct"] and tag:
             counts = failures.setdefault(r["suite"], {})
             counts[tag] = counts.get(tag, 0) + 1

@@ -35,21 +35,22 @@ def test_summary_counts_kinds_and_intervals() -> None:
 
 
 def test_summary_tallies_failure_causes_of_failed_entries_only() -> None:
-    def rec(suite: str, correct: bool, **verdict) -> dict:
-        return {"suite": suite, "correct": correct, "verdict": verdict}
+    def rec(suite: str, correct: bool, failure: str | None = None, **verdict) -> dict:
+        return {"suite": suite, "correct": correct, "failure": failure, "verdict": verdict}
 
-    records = [rec("toolace/test", False, kind="single", failure="wrong_value"),
-               rec("toolace/test", False, kind="single", failure="no_call"),
-               rec("toolace/test", False, kind="parallel", failure="wrong_value"),
-               rec("toolace/test", True, kind="single", failure=None),
-               rec("bfcl/simple_python", False, error_type="value_error:string"),
-               rec("bfcl/simple_python", True, error_type=""),
+    records = [rec("toolace/test", False, "wrong_value", kind="single"),
+               rec("toolace/test", False, "no_call", kind="single"),
+               rec("toolace/test", False, "wrong_value", kind="parallel"),
+               rec("toolace/test", True, None, kind="single"),
+               rec("toolace/test", True, "no_call", kind="single"),  # solved: its tag is not a failure
+               rec("bfcl/simple_python", False, "value_error:string"),
+               rec("bfcl/simple_python", True, None),
                rec("math/test", False)]
     summary = summarise(records)
     assert summary["failures"] == {"toolace/test": {"wrong_value": 2, "no_call": 1},
                                    "bfcl/simple_python": {"value_error:string": 1}}
     assert list(summary["failures"]["toolace/test"]) == ["wrong_value", "no_call"]  # most frequent first
-    base = summarise([rec("toolace/test", False, failure="turn_cap")])
+    base = summarise([rec("toolace/test", False, "turn_cap")])
     table = markdown_report(summary, "m", baseline=base, baseline_name="base")
     assert "| toolace/test | wrong_value | 2 | 0 |" in table
     assert "| toolace/test | turn_cap | 0 | 1 |" in table  # a cause only the baseline has still shows
@@ -87,7 +88,7 @@ def test_evaluate_on_cpu_writes_results(tmp_path: Path) -> None:
     assert "95% CI" in (tmp_path / "results.md").read_text()
     failed = [e for e in results["entries"] if not e["correct"]]
     assert sum(summary.get("failures", {}).get("toolace/test", {}).values()) == len(failed)
-    assert all(e["verdict"]["failure"] for e in failed)
+    assert all(e["failure"] and e["failure"] == e["verdict"]["failure"] for e in failed)
     again = tmp_path / "again"
     proc = subprocess.run(cmd + [f"out_dir={again}", f"baseline={tmp_path / 'results.json'}"],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
