@@ -1,25 +1,50 @@
-"""CHORD: on-policy GRPO and off-policy SFT in one loss, weighted by a scheduled mu; algorithm presets.
+"""CHORD: on-policy GRPO and off-policy SFT in one loss, with a global weight mu and token weights phi.
 
-    L = (1 - mu) * L_grpo(on-policy batch) + mu * L_sft(expert batch)
+The paper's objective, read top to bottom in this file (formulas: ``docs/algorithms.md``):
 
-Every algorithm of the paper's table is this one loss with a different mu rule and SFT weighting:
-SFT is mu = 1, GRPO is mu = 0, SFT-then-GRPO switches mu from 1 to 0, CHORD-mu decays mu with a cosine,
-CHORD-phi keeps mu = 0.1 with phi-weighted SFT, IDFT is SFT (or CHORD) with IDFT weights. The trainer
-therefore has a single code path: `AlgorithmConfig.mu(step)` then `chord_loss`.
+    (1) mu(s)     the global weight of the SFT term at optimizer step s: a cosine decay from mu_peak to
+                  mu_valley after a linear warm-up (``MuSchedule``), a switch from 1 to 0 (SFT then GRPO),
+                  or reward-adaptive max(0, tau - mean reward) (``adaptive_mu``); ``AlgorithmConfig.mu``
+    (2) L_grpo    GRPO's clipped surrogate on the on-policy batch, group-normalised advantages
+                  (``on_policy_micro_loss``; ``algorithms.losses``, ``algorithms.advantages``)
+    (3) L_sft     the SFT term on the expert batch, each token weighted by phi = p(1 - p) (CHORD-phi),
+                  p (DFT), an IDFT weight, or 1 (``expert_micro_loss``; ``algorithms.sft``)
+    (4) L         = (1 - mu) L_grpo + mu L_sft   (``term_weights``), back-propagated term by term over
+                  micro-batches, then one optimizer step (``chord_step``)
+
+Every algorithm of the paper's table is this loss with a different mu rule and SFT weighting: SFT is mu = 1,
+GRPO mu = 0, SFT-then-GRPO switches mu from 1 to 0, CHORD-mu decays mu with a cosine, CHORD-phi keeps
+mu = 0.1 with phi-weighted SFT, IDFT is SFT (or CHORD) with IDFT weights. The named settings are the YAML
+files of ``configs/algorithm/`` (``preset``), each stating only what differs from ``AlgorithmConfig``'s
+defaults.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
+import yaml
 from torch import Tensor
 
-from algorithms.idft import IDFTParams, idft_lambda
-from algorithms.losses import AGG_MODES
-from algorithms.sft import SFT_WEIGHTINGS
+from agents.models import autocast_context
+from agents.trajectory import Trajectory, collate
+from algorithms.advantages import group_advantages
+from algorithms.distributed import all_reduce_max, all_reduce_sum
+from algorithms.forward import completion_logits, plan_micro_batches, trainable_start
+from algorithms.idft import IDFTParams, centred_loglik, idft_lambda
+from algorithms.logprobs import token_logprobs_and_entropy
+from algorithms.losses import AGG_MODES, aggregation_units, clipped_policy_loss, masked_mean
+from algorithms.prompt_kv import DetachedPromptKV
+from algorithms.sft import SFT_WEIGHTINGS, sft_loss
+
+PRESET_DIR = Path(__file__).resolve().parents[1] / "configs" / "algorithm"
+
+# --------------------------------------------------------------------------------------------- (1) mu
 
 
 @dataclass(frozen=True)
@@ -54,27 +79,6 @@ def adaptive_mu(mean_reward: float, tau: float = 0.5) -> float:
     return max(0.0, tau - float(mean_reward))
 
 
-def chord_loss(grpo_loss: Tensor | None, sft_loss: Tensor | None, mu: float) -> Tensor:
-    """L = (1 - mu) * L_grpo + mu * L_sft.
-
-    Invariant: each term was already reduced over its *own* tokens (e.g. token-mean over on-policy tokens,
-    token-mean over expert tokens) so mu is the only relative weight; how many expert samples the batch holds
-    does not shift the balance. Pass None for a term whose batch has no tokens (it counts as 0); a term whose
-    weight is 0 is left out (so a NaN-free but irrelevant term cannot leak). If nothing contributes, the
-    result is 0 (attached to whichever term was given, so backward() still works).
-    """
-    if not 0.0 <= mu <= 1.0:
-        raise ValueError(f"mu must be in [0, 1], got {mu}")
-    grpo_weight = 1.0 - mu
-    sft_weight = mu
-    terms = [(grpo_weight, grpo_loss), (sft_weight, sft_loss)]
-    active = [w * t for w, t in terms if t is not None and w != 0.0]
-    if active:
-        return sum(active[1:], active[0])
-    given = [t for _, t in terms if t is not None]
-    return 0.0 * given[0] if given else torch.zeros(())
-
-
 MuRule = Literal["cosine", "switch", "adaptive"]
 
 
@@ -82,7 +86,8 @@ MuRule = Literal["cosine", "switch", "adaptive"]
 class AlgorithmConfig:
     """Everything that distinguishes SFT / GRPO / SFT-then-GRPO / CHORD-mu / CHORD-phi / IDFT.
 
-    Mirrored one-to-one by configs/algorithm/<name>.yaml (same keys).
+    The defaults are the base every ``configs/algorithm/<name>.yaml`` starts from (``algorithms.config``
+    registers them as ``algorithm/base``); a YAML states only what differs.
     """
 
     name: str = "chord_mu"
@@ -96,21 +101,21 @@ class AlgorithmConfig:
     adaptive_tau: float = 0.5  # adaptive rule: mu = max(0, tau - mean reward of the on-policy batch)
     # --- GRPO term ---------------------------------------------------------------------------------------
     group_size: int = 8  # rollouts per prompt
-    adv_scale: Literal["std", "none"] = "std"  # none = Dr.GRPO
+    adv_scale: Literal["std", "none"] = "std"  # std = GRPO (unbiased std); none = Dr.GRPO
     eps_low: float = 0.2
     eps_high: float = 0.2
-    dual_clip: float | None = None
-    loss_agg: str = "token-mean"  # used by both terms
-    max_len: int | None = None  # constant for seq-mean-token-sum-norm
-    kl_coef: float = 0.0
+    dual_clip: float | None = None  # e.g. 3.0 for dual-clip PPO
+    loss_agg: str = "token-mean"  # used by both terms; one of algorithms.losses.AGG_MODES
+    max_len: int | None = None  # constant for seq-mean-token-sum-norm (None = the longest row, all ranks)
+    kl_coef: float = 0.0  # weight of the k3 KL to the initial weights (TRL's beta, verl's kl_loss_coef)
     entropy_coef: float = 0.0
     # --- SFT term ----------------------------------------------------------------------------------------
     sft_weighting: Literal["none", "dft", "phi", "idft"] = "none"
     idft_beta: float = 1.0
     idft_gamma_min: float = 0.1
     idft_gamma_max: float = 2.0
-    idft_warmup_frac: float = 0.2
-    idft_ramp_frac: float = 0.1
+    idft_warmup_frac: float = 0.2  # lambda = 0 (DFT) for this share of training
+    idft_ramp_frac: float = 0.1  # then a linear ramp to 1 over this share
 
     def __post_init__(self) -> None:
         if self.mu_rule not in ("cosine", "switch", "adaptive"):
@@ -129,8 +134,9 @@ class AlgorithmConfig:
         return MuSchedule(self.mu_peak, self.mu_valley, self.mu_warmup_steps, self.mu_decay_steps)
 
     def mu(self, step: int, total_steps: int | None = None, mean_reward: float | None = None) -> float:
-        """mu at 1-based optimizer `step`. `total_steps` is needed by the switch rule when sft_steps is
-        None; `mean_reward` (of the current on-policy batch) by the adaptive rule."""
+        """mu at 1-based optimizer ``step``, whatever the rule. ``total_steps`` is needed by the switch rule
+        when sft_steps is None; ``mean_reward`` (of the step's on-policy batch) by the adaptive rule, and
+        ignored by the others."""
         if self.mu_rule == "cosine":
             return self.mu_schedule(step)
         if self.mu_rule == "switch":
@@ -143,6 +149,11 @@ class AlgorithmConfig:
         if mean_reward is None:
             raise ValueError("adaptive rule needs the batch's mean_reward")
         return min(1.0, adaptive_mu(mean_reward, self.adaptive_tau))
+
+    def needs_rollouts(self, step: int, total_steps: int) -> bool:
+        """Whether step ``step`` samples an on-policy batch: always when mu depends on its rewards, otherwise
+        unless mu = 1 (the GRPO term would carry no weight)."""
+        return self.mu_rule == "adaptive" or self.mu(step, total_steps) < 1.0
 
     @property
     def constant_mu(self) -> float | None:
@@ -184,30 +195,259 @@ class AlgorithmConfig:
         return cls(**values)
 
 
-_CONSTANT_1 = dict(mu_rule="cosine", mu_peak=1.0, mu_valley=1.0, mu_warmup_steps=0, mu_decay_steps=0)
-_CONSTANT_0 = dict(mu_rule="cosine", mu_peak=0.0, mu_valley=0.0, mu_warmup_steps=0, mu_decay_steps=0)
-_CONSTANT_01 = dict(mu_rule="cosine", mu_peak=0.1, mu_valley=0.1, mu_warmup_steps=0, mu_decay_steps=0)
-
-PRESETS: dict[str, AlgorithmConfig] = {
-    "sft": AlgorithmConfig(name="sft", **_CONSTANT_1),
-    "grpo": AlgorithmConfig(name="grpo", **_CONSTANT_0),
-    # mu = 1 for step <= sft_steps, then 0 (mu_peak/valley/steps unused by the switch rule)
-    "sft_then_grpo": AlgorithmConfig(name="sft_then_grpo", **{**_CONSTANT_0, "mu_rule": "switch"}),
-    # tool-use reference: W = 0, D = 20, peak 0.6, valley 0.0
-    "chord_mu": AlgorithmConfig(name="chord_mu", mu_peak=0.6, mu_valley=0.0, mu_warmup_steps=0, mu_decay_steps=20),
-    # math reference: W = 0, D = 200, peak 0.9, valley 0.05
-    "chord_mu_math": AlgorithmConfig(
-        name="chord_mu_math", mu_peak=0.9, mu_valley=0.05, mu_warmup_steps=0, mu_decay_steps=200
-    ),
-    "chord_phi": AlgorithmConfig(name="chord_phi", sft_weighting="phi", **_CONSTANT_01),
-    "chord_adaptive": AlgorithmConfig(name="chord_adaptive", **{**_CONSTANT_0, "mu_rule": "adaptive"}),
-    "idft": AlgorithmConfig(name="idft", sft_weighting="idft", **_CONSTANT_1),
-    "chord_idft": AlgorithmConfig(name="chord_idft", sft_weighting="idft", **_CONSTANT_01),
-}
+def preset_names() -> list[str]:
+    """The named algorithms: one ``configs/algorithm/<name>.yaml`` each."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def preset(name: str, **overrides) -> AlgorithmConfig:
-    """A named preset (see PRESETS), optionally with fields overridden."""
-    if name not in PRESETS:
-        raise KeyError(f"unknown algorithm preset {name!r}; available: {sorted(PRESETS)}")
-    return replace(PRESETS[name], **overrides)
+def preset(name: str, **overrides: Any) -> AlgorithmConfig:
+    """The algorithm ``configs/algorithm/<name>.yaml`` names (its keys over the defaults), with ``overrides``."""
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise KeyError(f"unknown algorithm preset {name!r}; available: {preset_names()}")
+    values = yaml.safe_load(path.read_text()) or {}
+    values.pop("defaults", None)
+    return replace(AlgorithmConfig.from_dict(values), **overrides)
+
+
+# ------------------------------------------------------------------------------- (2), (3) the two terms
+
+
+@dataclass
+class MicroBatchOutput:
+    loss: Tensor
+    metrics: dict[str, float]
+
+
+def on_policy_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], advantages: Tensor,
+                         algo: AlgorithmConfig, temperature: float, use_sampler_logprobs: bool,
+                         max_len: int | None, prompt_kv: DetachedPromptKV | None = None,
+                         ref_model: torch.nn.Module | None = None,
+                         ref_prompt_kv: DetachedPromptKV | None = None) -> MicroBatchOutput:
+    """L_grpo, GRPO's clipped surrogate, on one micro-batch of on-policy trajectories (mean over it).
+
+    Old log-probs are the detached current ones (one optimizer step per rollout batch, the paper's
+    setting: rho = 1) unless ``use_sampler_logprobs``; the sampler/trainer mismatch is reported either way.
+    With ``algo.kl_coef != 0`` the frozen ``ref_model`` (the initial weights) scores the same tokens and
+    the k3 estimate of KL(pi || pi_ref) is added with that weight, as TRL's ``beta`` and verl's
+    ``kl_loss_coef`` do (metric ``grpo/kl``).
+    """
+    ref_logp = None
+    if algo.kl_coef != 0.0:
+        if ref_model is None:
+            raise ValueError("algorithm.kl_coef != 0 needs the reference model")
+        with torch.no_grad():
+            ref_logits, ref_window = completion_logits(ref_model, batch, ref_prompt_kv)
+            ref_logp, _ = token_logprobs_and_entropy(ref_logits, ref_window["input_ids"], temperature=temperature,
+                                                     with_entropy=False)
+    logits, batch = completion_logits(model, batch, prompt_kv)
+    need_entropy = algo.entropy_coef != 0.0 or temperature == 1.0
+    logp, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], temperature=temperature,
+                                               with_entropy=need_entropy, entropy_grad=algo.entropy_coef != 0.0)
+    mask = batch["loss_mask"]
+    old_logp = batch["old_logprobs"] if use_sampler_logprobs else logp.detach()
+    loss, pg_metrics = clipped_policy_loss(
+        logp, old_logp, advantages, mask, eps_low=algo.eps_low, eps_high=algo.eps_high,
+        dual_clip=algo.dual_clip, agg=algo.loss_agg, max_len=max_len, ref_logp=ref_logp, kl_coef=algo.kl_coef,
+        entropy=entropy, entropy_coef=algo.entropy_coef,
+    )
+    with torch.no_grad():
+        metrics = {f"grpo/{k}": float(v) for k, v in pg_metrics.items()}
+        metrics["grpo/sampler_logprob_abs_diff"] = float(masked_mean((logp - batch["old_logprobs"]).abs(), mask))
+        if entropy is not None and temperature == 1.0:
+            metrics["onpolicy/cll_mean"] = float(masked_mean(centred_loglik(logp.detach(), entropy.detach()), mask))
+    return MicroBatchOutput(loss, metrics)
+
+
+def expert_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], algo: AlgorithmConfig, step: int,
+                      total_steps: int, max_len: int | None, prompt_kv: DetachedPromptKV | None = None
+                      ) -> MicroBatchOutput:
+    """L_sft, the weighted SFT term, on one micro-batch of expert trajectories (mean over it).
+
+    The entropy pass is always run: IDFT needs it, and the centred log-likelihood of the expert tokens is
+    the diagnostic that shows how far off-policy the expert data is.
+    """
+    logits, batch = completion_logits(model, batch, prompt_kv)
+    logp, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], temperature=1.0, with_entropy=True)
+    mask = batch["loss_mask"]
+    loss, sft_metrics = sft_loss(logp, mask, weighting=algo.sft_weighting, agg=algo.loss_agg, entropy=entropy,
+                                 idft_params=algo.idft_params(step, total_steps), max_len=max_len)
+    with torch.no_grad():
+        metrics = {f"sft/{k}": float(v) for k, v in sft_metrics.items()}
+        metrics["expert/cll_mean"] = float(masked_mean(centred_loglik(logp.detach(), entropy.detach()), mask))
+    return MicroBatchOutput(loss, metrics)
+
+
+# -------------------------------------------------------------------------------------- (4) the combination
+
+
+def term_weights(mu: float) -> tuple[float, float]:
+    """(weight of L_grpo, weight of L_sft) = (1 - mu, mu). Each term is already a mean over its *own*
+    units (tokens or sequences), so mu is the only relative weight: how many expert samples a batch holds
+    does not shift the balance."""
+    if not 0.0 <= mu <= 1.0:
+        raise ValueError(f"mu must be in [0, 1], got {mu}")
+    return 1.0 - mu, mu
+
+
+@dataclass
+class StepContext:
+    """What ``chord_step`` needs besides the batch: the DeepSpeed engine and how to run micro-batches."""
+
+    engine: Any  # a DeepSpeed engine: engine(input_ids=...), engine.backward(loss, scale_wrt_gas=False), engine.step()
+    micro_batch_size: int
+    micro_batch_tokens: int
+    temperature: float  # the sampler's, for the on-policy log-probs
+    use_sampler_logprobs: bool
+    dtype: str  # autocast policy: bf16 | fp32
+    world_size: int = 1
+    pad_token_id: int = 0
+    prompt_kv: DetachedPromptKV | None = None  # trainer.prompt_grad=detached
+    ref_model: torch.nn.Module | None = None  # kl_coef != 0
+    ref_prompt_kv: DetachedPromptKV | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.engine.module.parameters()).device
+
+
+@dataclass
+class StepResult:
+    """The step's metrics (term-wide means) and whether the optimizer stepped."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    stepped: bool = True
+
+
+class _MetricMeans:
+    """Micro-batch metrics accumulated with each micro-batch's share of its term's units as weight, so that
+    the step's figure is the term-wide mean whatever the micro-batch size."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.weights: dict[str, float] = {}
+
+    def add(self, metrics: dict[str, float], weight: float = 1.0) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v * weight
+            self.weights[k] = self.weights.get(k, 0.0) + weight
+
+    def means(self) -> dict[str, float]:
+        return {k: self.sums[k] / self.weights[k] if self.weights[k] > 0 else 0.0 for k in self.sums}
+
+
+def chord_step(ctx: StepContext, algo: AlgorithmConfig, on_policy: list[Trajectory], expert: list[Trajectory],
+               mu: float, step: int, total_steps: int) -> StepResult:
+    """One optimizer step on L = (1 - mu) L_grpo(on_policy) + mu L_sft(expert), this rank's share of both.
+
+    Each term is back-propagated on its own, micro-batch by micro-batch (``_backward_term``), so that the
+    summed gradients over micro-batches and ranks equal those of L computed on the whole batch at once. A
+    term whose weight is 0 is not run at all. Metrics: the terms' values (``loss/grpo``, ``loss/sft``,
+    ``loss/total``, summed over ranks) and the micro-batch metrics (``grpo/*``, ``sft/*``, ...).
+    """
+    grpo_weight, sft_weight = term_weights(mu)
+    means = _MetricMeans()
+    grpo_value = sft_value = 0.0
+    backward_calls = 0
+    if on_policy and grpo_weight > 0.0:
+        rewards = torch.tensor([t.reward for t in on_policy], dtype=torch.float32)
+        advantages = group_advantages(rewards, [t.group_id for t in on_policy], scale=algo.adv_scale)
+        # A zero advantage contributes nothing to the surrogate nor its gradient (rho = 1): skip its
+        # forward pass, but its tokens stay in the denominator, as in the formula.
+        skip_zero = algo.kl_coef == 0.0 and algo.entropy_coef == 0.0
+        live = [i for i in range(len(on_policy)) if not (skip_zero and float(advantages[i]) == 0.0)]
+        means.add({"grpo/zero_adv_share": 1.0 - len(live) / len(on_policy),
+                   "grpo/adv_abs_mean": float(advantages.abs().mean())})
+        device = ctx.device
+        grpo_value, calls = _backward_term(
+            ctx, algo, on_policy, live, grpo_weight, means,
+            lambda data, rows, max_len: on_policy_micro_loss(
+                ctx.engine, data, advantages[rows].to(device), algo, ctx.temperature, ctx.use_sampler_logprobs,
+                max_len, ctx.prompt_kv, ctx.ref_model, ctx.ref_prompt_kv))
+        backward_calls += calls
+    if expert and sft_weight > 0.0:
+        sft_value, calls = _backward_term(
+            ctx, algo, expert, list(range(len(expert))), sft_weight, means,
+            lambda data, rows, max_len: expert_micro_loss(ctx.engine, data, algo, step, total_steps, max_len,
+                                                          ctx.prompt_kv))
+        backward_calls += calls
+    if ctx.prompt_kv is not None:
+        means.add({"train/prompt_kv_computed_share":
+                   ctx.prompt_kv.computed_tokens / max(1, ctx.prompt_kv.prompt_tokens)})
+        ctx.prompt_kv.clear()  # its keys/values belong to the weights the step is about to change
+    if ctx.ref_prompt_kv is not None:
+        ctx.ref_prompt_kv.clear()  # the reference's stay valid, but would grow without bound
+    stepped = _step_or_skip(ctx, backward_calls)
+
+    grpo_global, sft_global = all_reduce_sum(grpo_value), all_reduce_sum(sft_value)
+    metrics = means.means()
+    metrics.update({"loss/grpo": grpo_global, "loss/sft": sft_global,
+                    "loss/total": grpo_weight * grpo_global + sft_weight * sft_global})
+    return StepResult(metrics, stepped)
+
+
+MicroLoss = Callable[[dict[str, Tensor], list[int], int | None], MicroBatchOutput]
+
+
+def _backward_term(ctx: StepContext, algo: AlgorithmConfig, term: list[Trajectory], forwarded: list[int],
+                   weight: float, means: _MetricMeans, micro_loss: MicroLoss) -> tuple[float, int]:
+    """Back-propagate ``weight`` x (one loss term averaged over all of ``term``'s units, all ranks).
+
+    Only the rows ``forwarded`` are run; the denominator counts every row of ``term``. Each micro-batch's
+    mean loss is scaled by its share of the global units, and by the world size because DeepSpeed
+    averages gradients over ranks. Returns this rank's share of the term's value and the backward calls.
+    """
+    masks = [torch.tensor(t.loss_mask, dtype=torch.float32)[None] for t in term]
+    global_units = all_reduce_sum(sum(aggregation_units(m, algo.loss_agg) for m in masks))
+    max_len = _norm_length(algo, term)
+    device = ctx.device
+    value, calls = 0.0, 0
+    for idx in _micro_batches(ctx, [term[i] for i in forwarded]):
+        rows = [forwarded[i] for i in idx]
+        data = collate([term[i] for i in rows], pad_token_id=ctx.pad_token_id)
+        data = {k: v.to(device, non_blocking=True) for k, v in data.items()}
+        share = aggregation_units(data["loss_mask"], algo.loss_agg) / global_units
+        with autocast_context(device.type, ctx.dtype):
+            out = micro_loss(data, rows, max_len)
+        ctx.engine.backward(weight * out.loss * share * ctx.world_size, scale_wrt_gas=False)
+        value += float(out.loss.detach()) * share
+        calls += 1
+        means.add(out.metrics, share)
+    return value, calls
+
+
+def _micro_batches(ctx: StepContext, trajectories: list[Trajectory]) -> list[list[int]]:
+    """Micro-batches capped by the tokens that keep activations for the backward pass: whole rows, or
+    with detached prompts only each row's span from its first trainable token on."""
+    if ctx.prompt_kv is not None:
+        lengths = [t.num_tokens - trainable_start(t.loss_mask) for t in trajectories]
+    else:
+        lengths = [t.num_tokens for t in trajectories]
+    return plan_micro_batches(lengths, ctx.micro_batch_size, ctx.micro_batch_tokens)
+
+
+def _norm_length(algo: AlgorithmConfig, term: list[Trajectory]) -> int | None:
+    """The constant of ``seq-mean-token-sum-norm``: ``algo.max_len``, else the longest row on any rank."""
+    if algo.loss_agg != "seq-mean-token-sum-norm":
+        return None
+    if algo.max_len is not None:
+        return int(algo.max_len)
+    return all_reduce_max(max((t.num_tokens for t in term), default=0))
+
+
+def _step_or_skip(ctx: StepContext, backward_calls: int) -> bool:
+    """One optimizer step, kept consistent across ranks when a batch had nothing to learn from.
+
+    A batch whose groups all have zero advantage (and no expert term) back-propagates nothing. If no
+    rank back-propagated, every rank skips the step: Adam would otherwise still move the weights on its
+    momentum alone. If some did, a rank that did not adds a zero-valued backward so that ZeRO's gradient
+    reduction sees every rank. Returns whether the optimizer stepped.
+    """
+    ranks_with_grads = all_reduce_sum(1.0 if backward_calls else 0.0)
+    if ranks_with_grads == 0:
+        return False
+    if backward_calls == 0:
+        dummy = torch.tensor([[ctx.pad_token_id]], device=ctx.device)
+        ctx.engine.backward(0.0 * ctx.engine(input_ids=dummy).logits.sum(), scale_wrt_gas=False)
+    ctx.engine.step()
+    return True

@@ -1,17 +1,25 @@
-"""Checks on a training config that run before any work, so that a bad key fails in a second, not an hour."""
+"""The training config, typed and checked before any work, so that a bad key fails in a second, not an hour.
+
+``TrainerConfig`` is the ``trainer:`` section, ``algorithms.chord.AlgorithmConfig`` the ``algorithm:`` one
+(whose defaults this module registers as Hydra's ``algorithm/base``); ``validate_train_config`` checks them
+together with the environment, the model's dtype and the world size.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import MISSING, dataclass, fields
+from typing import Any
 
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from tools.call_grammar import GUIDED_CALLS
 from algorithms.chord import AlgorithmConfig
-from algorithms.lr_schedule import check_schedule, schedule_settings
+from algorithms.lr_schedule import check_schedule
 from envs.env_config import EnvConfig, EnvConfigError
+from tools.call_grammar import GUIDED_CALLS
 
 
 class TrainConfigError(ValueError):
@@ -44,32 +52,139 @@ def _need(cond: bool, message: str) -> None:
         raise TrainConfigError(message)
 
 
-_INTEGERS = ("total_steps", "prompts_per_step", "expert_per_step", "micro_batch_size", "micro_batch_tokens",
-             "warmup_steps", "max_new_tokens", "eval_every", "eval_size", "eval_max_new_tokens", "save_every",
-             "keep_checkpoints")
-_REALS = ("lr", "min_lr_ratio", "weight_decay", "grad_clip", "temperature", "top_p")
-_OPTIONAL_INTEGERS = ("max_turns", "expert_tasks", "max_steps_this_run")
+@dataclass(frozen=True, kw_only=True)
+class TrainerConfig:
+    """The ``trainer:`` section of ``configs/train.yaml``, typed and checked once (``from_mapping``).
+
+    The values and their comments live in the YAML; fields without a default must be there. What each
+    key does: ``docs/training.md``.
+    """
+
+    # -- the batch of one optimizer step
+    total_steps: int
+    prompts_per_step: int
+    expert_per_step: int
+    micro_batch_size: int
+    micro_batch_tokens: int
+    expert_tasks: int | None = None
+    expert_data: str | None = None
+    # -- the optimizer
+    lr: float
+    lr_schedule: str = "constant"
+    warmup_steps: int
+    min_lr_ratio: float
+    adam_betas: tuple[float, float]
+    weight_decay: float
+    grad_clip: float
+    # -- rollouts
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    max_turns: int | None
+    rollout_guided_calls: str = "none"
+    use_sampler_logprobs: bool
+    prompt_grad: str = "full"
+    # -- held-out evaluation
+    eval_every: int
+    eval_size: int
+    eval_at_start: bool
+    eval_max_new_tokens: int
+    eval_guided_calls: str = "none"
+    # -- checkpoints and the run
+    save_every: int
+    keep_checkpoints: int
+    resume: str
+    resume_fallback: bool = True
+    max_steps_this_run: int | None
+    progress: bool
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> TrainerConfig:
+        """Check every key's type and range; ``TrainConfigError`` names the first bad key (``trainer.lr=fast``
+        gets ``trainer.lr must be a number, got 'fast'``, not a bare ``could not convert``)."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        _need(not unknown, f"trainer.{unknown[0] if unknown else ''} is not a trainer setting "
+                           f"(known: {', '.join(sorted(known))})")
+        missing = sorted(k for k, f in known.items()
+                         if k not in values and f.default is MISSING and f.default_factory is MISSING)
+        _need(not missing, f"trainer.{missing[0] if missing else ''} is missing from the trainer config")
+        for key, value in values.items():
+            _check_type(key, value, known[key].type)
+        config = cls(**{k: (tuple(v) if k == "adam_betas" else v) for k, v in values.items()})
+        config._check_ranges()
+        return config
+
+    def _check_ranges(self) -> None:
+        for key in ("total_steps", "prompts_per_step", "micro_batch_size", "micro_batch_tokens"):
+            _need(getattr(self, key) >= 1, f"trainer.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("expert_per_step", "eval_every", "save_every", "eval_size"):
+            _need(getattr(self, key) >= 0, f"trainer.{key} must be >= 0, got {getattr(self, key)}")
+        _need(self.lr > 0, f"trainer.lr must be > 0, got {self.lr}")
+        try:
+            check_schedule(self.total_steps, **self.lr_schedule_settings)
+        except ValueError as err:
+            raise TrainConfigError(f"trainer.{err}") from err
+        _need(self.temperature > 0, f"trainer.temperature must be > 0 (greedy is for evaluation), got {self.temperature}")
+        _need(0 < self.top_p <= 1, f"trainer.top_p must be in (0, 1], got {self.top_p}")
+        _need(bool(self.resume), f"trainer.resume must be auto, never or a checkpoint path, got {self.resume!r}")
+        _need(self.prompt_grad in ("full", "detached"),
+              f"trainer.prompt_grad must be full or detached, got {self.prompt_grad!r}")
+        for key in ("rollout_guided_calls", "eval_guided_calls"):
+            _need(getattr(self, key) in GUIDED_CALLS,
+                  f"trainer.{key} must be one of {', '.join(GUIDED_CALLS)}, got {getattr(self, key)!r}")
+        _need(self.expert_tasks is None or self.expert_tasks >= 1,
+              f"trainer.expert_tasks must be null or >= 1, got {self.expert_tasks}")
+
+    @property
+    def lr_schedule_settings(self) -> dict[str, Any]:
+        """The keyword arguments of ``algorithms.lr_schedule.lr_at`` and ``check_schedule``."""
+        return {"lr_schedule": self.lr_schedule, "warmup_steps": self.warmup_steps,
+                "min_lr_ratio": self.min_lr_ratio}
 
 
-def _check_numbers(t: DictConfig) -> None:
-    """Every numeric trainer key holds a number (``trainer.lr=fast`` names the key instead of a bare
-    ``could not convert string to float``)."""
-    def bad(key: str, kind: str) -> TrainConfigError:
-        return TrainConfigError(f"trainer.{key} must be {kind}, got {t.get(key)!r}")
+def _check_type(key: str, value: Any, kind: str) -> None:
+    """``value`` fits the field's annotation ``kind`` (a string under ``from __future__ import annotations``)."""
+    def bad(what: str) -> TrainConfigError:
+        return TrainConfigError(f"trainer.{key} must be {what}, got {value!r}")
 
-    for key in _INTEGERS + _OPTIONAL_INTEGERS:
-        value = t.get(key)
-        if value is None and key in _OPTIONAL_INTEGERS:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad(key, "an integer" + (" or null" if key in _OPTIONAL_INTEGERS else ""))
-    for key in _REALS:
-        value = t.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise bad(key, "a number")
-    betas = t.get("adam_betas")
-    if betas is None or len(betas) != 2 or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in betas):
-        raise bad("adam_betas", "a list of two numbers")
+    optional = kind.endswith("| None")
+    if value is None:
+        if not optional:
+            raise bad(_KIND_NAMES.get(kind.removesuffix(" | None"), kind))
+        return
+    base = kind.removesuffix(" | None")
+    if base == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+        raise bad("an integer" + (" or null" if optional else ""))
+    if base == "float" and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise bad("a number")
+    if base == "bool" and not isinstance(value, bool):
+        raise bad("true or false")
+    if base == "str" and not isinstance(value, str):
+        raise bad("a string")
+    if base == "tuple[float, float]" and (
+            isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2
+            or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in value)):
+        raise bad("a list of two numbers")
+
+
+_KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+               "tuple[float, float]": "a list of two numbers"}
+
+
+def trainer_config(cfg: DictConfig) -> TrainerConfig:
+    """The run's ``trainer`` section as a checked ``TrainerConfig``."""
+    return TrainerConfig.from_mapping(OmegaConf.to_container(cfg.trainer, resolve=True))
+
+
+def register_algorithm_base() -> None:
+    """Register ``AlgorithmConfig``'s defaults as Hydra's ``algorithm/base``: every
+    ``configs/algorithm/<name>.yaml`` starts from it (``defaults: [base, _self_]``) and states only what
+    differs, so the defaults have one source and ``algorithm.<key>=...`` overrides any key."""
+    ConfigStore.instance().store(group="algorithm", name="base", node=AlgorithmConfig().to_dict())
+
+
+register_algorithm_base()
 
 
 def env_config(cfg: DictConfig) -> EnvConfig:
@@ -82,44 +197,24 @@ def env_config(cfg: DictConfig) -> EnvConfig:
     return env
 
 
-def validate_train_config(cfg: DictConfig, algo: AlgorithmConfig, world_size: int) -> None:
-    """Raise ``TrainConfigError`` naming the offending key; returns quietly for a runnable config."""
-    t = cfg.trainer
-    _check_numbers(t)
+def validate_train_config(cfg: DictConfig, algo: AlgorithmConfig, world_size: int) -> TrainerConfig:
+    """The run's trainer settings, checked with the algorithm, environment, model and world size; raises
+    ``TrainConfigError`` naming the offending key."""
+    t = trainer_config(cfg)
     env_config(cfg)
-    for key in ("total_steps", "prompts_per_step", "micro_batch_size", "micro_batch_tokens"):
-        _need(int(t[key]) >= 1, f"trainer.{key} must be >= 1, got {t[key]}")
-    for key in ("expert_per_step", "eval_every", "save_every", "eval_size"):
-        _need(int(t[key]) >= 0, f"trainer.{key} must be >= 0, got {t[key]}")
     _need(int(algo.group_size) >= 1, f"algorithm.group_size must be >= 1, got {algo.group_size}")
-    _need(int(t.prompts_per_step) % world_size == 0,
+    _need(t.prompts_per_step % world_size == 0,
           f"trainer.prompts_per_step={t.prompts_per_step} does not divide over {world_size} ranks")
-    _need(int(t.expert_per_step) % world_size == 0,
+    _need(t.expert_per_step % world_size == 0,
           f"trainer.expert_per_step={t.expert_per_step} does not divide over {world_size} ranks")
-    _need(float(t.lr) > 0, f"trainer.lr must be > 0, got {t.lr}")
-    try:
-        check_schedule(int(t.total_steps), **schedule_settings(t))
-    except ValueError as err:
-        raise TrainConfigError(f"trainer.{err}") from err
-    _need(float(t.temperature) > 0, f"trainer.temperature must be > 0 (greedy is for evaluation), got {t.temperature}")
-    _need(0 < float(t.top_p) <= 1, f"trainer.top_p must be in (0, 1], got {t.top_p}")
     _need(str(cfg.model.dtype) in ("bf16", "fp32"), f"model.dtype must be bf16 or fp32, got {cfg.model.dtype!r}")
-    _need(str(t.resume) in ("auto", "never") or bool(str(t.resume)),
-          f"trainer.resume must be auto, never or a checkpoint path, got {t.resume!r}")
-    _need(str(t.get("prompt_grad", "full")) in ("full", "detached"),
-          f"trainer.prompt_grad must be full or detached, got {t.get('prompt_grad')!r}")
-    for key in ("rollout_guided_calls", "eval_guided_calls"):
-        _need(str(t.get(key, "none")) in GUIDED_CALLS,
-              f"trainer.{key} must be one of {', '.join(GUIDED_CALLS)}, got {t.get(key)!r}")
-    expert_tasks = t.get("expert_tasks")
-    _need(expert_tasks is None or int(expert_tasks) >= 1,
-          f"trainer.expert_tasks must be null or >= 1, got {expert_tasks}")
     if algo.uses_expert:
-        _need(int(t.expert_per_step) >= 1,
+        _need(t.expert_per_step >= 1,
               f"algorithm.name={algo.name} uses expert data (mu > 0) but trainer.expert_per_step=0")
     if algo.mu_rule == "switch" and algo.sft_steps is not None:
-        _need(0 <= int(algo.sft_steps) <= int(t.total_steps),
+        _need(0 <= int(algo.sft_steps) <= t.total_steps,
               f"algorithm.sft_steps={algo.sft_steps} must lie in [0, trainer.total_steps={t.total_steps}]")
     if algo.uses_rollouts and algo.adv_scale == "std":
         _need(int(algo.group_size) >= 2,
               f"algorithm.group_size={algo.group_size}: GRPO needs >= 2 samples per prompt (a group of one has A = 0)")
+    return t

@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -73,24 +74,30 @@ def init_distributed() -> DistInfo:
                     local_rank=int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def _all_reduce_sum_tensor(tensor: torch.Tensor) -> torch.Tensor:
-    """Elementwise float64 sum over all ranks, returned on the CPU (a copy; a no-op in a world of one)."""
+def _all_reduce_tensor(tensor: torch.Tensor, op: Any = None) -> torch.Tensor:
+    """Elementwise float64 reduction (default: sum) over all ranks, returned on the CPU (a copy; a no-op in a
+    world of one)."""
     tensor = tensor.to(torch.float64).clone()
     if dist.is_initialized() and dist.get_world_size() > 1:
         if dist.get_backend() == "nccl":  # NCCL reduces device tensors only
             tensor = tensor.to(f"cuda:{torch.cuda.current_device()}")
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op is None else op)
     return tensor.cpu()
 
 
 def all_reduce_sum(value: float | torch.Tensor) -> float:
     """Sum a scalar over all ranks (a no-op in a world of one)."""
-    return float(_all_reduce_sum_tensor(torch.as_tensor(value)))
+    return float(_all_reduce_tensor(torch.as_tensor(value)))
 
 
 def all_reduce_sum_list(values: list[float]) -> list[float]:
     """Elementwise sum of equal-length lists over all ranks (each rank fills its own entries, zeros elsewhere)."""
-    return [float(v) for v in _all_reduce_sum_tensor(torch.tensor(values, dtype=torch.float64))]
+    return [float(v) for v in _all_reduce_tensor(torch.tensor(values, dtype=torch.float64))]
+
+
+def all_reduce_max(value: int) -> int:
+    """The largest of an integer over all ranks (a no-op in a world of one)."""
+    return int(_all_reduce_tensor(torch.tensor(value), op=dist.ReduceOp.MAX))
 
 
 def barrier() -> None:

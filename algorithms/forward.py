@@ -1,34 +1,18 @@
-"""The CHORD objective over a batch too large for one forward pass.
+"""The training forward pass over a micro-batch: logits for the trainable window only, and how a batch too
+large for one pass is split into micro-batches.
 
-    L = (1 - mu) * L_grpo(on-policy batch) + mu * L_sft(expert batch)
-
-Each term is an average over its *own* batch (all ranks, all micro-batches). A micro-batch's term is
-therefore scaled by its share of the term's units (tokens for ``token-mean``, sequences for the
-``seq-mean-*`` modes) before its backward pass, and by the world size because DeepSpeed averages
-gradients over ranks. Summed over micro-batches and ranks, the gradients equal those of the loss above
-computed on the whole batch at once.
+The loss terms built on these logits (GRPO's surrogate, the weighted SFT term) and their combination
+``(1 - mu) L_grpo + mu L_sft`` are CHORD's, in ``algorithms.chord``; this module only makes the forward
+pass cheap (no lm_head over prompt positions, no padded attention for long rows, optional detached
+prompts) while giving the same logits as a full pass.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-from algorithms.chord import AlgorithmConfig
-from algorithms.idft import centred_loglik
-from algorithms.logprobs import token_logprobs_and_entropy
-from algorithms.losses import clipped_policy_loss, masked_mean
 from algorithms.prompt_kv import DetachedPromptKV, detached_prompt_row_logits
-from algorithms.sft import sft_loss
-
-
-def aggregation_units(loss_mask: Tensor, mode: str) -> float:
-    """How many units a batch contributes to the denominator of ``mode`` (tokens or sequences)."""
-    if mode == "token-mean":
-        return float(loss_mask.sum())
-    return float((loss_mask.sum(dim=-1) > 0).sum())
 
 
 def plan_micro_batches(lengths: list[int], max_rows: int, max_tokens: int) -> list[list[int]]:
@@ -143,68 +127,3 @@ def _detached_prompt_logits(model: torch.nn.Module, batch: dict[str, Tensor], le
             cut_rows.append(torch.nn.functional.pad(piece, (0, width - piece.shape[0])))
         window[key] = torch.stack(cut_rows)
     return logits, window
-
-
-@dataclass
-class MicroBatchOutput:
-    loss: Tensor
-    metrics: dict[str, float]
-
-
-def on_policy_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], advantages: Tensor,
-                         algo: AlgorithmConfig, temperature: float, use_sampler_logprobs: bool,
-                         max_len: int | None, prompt_kv: DetachedPromptKV | None = None,
-                         ref_model: torch.nn.Module | None = None,
-                         ref_prompt_kv: DetachedPromptKV | None = None) -> MicroBatchOutput:
-    """GRPO's clipped surrogate on one micro-batch of on-policy trajectories (mean over the micro-batch).
-
-    Old log-probs are the detached current ones (one optimizer step per rollout batch, the paper's
-    setting: rho = 1) unless ``use_sampler_logprobs``; the sampler/trainer mismatch is reported either way.
-    With ``algo.kl_coef != 0`` the frozen ``ref_model`` (the initial weights) scores the same tokens and
-    the k3 estimate of KL(pi || pi_ref) is added with that weight, as TRL's ``beta`` and verl's
-    ``kl_loss_coef`` do (metric ``grpo/kl``).
-    """
-    ref_logp = None
-    if algo.kl_coef != 0.0:
-        if ref_model is None:
-            raise ValueError("algorithm.kl_coef != 0 needs the reference model")
-        with torch.no_grad():
-            ref_logits, ref_window = completion_logits(ref_model, batch, ref_prompt_kv)
-            ref_logp, _ = token_logprobs_and_entropy(ref_logits, ref_window["input_ids"], temperature=temperature,
-                                                     with_entropy=False)
-    logits, batch = completion_logits(model, batch, prompt_kv)
-    need_entropy = algo.entropy_coef != 0.0 or temperature == 1.0
-    logp, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], temperature=temperature,
-                                               with_entropy=need_entropy, entropy_grad=algo.entropy_coef != 0.0)
-    mask = batch["loss_mask"]
-    old_logp = batch["old_logprobs"] if use_sampler_logprobs else logp.detach()
-    loss, pg_metrics = clipped_policy_loss(
-        logp, old_logp, advantages, mask, eps_low=algo.eps_low, eps_high=algo.eps_high,
-        dual_clip=algo.dual_clip, agg=algo.loss_agg, max_len=max_len, ref_logp=ref_logp, kl_coef=algo.kl_coef,
-        entropy=entropy, entropy_coef=algo.entropy_coef,
-    )
-    with torch.no_grad():
-        metrics = {f"grpo/{k}": float(v) for k, v in pg_metrics.items()}
-        metrics["grpo/sampler_logprob_abs_diff"] = float(masked_mean((logp - batch["old_logprobs"]).abs(), mask))
-        if entropy is not None and temperature == 1.0:
-            metrics["onpolicy/cll_mean"] = float(masked_mean(centred_loglik(logp.detach(), entropy.detach()), mask))
-    return MicroBatchOutput(loss, metrics)
-
-
-def expert_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], algo: AlgorithmConfig, step: int,
-                      total_steps: int, max_len: int | None, prompt_kv: DetachedPromptKV | None = None
-                      ) -> MicroBatchOutput:
-    """The weighted SFT term on one micro-batch of expert trajectories (mean over the micro-batch).
-
-    The entropy pass is always run: IDFT needs it, and the centred log-likelihood of the expert tokens is
-    the diagnostic that shows how far off-policy the expert data is.
-    """
-    logits, batch = completion_logits(model, batch, prompt_kv)
-    logp, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], temperature=1.0, with_entropy=True)
-    mask = batch["loss_mask"]
-    loss, sft_metrics = sft_loss(logp, mask, weighting=algo.sft_weighting, agg=algo.loss_agg, entropy=entropy,
-                                 idft_params=algo.idft_params(step, total_steps), max_len=max_len)
-    with torch.no_grad():
-        metrics = {f"sft/{k}": float(v) for k, v in sft_metrics.items()}
-        metrics["expert/cll_mean"] = float(masked_mean(centred_loglik(logp.detach(), entropy.detach()), mask))
-    return MicroBatchOutput(loss, metrics)

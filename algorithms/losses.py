@@ -62,6 +62,15 @@ def aggregate(loss: Tensor, mask: Tensor, mode: AggMode = "token-mean", max_len:
     return masked_mean(per_seq, seq_count > 0)
 
 
+def aggregation_units(mask: Tensor, mode: str) -> float:
+    """The denominator a batch contributes to ``aggregate(..., mode)``: its masked tokens for ``token-mean``,
+    its sequences with at least one masked token for the ``seq-mean-*`` modes. A batch split into
+    micro-batches scales each micro-batch's mean by its share of these units."""
+    if mode == "token-mean":
+        return float(mask.sum())
+    return float((mask.sum(dim=-1) > 0).sum())
+
+
 def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     """Per-token k3 estimator of KL(pi || pi_ref): exp(ref - logp) - (ref - logp) - 1  (>= 0, unbiased)."""
     log_ratio = (ref_logp - logp).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)

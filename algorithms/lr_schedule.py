@@ -19,18 +19,8 @@ of 0.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 SCHEDULES = ("constant", "cosine", "linear")
-
-
-def schedule_settings(trainer: Mapping[str, Any]) -> dict[str, Any]:
-    """The schedule's keys of a ``trainer`` config (``lr_schedule``, ``warmup_steps``, ``min_lr_ratio``),
-    with their defaults: the keyword arguments of ``check_schedule`` and ``lr_at``."""
-    return {"lr_schedule": str(trainer.get("lr_schedule", "constant")),
-            "warmup_steps": int(trainer.get("warmup_steps", 0)),
-            "min_lr_ratio": float(trainer.get("min_lr_ratio", 0.0))}
 
 
 def check_schedule(total_steps: int, lr_schedule: str = "constant", warmup_steps: int = 0,

@@ -1,11 +1,11 @@
 """The training loop: rollouts and expert data in, one DeepSpeed optimizer step per batch out.
 
 One step (1-based ``step``):
-  1. mu = algorithm.mu(step)                                  (ALGORITHMS.md, "CHORD: the combination")
-  2. on-policy batch: B prompts x G rollouts (skipped when mu == 1), group advantages
+  1. on-policy batch: B prompts x G rollouts, unless mu is known to be 1 (``AlgorithmConfig.needs_rollouts``)
+  2. mu = algorithm.mu(step, mean reward of that batch)        (``algorithms.chord``)
   3. expert batch: E expert trajectories (skipped when mu == 0)
-  4. L = (1 - mu) L_grpo + mu L_sft, micro-batched (``algorithms.objective``); the step's learning rate
-     (``algorithms.lr_schedule``); engine.step()
+  4. the step's learning rate (``algorithms.lr_schedule``), then ``chord_step``: L = (1 - mu) L_grpo + mu L_sft
+     back-propagated over micro-batches, one optimizer step
   5. metrics (JSONL, TensorBoard, progress bar); every ``eval_every`` steps a greedy held-out evaluation;
      every ``save_every`` steps an atomic checkpoint.
 
@@ -19,7 +19,6 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,23 +29,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from agents import HFEngine, SamplingParams, expert_trajectory, load_model, rollout
 from agents.evaluate import failure_tag
-from agents.models import autocast_context
 from agents.scores import paired_change, wilson_interval
-from agents.trajectory import Trajectory, collate
-from algorithms.advantages import group_advantages
+from agents.trajectory import Trajectory
 from algorithms.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from algorithms.chord import AlgorithmConfig
-from algorithms.config import TrainConfigError, env_config, validate_train_config
+from algorithms.chord import AlgorithmConfig, StepContext, chord_step
+from algorithms.config import TrainConfigError, TrainerConfig, env_config, validate_train_config
 from algorithms.distributed import DistInfo, all_reduce_sum, all_reduce_sum_list, init_distributed
-from algorithms.lr_schedule import lr_at, schedule_settings
+from algorithms.lr_schedule import lr_at
 from algorithms.metrics import MetricsLogger, read_jsonl
-from algorithms.objective import (
-    aggregation_units,
-    expert_micro_loss,
-    on_policy_micro_loss,
-    plan_micro_batches,
-    trainable_start,
-)
 from algorithms.prompt_kv import DetachedPromptKV
 from envs import EnvConfigError
 
@@ -66,21 +56,20 @@ class Trainer:
 
     def __init__(self, cfg: DictConfig):
         self.cfg = cfg
-        self.t = cfg.trainer
         try:
             self.algo = AlgorithmConfig.from_dict(OmegaConf.to_container(cfg.algorithm, resolve=True))
         except (TypeError, ValueError) as err:
             raise TrainConfigError(f"algorithm: {err}") from err
         self.dist: DistInfo = init_distributed()
-        validate_train_config(cfg, self.algo, self.dist.world_size)
+        self.t: TrainerConfig = validate_train_config(cfg, self.algo, self.dist.world_size)
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
-        self.total_steps = int(self.t.total_steps)
+        self.total_steps = self.t.total_steps
 
         # The environments first: a bad env.kwargs / env.train_kwargs / split fails before the model loads.
         self.train_env = self._make_env(cfg.env.train_split, training=True)
         self.num_train_tasks = self.train_env.num_tasks
-        self.eval_envs: list[Any] = [self._make_env(cfg.env.eval_split)] if int(self.t.eval_every) > 0 else []
+        self.eval_envs: list[Any] = [self._make_env(cfg.env.eval_split)] if self.t.eval_every > 0 else []
         self._warn_on_shared_tasks()
 
         torch.manual_seed(int(cfg.seed))
@@ -102,15 +91,20 @@ class Trainer:
         self.sampler = HFEngine(self.engine.module, self.tokenizer, dtype=self.dtype)
         self.rollout_envs: list[Any] = []
         # trainer.prompt_grad=detached: prompts forwarded without gradient, shared by common prefix.
-        self.prompt_kv = DetachedPromptKV() if str(self.t.get("prompt_grad", "full")) == "detached" else None
+        self.prompt_kv = DetachedPromptKV() if self.t.prompt_grad == "detached" else None
         self.ref_prompt_kv = DetachedPromptKV() if self.prompt_kv is not None and self.ref_model is not None else None
+        self.step_context = StepContext(
+            engine=self.engine, micro_batch_size=self.t.micro_batch_size, micro_batch_tokens=self.t.micro_batch_tokens,
+            temperature=self.t.temperature, use_sampler_logprobs=self.t.use_sampler_logprobs, dtype=self.dtype,
+            world_size=self.dist.world_size, pad_token_id=self.tokenizer.pad_token_id or 0, prompt_kv=self.prompt_kv,
+            ref_model=self.ref_model, ref_prompt_kv=self.ref_prompt_kv)
 
         self.start_step = 0
         self.skipped_steps = 0
         self.state: dict[str, Any] = {"eval_history": []}
         self._maybe_resume()
         self.logger = MetricsLogger(self.run_dir, enabled=self.dist.is_main, resume_step=self.start_step,
-                                    total_steps=self.total_steps, show_progress=bool(self.t.progress))
+                                    total_steps=self.total_steps, show_progress=self.t.progress)
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
@@ -149,7 +143,7 @@ class Trainer:
     def _load_expert_pool(self) -> list[tuple[list, list]] | None:
         """``trainer.expert_data``: a realigned expert set (``python -m algorithms.realign``) used instead of
         the environment's own expert trajectories; None keeps the environment's."""
-        path = self.t.get("expert_data")
+        path = self.t.expert_data
         if not path:
             return None
         from algorithms.realign import load_realigned
@@ -184,15 +178,14 @@ class Trainer:
 
         t = self.t
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=float(t.lr), betas=tuple(t.adam_betas),
-                                      weight_decay=float(t.weight_decay), eps=1e-8)
+        optimizer = torch.optim.AdamW(params, lr=t.lr, betas=t.adam_betas, weight_decay=t.weight_decay, eps=1e-8)
         ds_config = OmegaConf.to_container(self.cfg.deepspeed, resolve=True)
         ds_config.update({
             "train_micro_batch_size_per_gpu": 1,
             "gradient_accumulation_steps": 1,
             # We call backward once per micro-batch and step() once per batch: step() is the boundary.
             "managed_gradient_accumulation": False,
-            "gradient_clipping": float(t.grad_clip),
+            "gradient_clipping": t.grad_clip,
             "zero_allow_untested_optimizer": True,
             "steps_per_print": 10**9,
             "wall_clock_breakdown": False,
@@ -214,10 +207,7 @@ class Trainer:
             remove_partial_checkpoints,
         )
 
-        mode = str(self.t.resume)
-        fallback = self.t.get("resume_fallback", True)
-        if not isinstance(fallback, bool):
-            raise TrainConfigError(f"trainer.resume_fallback must be true or false, got {fallback!r}")
+        mode, fallback = self.t.resume, self.t.resume_fallback
         choice: list[str | None] = [None, None]  # [checkpoint to load, or the one-line error]
         if self.dist.is_main:
             def warn(line: str) -> None:
@@ -267,18 +257,18 @@ class Trainer:
     def _sample_expert(self, step: int) -> list[Trajectory]:
         rng = self._rng(step, 1)
         if self.expert_pool is not None:
-            chosen = [int(i) for i in rng.integers(len(self.expert_pool), size=int(self.t.expert_per_step))]
+            chosen = [int(i) for i in rng.integers(len(self.expert_pool), size=self.t.expert_per_step)]
             return [expert_trajectory(*self.expert_pool[i], self.tokenizer, group_id=f"expert-pool-{i}")
                     for i in self._rank_share(chosen)]
         chosen: list[int] = []
         tries = 0
-        pool_size = min(self.num_train_tasks, int(self.t.get("expert_tasks") or self.num_train_tasks))
-        while len(chosen) < int(self.t.expert_per_step):
+        pool_size = min(self.num_train_tasks, self.t.expert_tasks or self.num_train_tasks)
+        while len(chosen) < self.t.expert_per_step:
             index = int(rng.integers(pool_size))
             tries += 1
             if self._expert_for(index) is not None:
                 chosen.append(index)
-            elif tries > 100 * int(self.t.expert_per_step):
+            elif tries > 100 * self.t.expert_per_step:
                 raise RuntimeError("could not find enough tasks with expert trajectories")
         out = []
         for index in self._rank_share(chosen):
@@ -287,14 +277,14 @@ class Trainer:
         return out
 
     def _sampling(self, step: int, greedy: bool = False, max_new_tokens: int | None = None) -> SamplingParams:
-        return SamplingParams(temperature=float(self.t.temperature), top_p=float(self.t.top_p),
-                              max_new_tokens=int(max_new_tokens or self.t.max_new_tokens), greedy=greedy,
+        return SamplingParams(temperature=self.t.temperature, top_p=self.t.top_p,
+                              max_new_tokens=max_new_tokens or self.t.max_new_tokens, greedy=greedy,
                               seed=int(self.cfg.seed) * 1_000_003 + step * 101)
 
     def step_prompts(self, step: int) -> list[int]:
         """The train-task indices of step ``step``'s on-policy batch (all ranks): a pure function of (seed, step)."""
         rng = self._rng(step, 0)
-        size = int(self.t.prompts_per_step)
+        size = self.t.prompts_per_step
         return [int(i) for i in rng.choice(self.num_train_tasks, size=size, replace=self.num_train_tasks < size)]
 
     def _rollouts(self, step: int) -> tuple[list[Trajectory], float, int]:
@@ -317,7 +307,7 @@ class Trainer:
         trajectories = rollout(self.rollout_envs[:n], self.sampler, self.tokenizer, reset_kwargs=reset_kwargs,
                                group_ids=group_ids, sampling=self._sampling(step), episode_seeds=episode_seeds,
                                max_turns=self.t.max_turns,
-                               guided_calls=str(self.t.get("rollout_guided_calls", "none")))
+                               guided_calls=self.t.rollout_guided_calls)
         self.engine.train()
         generated = sum(int(sum(t.loss_mask)) for t in trajectories)
         return trajectories, time.time() - t0, generated
@@ -326,21 +316,24 @@ class Trainer:
     def train_step(self, step: int) -> dict[str, float]:
         t0 = time.time()
         algo = self.algo
-        mu_fixed = algo.mu(step, self.total_steps) if algo.mu_rule != "adaptive" else None
         batch = StepBatch()
-        if mu_fixed is None or mu_fixed < 1.0:
+        if algo.needs_rollouts(step, self.total_steps):
             batch.on_policy, batch.rollout_seconds, batch.generated_tokens = self._rollouts(step)
         rewards = [t.reward for t in batch.on_policy]
         mean_reward = all_reduce_sum(sum(rewards)) / max(1.0, all_reduce_sum(len(rewards)))
-        mu = mu_fixed if mu_fixed is not None else algo.mu(step, self.total_steps, mean_reward=mean_reward)
+        mu = algo.mu(step, self.total_steps, mean_reward=mean_reward)
         if mu > 0.0:
             batch.expert = self._sample_expert(step)
 
         self._set_lr(step)
         t_train = time.time()
-        metrics = self._optimize(batch, mu, step)
+        result = chord_step(self.step_context, algo, batch.on_policy, batch.expert, mu, step, self.total_steps)
+        self.skipped_steps += not result.stepped
+        # The sampler must not reuse anything computed with the old weights (KV prefixes; vLLM's copy).
+        self.sampler.update_weights(self.engine.module)
         train_seconds = time.time() - t_train
         trained_tokens = sum(t.num_tokens for t in batch.on_policy + batch.expert)
+        metrics = {**result.metrics, "optimizer/skipped_steps": float(self.skipped_steps)}
         metrics.update({
             "step": step, "mu": mu, "reward/mean": mean_reward,
             "reward/accuracy": all_reduce_sum(sum(r >= 1.0 for r in rewards)) / max(1.0, all_reduce_sum(len(rewards))),
@@ -349,7 +342,7 @@ class Trainer:
             "throughput/rollout_tokens_per_s": batch.generated_tokens / max(batch.rollout_seconds, 1e-9),
             "throughput/train_tokens_per_s": trained_tokens / max(train_seconds, 1e-9),
             "throughput/tokens_per_s": (batch.generated_tokens + trained_tokens) / max(time.time() - t0, 1e-9),
-            "lr": float(self.engine.optimizer.param_groups[0]["lr"]) if hasattr(self.engine.optimizer, "param_groups") else float(self.t.lr),
+            "lr": float(self.engine.optimizer.param_groups[0]["lr"]) if hasattr(self.engine.optimizer, "param_groups") else self.t.lr,
         })
         if batch.on_policy:
             turns = [t.info.get("turns", 0) for t in batch.on_policy]
@@ -360,131 +353,14 @@ class Trainer:
 
     def _set_lr(self, step: int) -> None:
         """Step ``step``'s learning rate (``algorithms.lr_schedule``) on every parameter group."""
-        lr = lr_at(step, self.total_steps, float(self.t.lr), **schedule_settings(self.t))
+        lr = lr_at(step, self.total_steps, self.t.lr, **self.t.lr_schedule_settings)
         for group in self.engine.optimizer.param_groups:
             group["lr"] = lr
-
-    def _micro_batches(self, trajectories: list[Trajectory]) -> list[list[int]]:
-        """Micro-batches capped by the tokens that keep activations for the backward pass: whole rows, or
-        with detached prompts only each row's span from its first trainable token on."""
-        if self.prompt_kv is not None:
-            lengths = [t.num_tokens - trainable_start(t.loss_mask) for t in trajectories]
-        else:
-            lengths = [t.num_tokens for t in trajectories]
-        return plan_micro_batches(lengths, int(self.t.micro_batch_size), int(self.t.micro_batch_tokens))
-
-    def _max_len(self, trajectories: list[Trajectory]) -> int | None:
-        if self.algo.loss_agg != "seq-mean-token-sum-norm":
-            return None
-        if self.algo.max_len is not None:
-            return int(self.algo.max_len)
-        local = max((t.num_tokens for t in trajectories), default=0)
-        tensor = torch.tensor(local)
-        if torch.distributed.is_initialized() and self.dist.world_size > 1:
-            torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
-        return int(tensor)
-
-    def _optimize(self, batch: StepBatch, mu: float, step: int) -> dict[str, float]:
-        """L = (1 - mu) L_grpo + mu L_sft, back-propagated term by term and micro-batch by micro-batch."""
-        algo = self.algo
-        sums: dict[str, float] = {}
-        weights: dict[str, float] = {}
-
-        def record(metrics: dict[str, float], weight: float = 1.0) -> None:
-            """Accumulate a micro-batch's metrics, weighted by its share of its term's units, so that the
-            step's figure is the term-wide mean whatever the micro-batch size."""
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + v * weight
-                weights[k] = weights.get(k, 0.0) + weight
-
-        grpo_value = sft_value = 0.0
-        backward_calls = 0
-        if batch.on_policy and mu < 1.0:
-            rewards = torch.tensor([t.reward for t in batch.on_policy], dtype=torch.float32)
-            advantages = group_advantages(rewards, [t.group_id for t in batch.on_policy], scale=algo.adv_scale)
-            # A zero advantage contributes nothing to the surrogate nor its gradient (rho = 1): skip its
-            # forward pass, but its tokens stay in the denominator, as in the formula.
-            skip_zero = algo.kl_coef == 0.0 and algo.entropy_coef == 0.0
-            live = [i for i in range(len(batch.on_policy)) if not (skip_zero and float(advantages[i]) == 0.0)]
-            record({"grpo/zero_adv_share": 1.0 - len(live) / len(batch.on_policy),
-                    "grpo/adv_abs_mean": float(advantages.abs().mean())})
-            grpo_value, calls = self._backward_term(
-                batch.on_policy, live, 1.0 - mu, record,
-                lambda data, rows, max_len: on_policy_micro_loss(
-                    self.engine, data, advantages[rows].to(self.device), algo, float(self.t.temperature),
-                    bool(self.t.use_sampler_logprobs), max_len, self.prompt_kv, self.ref_model, self.ref_prompt_kv))
-            backward_calls += calls
-        if batch.expert and mu > 0.0:
-            sft_value, calls = self._backward_term(
-                batch.expert, list(range(len(batch.expert))), mu, record,
-                lambda data, rows, max_len: expert_micro_loss(self.engine, data, algo, step, self.total_steps, max_len,
-                                                              self.prompt_kv))
-            backward_calls += calls
-        if self.prompt_kv is not None:
-            record({"train/prompt_kv_computed_share":
-                    self.prompt_kv.computed_tokens / max(1, self.prompt_kv.prompt_tokens)})
-            self.prompt_kv.clear()  # its keys/values belong to the weights the step is about to change
-        if self.ref_prompt_kv is not None:
-            self.ref_prompt_kv.clear()  # the reference's stay valid, but would grow without bound
-        self._step_or_skip(backward_calls, self.tokenizer.pad_token_id or 0)
-        # The sampler must not reuse anything computed with the old weights (KV prefixes; vLLM's copy).
-        self.sampler.update_weights(self.engine.module)
-
-        grpo_global = all_reduce_sum(grpo_value)
-        sft_global = all_reduce_sum(sft_value)
-        metrics = {k: sums[k] / weights[k] if weights[k] > 0 else 0.0 for k in sums}
-        metrics.update({"optimizer/skipped_steps": float(self.skipped_steps),
-                        "loss/grpo": grpo_global, "loss/sft": sft_global,
-                        "loss/total": (1.0 - mu) * grpo_global + mu * sft_global})
-        return metrics
-
-    def _backward_term(self, term: list[Trajectory], forwarded: list[int], weight: float,
-                       record: Callable[[dict[str, float], float], None],
-                       micro_loss: Callable[[dict[str, torch.Tensor], list[int], int | None], Any]) -> tuple[float, int]:
-        """Back-propagate ``weight`` x (one loss term averaged over all of ``term``'s units, all ranks).
-
-        Only the rows ``forwarded`` are run; the denominator counts every row of ``term``. Each micro-batch's
-        mean loss is scaled by its share of the global units, and by the world size because DeepSpeed
-        averages gradients over ranks. Returns this rank's share of the term's value and the backward calls.
-        """
-        masks = [torch.tensor(t.loss_mask, dtype=torch.float32)[None] for t in term]
-        global_units = all_reduce_sum(sum(aggregation_units(m, self.algo.loss_agg) for m in masks))
-        max_len = self._max_len(term)
-        value, calls = 0.0, 0
-        for idx in self._micro_batches([term[i] for i in forwarded]):
-            rows = [forwarded[i] for i in idx]
-            data = collate([term[i] for i in rows], pad_token_id=self.tokenizer.pad_token_id or 0)
-            data = {k: v.to(self.device, non_blocking=True) for k, v in data.items()}
-            share = aggregation_units(data["loss_mask"], self.algo.loss_agg) / global_units
-            with autocast_context(self.device_type, self.dtype):
-                out = micro_loss(data, rows, max_len)
-            self.engine.backward(weight * out.loss * share * self.dist.world_size, scale_wrt_gas=False)
-            value += float(out.loss.detach()) * share
-            calls += 1
-            record(out.metrics, share)
-        return value, calls
-
-    def _step_or_skip(self, backward_calls: int, pad: int) -> None:
-        """One optimizer step, kept consistent across ranks when a batch had nothing to learn from.
-
-        A batch whose groups all have zero advantage (and no expert term) back-propagates nothing. If no
-        rank back-propagated, every rank skips the step: Adam would otherwise still move the weights on its
-        momentum alone. If some did, a rank that did not adds a zero-valued backward so that ZeRO's gradient
-        reduction sees every rank.
-        """
-        ranks_with_grads = all_reduce_sum(1.0 if backward_calls else 0.0)
-        if ranks_with_grads == 0:
-            self.skipped_steps += 1
-            return
-        if backward_calls == 0:
-            dummy = torch.tensor([[pad]], device=self.device)
-            self.engine.backward(0.0 * self.engine(input_ids=dummy).logits.sum(), scale_wrt_gas=False)
-        self.engine.step()
 
     # -- evaluation --------------------------------------------------------------------------------------
     def evaluate(self, step: int) -> dict[str, float]:
         """Greedy rollouts on the first ``eval_size`` tasks of the held-out split; mean reward and accuracy."""
-        size = min(int(self.t.eval_size), self.eval_envs[0].num_tasks)
+        size = min(self.t.eval_size, self.eval_envs[0].num_tasks)
         while len(self.eval_envs) < size:
             self.eval_envs.append(self._make_env(self.cfg.env.eval_split))
         indices = self._rank_share(list(range(len(self.eval_envs))))
@@ -496,7 +372,7 @@ class Trainer:
                                group_ids=indices,
                                sampling=self._sampling(step, greedy=True, max_new_tokens=self.t.eval_max_new_tokens),
                                max_turns=self.t.max_turns,
-                               guided_calls=str(self.t.get("eval_guided_calls", "none")))
+                               guided_calls=self.t.eval_guided_calls)
         self.engine.train()
         if self.dist.is_main:
             self._write_transcripts(step, trajectories)
@@ -531,25 +407,25 @@ class Trainer:
     def train(self) -> dict[str, Any]:
         t = self.t
         history = self.state.setdefault("eval_history", [])
-        if self.start_step == 0 and int(t.eval_every) > 0 and bool(t.eval_at_start):
+        if self.start_step == 0 and t.eval_every > 0 and t.eval_at_start:
             row = self.evaluate(0)
             history.append(row)
             self.logger.log(row)
         stop_at = self.total_steps if t.max_steps_this_run is None else min(
-            self.total_steps, self.start_step + int(t.max_steps_this_run))
+            self.total_steps, self.start_step + t.max_steps_this_run)
         for step in range(self.start_step + 1, stop_at + 1):
             metrics = self.train_step(step)
             self.logger.log(metrics)
-            if int(t.eval_every) > 0 and (step % int(t.eval_every) == 0 or step == self.total_steps):
+            if t.eval_every > 0 and (step % t.eval_every == 0 or step == self.total_steps):
                 row = self.evaluate(step)
                 history.append(row)
                 self.logger.log(row)
             self.logger.progress(step, f"reward {metrics['reward/mean']:.3f}  mu {metrics['mu']:.3f}  "
                                        f"{metrics['throughput/tokens_per_s']:.0f} tok/s")
-            if int(t.save_every) > 0 and (step % int(t.save_every) == 0 or step == self.total_steps):
+            if t.save_every > 0 and (step % t.save_every == 0 or step == self.total_steps):
                 self.state["step"] = step
                 save_checkpoint(self.engine, self.tokenizer, self.ckpt_root, step, self.state,
-                                is_main=self.dist.is_main, keep=int(t.keep_checkpoints))
+                                is_main=self.dist.is_main, keep=t.keep_checkpoints)
         self.logger.close()
         summary = self._summary(history)
         if self.dist.is_main:

@@ -65,8 +65,8 @@ def expert_nll(trainer: Any, trajectories: list[Any]) -> float:
     """Token-mean NLL of the expert turns (the exact forward, one row at a time)."""
     from agents.models import autocast_context
     from agents.trajectory import collate
+    from algorithms.forward import completion_logits
     from algorithms.logprobs import token_logprobs_and_entropy
-    from algorithms.objective import completion_logits
 
     model = trainer.engine.module
     model.eval()

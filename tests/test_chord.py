@@ -1,15 +1,29 @@
-"""CHORD: mu schedules, the combined loss and its per-term normalisation, presets and their YAML mirrors."""
+"""CHORD: mu schedules, the combined loss and its per-term normalisation, presets and their YAML files."""
 
-import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
 
-from algorithms.chord import PRESETS, AlgorithmConfig, MuSchedule, adaptive_mu, chord_loss, preset
+from agents import Trajectory, collate, load_model
+from algorithms.chord import (
+    AlgorithmConfig,
+    MuSchedule,
+    StepContext,
+    adaptive_mu,
+    chord_step,
+    expert_micro_loss,
+    on_policy_micro_loss,
+    preset,
+    preset_names,
+    term_weights,
+)
 from algorithms.losses import clipped_policy_loss
 from algorithms.sft import sft_loss
+
+PRESETS = {name: preset(name) for name in preset_names()}
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "algorithm"
 
@@ -47,21 +61,11 @@ def test_adaptive_mu():
     assert preset("chord_adaptive").mu(5, mean_reward=0.1) == pytest.approx(0.4)
 
 
-def test_chord_loss_combination_and_gradients():
-    g = torch.tensor(2.0, requires_grad=True)
-    s = torch.tensor(4.0, requires_grad=True)
-    total = chord_loss(g, s, mu=0.25)  # 0.75 * 2 + 0.25 * 4 = 2.5
-    total.backward()
-    assert total.item() == pytest.approx(2.5)
-    assert (g.grad.item(), s.grad.item()) == (0.75, 0.25)
-    # missing terms count as 0; a zero-weighted term is left out; nothing left -> 0 that can backward()
-    assert chord_loss(None, s, 0.25).item() == pytest.approx(1.0)
-    assert chord_loss(g, None, 0.25).item() == pytest.approx(1.5)
-    assert chord_loss(g, torch.tensor(math.nan), 0.0).item() == pytest.approx(2.0)
-    empty = chord_loss(None, s, 0.0)
-    assert empty.item() == 0.0 and empty.requires_grad
+def test_term_weights():
+    assert term_weights(0.25) == (0.75, 0.25)
+    assert term_weights(0.0) == (1.0, 0.0) and term_weights(1.0) == (0.0, 1.0)
     with pytest.raises(ValueError):
-        chord_loss(g, s, 1.5)
+        term_weights(1.5)
 
 
 def test_each_term_averaged_over_its_own_tokens():
@@ -77,10 +81,11 @@ def test_each_term_averaged_over_its_own_tokens():
     l_sft_1, _ = sft_loss(expert_logp, expert_mask, "phi")
     l_sft_2, _ = sft_loss(expert_logp.repeat(2, 1), expert_mask.repeat(2, 1), "phi")
     assert l_sft_1.item() == pytest.approx(l_sft_2.item())
-    assert chord_loss(l_grpo, l_sft_1, 0.1).item() == pytest.approx(chord_loss(l_grpo, l_sft_2, 0.1).item())
+    w_grpo, w_sft = term_weights(0.1)
+    assert (w_grpo * l_grpo + w_sft * l_sft_1).item() == pytest.approx((w_grpo * l_grpo + w_sft * l_sft_2).item())
     # hand value: L_grpo = -(1 + 1 + 1 - 1 - 1) / 5 = -0.2; L_sft(phi) = 0.146760 (see test_sft_weights)
     # total = 0.9 * -0.2 + 0.1 * 0.146760 = -0.165324
-    assert chord_loss(l_grpo, l_sft_1, 0.1).item() == pytest.approx(-0.165324, abs=1e-5)
+    assert (w_grpo * l_grpo + w_sft * l_sft_1).item() == pytest.approx(-0.165324, abs=1e-5)
 
 
 def test_sft_then_grpo_switch():
@@ -113,13 +118,112 @@ def test_presets():
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_yaml_mirrors_preset(name):
+def test_yaml_states_only_what_differs_from_the_base(name):
     values = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
-    assert AlgorithmConfig.from_dict(values) == preset(name)
-    assert set(values) == set(preset(name).to_dict())
+    assert values.pop("defaults") == ["base", "_self_"]
+    base = AlgorithmConfig().to_dict()
+    assert values["name"] == name
+    assert all(base[k] != v for k, v in values.items() if k != "name"), "a key that repeats the base"
+
+
+def test_hydra_composes_each_algorithm_from_the_base():
+    """``algorithm=<name>`` on the command line gives the preset, and any field can be overridden."""
+    from hydra import compose, initialize_config_dir
+
+    import algorithms.config  # noqa: F401 - registers algorithm/base
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR.parent), version_base="1.3"):
+        for name in PRESETS:
+            cfg = compose("train", overrides=[f"algorithm={name}", "algorithm.kl_coef=0.5"])
+            values = dict(cfg.algorithm)
+            assert AlgorithmConfig.from_dict(values) == preset(name, kl_coef=0.5, group_size=values["group_size"])
+
+
+def test_needs_rollouts_follows_the_mu_rule():
+    assert not preset("sft").needs_rollouts(1, 10)
+    assert preset("grpo").needs_rollouts(1, 10) and preset("chord_mu").needs_rollouts(1, 10)
+    switch = preset("sft_then_grpo")
+    assert [switch.needs_rollouts(s, 10) for s in (5, 6)] == [False, True]
+    assert preset("chord_adaptive").needs_rollouts(1, 10)  # mu depends on the batch's rewards
+
+
+class _Engine:
+    """The DeepSpeed engine calls ``chord_step`` makes, on a plain module: backward accumulates, step counts."""
+
+    def __init__(self, model):
+        self.module = model
+        self.steps = 0
+
+    def __call__(self, **kwargs):
+        return self.module(**kwargs)
+
+    def backward(self, loss, scale_wrt_gas=True):
+        loss.backward()
+
+    def step(self):
+        self.steps += 1
+
+
+def _trajectories(specs, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for k, (n, first, reward) in enumerate(specs):
+        ids = torch.randint(5, 2000, (n,), generator=gen).tolist()
+        mask = [0] * first + [1] * (n - first)
+        out.append(Trajectory(ids, mask, [-1.0 if m else 0.0 for m in mask], reward=reward, group_id=k // 2))
+    return out
+
+
+def _grads(model):
+    return torch.cat([p.grad.flatten() for p in model.parameters()]).clone()
+
+
+@pytest.mark.parametrize("micro_batch_size", [1, 16])
+def test_chord_step_back_propagates_the_weighted_sum_of_the_two_terms(micro_batch_size):
+    """The gradient ``chord_step`` leaves is that of (1 - mu) L_grpo + mu L_sft on the whole batch, however
+    it is cut into micro-batches; the loss metrics are the terms' values."""
+    from algorithms.advantages import group_advantages
+
+    model, _ = load_model("tiny-random", dtype="fp32", seed=3)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    algo, mu = preset("chord_phi"), 0.3
+    on_policy = _trajectories([(20, 8, 1.0), (18, 9, 0.0), (22, 10, 0.0), (16, 6, 0.0)])
+    expert = _trajectories([(24, 12, 0.0), (19, 7, 0.0), (15, 5, 0.0)], seed=1)
+    engine = _Engine(model)
+    ctx = StepContext(engine=engine, micro_batch_size=micro_batch_size, micro_batch_tokens=4096, temperature=1.0,
+                      use_sampler_logprobs=False, dtype="fp32")
+    result = chord_step(ctx, algo, on_policy, expert, mu, step=1, total_steps=10)
+    got = _grads(model)
+    assert engine.steps == 1 and result.stepped
+
+    model.zero_grad()
+    adv = group_advantages(torch.tensor([t.reward for t in on_policy]), [t.group_id for t in on_policy])
+    grpo = on_policy_micro_loss(model, collate(on_policy, pad_token_id=0), adv, algo, 1.0, False, None).loss
+    sft = expert_micro_loss(model, collate(expert, pad_token_id=0), algo, 1, 10, None).loss
+    ((1 - mu) * grpo + mu * sft).backward()
+    assert torch.allclose(got, _grads(model), atol=1e-6)
+    assert result.metrics["loss/grpo"] == pytest.approx(grpo.item(), abs=1e-6)
+    assert result.metrics["loss/sft"] == pytest.approx(sft.item(), rel=1e-5)
+    assert result.metrics["loss/total"] == pytest.approx(((1 - mu) * grpo + mu * sft).item(), abs=1e-6)
+
+
+def test_chord_step_skips_the_optimizer_when_nothing_carries_a_gradient():
+    """All groups tied (zero advantage) and mu = 0: no backward, and no optimizer step (Adam's momentum
+    would still move the weights); a term whose weight is 0 is not even run."""
+    model, _ = load_model("tiny-random", dtype="fp32", seed=3)
+    engine = _Engine(model)
+    ctx = StepContext(engine=engine, micro_batch_size=4, micro_batch_tokens=4096, temperature=1.0,
+                      use_sampler_logprobs=False, dtype="fp32")
+    tied = _trajectories([(20, 8, 1.0), (18, 9, 1.0)])
+    nan_expert = [SimpleNamespace(loss_mask=None)]  # would fail if the mu = 0 term were run
+    result = chord_step(ctx, preset("grpo"), tied, nan_expert, 0.0, step=1, total_steps=10)
+    assert not result.stepped and engine.steps == 0
+    assert result.metrics["grpo/zero_adv_share"] == 1.0 and result.metrics["loss/total"] == 0.0
 
 
 def test_every_yaml_is_a_preset():
-    assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(PRESETS)
+    assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(PRESETS) >= {
+        "sft", "grpo", "sft_then_grpo", "chord_mu", "chord_mu_math", "chord_phi", "chord_adaptive", "idft", "chord_idft"}
     with pytest.raises(ValueError):
         AlgorithmConfig.from_dict({"name": "x", "bogus": 1})

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from agents import HFEngine, SamplingParams, load_model
-from algorithms.objective import completion_logits
+from algorithms.forward import completion_logits
 from tests.helpers import REPO, metric_rows, run_train_process
 from tests.test_train_e2e import TINY
 
@@ -62,7 +62,7 @@ def test_padded_and_row_by_row_logits_agree_on_cuda(monkeypatch: pytest.MonkeyPa
     batch = {"input_ids": ids.cuda(), "attention_mask": attention.cuda(), "loss_mask": loss_mask.cuda()}
     with torch.no_grad():
         padded, window = completion_logits(model, batch)
-        monkeypatch.setattr("algorithms.objective.PADDED_FORWARD_MAX_LEN", 8)  # force the row-by-row path
+        monkeypatch.setattr("algorithms.forward.PADDED_FORWARD_MAX_LEN", 8)  # force the row-by-row path
         by_row, _ = completion_logits(model, batch)
     valid = window["loss_mask"].bool()
     assert padded.shape == by_row.shape

@@ -1,5 +1,5 @@
-"""The trainer's per-micro-batch losses: logits computed only from the first trainable token on give the
-same losses and gradients as the full forward pass."""
+"""The training forward pass (``algorithms.forward``) and CHORD's per-micro-batch terms on it: logits computed
+only from the first trainable token on give the same losses and gradients as the full forward pass."""
 
 from __future__ import annotations
 
@@ -7,16 +7,10 @@ import pytest
 import torch
 
 from agents import Trajectory, collate, load_model
-from algorithms.chord import preset
+from algorithms.chord import expert_micro_loss, on_policy_micro_loss, preset
+from algorithms.forward import completion_logits, plan_micro_batches
 from algorithms.logprobs import token_logprobs_and_entropy
-from algorithms.losses import clipped_policy_loss
-from algorithms.objective import (
-    aggregation_units,
-    completion_logits,
-    expert_micro_loss,
-    on_policy_micro_loss,
-    plan_micro_batches,
-)
+from algorithms.losses import aggregation_units, clipped_policy_loss
 from algorithms.sft import sft_loss
 
 
@@ -92,7 +86,7 @@ def test_aggregation_units():
 def test_padded_rows_run_unpadded_and_match_the_masked_full_pass(model, monkeypatch):
     """Rows of different lengths (and one with nothing to train, shorter than the window start) give the
     same log-probs on every trainable token as one masked, padded forward pass."""
-    monkeypatch.setattr("algorithms.objective.PADDED_FORWARD_MAX_LEN", 8)  # force the row-by-row path
+    monkeypatch.setattr("algorithms.forward.PADDED_FORWARD_MAX_LEN", 8)  # force the row-by-row path
     batch = batch_of([(40, 30), (33, 31), (12, 12)])  # row 2: all prompt, shorter than the window start
     logits, window = completion_logits(model, batch)
     assert logits.shape[:2] == window["input_ids"].shape == (3, 40 - 29)

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from agents import Trajectory, collate, load_model
-from algorithms.chord import preset
+from algorithms.chord import expert_micro_loss, preset
+from algorithms.forward import completion_logits
 from algorithms.logprobs import token_logprobs_and_entropy
-from algorithms.objective import completion_logits, expert_micro_loss
 from algorithms.prompt_kv import DetachedPromptKV
 
 
