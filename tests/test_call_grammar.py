@@ -9,12 +9,12 @@ import sys
 
 import pytest
 import torch
+from agents.engines import HFEngine, SamplingParams, _admissible_token
 
 import envs
-from agents.engines import HFEngine, SamplingParams, _admissible_token
-from tools.call_grammar import CallConstraint, CallGrammar
 from agents.rollout import rollout
 from tests.helpers import REPO
+from tools.call_grammar import CallConstraint, CallGrammar
 from tools.calls import ToolCall, parse_pythonic
 from tools.catalog import World, build_catalog
 

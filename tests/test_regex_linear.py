@@ -15,13 +15,13 @@ from collections.abc import Callable
 
 import pytest
 
-from tools.call_grammar import _IDENT
 from algorithms.hinted import call_list_marker
 from envs.bfcl.checker import _NORMALISE
 from envs.math.answer import has_boxed_tag, last_boxed
 from envs.math.expert import split_final_mark
 from envs.math.verify import quick_verdict
 from envs.toolace.env import _HAS_TEXT
+from tools.call_grammar import _IDENT
 from tools.calls import looks_like_calls, parse_tool_calls
 from tools.catalog.text import _EMAILS
 from tools.schema import is_call_name
