@@ -8,7 +8,7 @@ from envs.bfcl import data
 from envs.bfcl.checker import check_ast, check_relevance, normalise
 from envs.bfcl.decode import BFCLDecodeError, decode, has_call, parse_call_string, try_decode
 from envs.bfcl.ground_truth import answer_text
-from envs.bfcl.prompt import add_python_hint
+from envs.call_prompt import add_python_hint
 
 needs_data = pytest.mark.skipif(not data.is_available(), reason="bfcl-eval not installed (pip install --no-deps bfcl-eval)")
 

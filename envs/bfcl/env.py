@@ -22,7 +22,8 @@ from envs.bfcl.backends import unavailable_reason
 from envs.bfcl.checker import Verdict, check_ast, check_relevance
 from envs.bfcl.decode import try_decode
 from envs.bfcl.multi_turn import MultiTurnEpisode
-from envs.bfcl.prompt import add_python_hint, with_system_prompt
+from envs.bfcl.prompt import with_system_prompt
+from envs.call_prompt import add_python_hint
 
 #: ``error_type`` of an episode ended by an unexpected exception inside ``step`` (a bug to report, not a verdict
 #: on the model; the fuzz tests assert it never happens)

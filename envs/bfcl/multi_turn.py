@@ -29,7 +29,8 @@ from envs.bfcl.checker import OK, Verdict
 from envs.bfcl.data import load_func_docs
 from envs.bfcl.decode import DecodedCall, parse_call_string
 from envs.bfcl.ground_truth import keyword_form
-from envs.bfcl.prompt import add_python_hint, additional_functions_message
+from envs.bfcl.prompt import additional_functions_message
+from envs.call_prompt import add_python_hint
 
 #: calls executed from one assistant reply; the rest are answered with one error entry, not run
 MAX_CALLS_PER_STEP = 64
