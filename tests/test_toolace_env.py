@@ -10,7 +10,7 @@ from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401  (registers the ids)
 from envs.toolace import Task, ToolACEEnv, load_split
-from envs.toolace.generate import replay_expert
+from envs.toolace.replay import replay_expert
 from envs.toolace.reward import graded_turn_score, values_equal
 from tools import ToolCall
 

@@ -9,7 +9,9 @@ import pytest
 
 from envs.toolace import Task, load_split, read_tasks
 from envs.toolace.chitchat import CHITCHAT, N_TEST
-from envs.toolace.generate import generate_all, generate_split
+from envs.toolace.data import generate_all
+from envs.toolace.env import expert_check
+from envs.toolace.generator import generate_split
 from envs.toolace.splits import TEST_TOOLS, TRAIN_TOOLS
 from tools.catalog import TOOL_DOMAIN
 
@@ -42,9 +44,9 @@ def test_broken_line_names_file_and_line(tmp_path, caplog):
 
 def test_generator_is_deterministic(tmp_path):
     sizes = {"train": 40, "val": 10, "test": 10}
-    generate_all(tmp_path / "a", seed=7, sizes=sizes)
+    generate_all(tmp_path / "a", seed=7, sizes=sizes, check=expert_check())
     generate_all(tmp_path / "b", seed=7, sizes=sizes)
-    generate_all(tmp_path / "c", seed=8, sizes=sizes)
+    generate_all(tmp_path / "c", seed=8, sizes=sizes, check=expert_check())
     for s in ("train", "val", "test"):
         a = (tmp_path / "a" / f"{s}.jsonl").read_bytes()
         assert a == (tmp_path / "b" / f"{s}.jsonl").read_bytes()
@@ -95,3 +97,23 @@ def test_ground_truth_matches_expert_calls(splits):
         assert len(calls) == sum(len(turn) for turn in t.ground_truth)
         assert t.expert[-1]["role"] == "assistant"
         assert set(t.needed_tools()) <= set(t.tools)
+
+
+def test_generation_checks_every_task_and_stops_at_a_failed_check():
+    seen = []
+    tasks = generate_split("train", 6, seed=3, check=seen.append)
+    assert len(tasks) == 6 and all(any(s is t for s in seen) for t in tasks)
+
+    def reject(task):
+        raise RuntimeError(f"bad {task.id}")
+
+    with pytest.raises(RuntimeError, match="bad train-00000"):
+        generate_split("train", 2, seed=3, check=reject)
+
+
+def test_expert_check_rejects_a_task_whose_expert_does_not_replay():
+    task = next(t for t in generate_split("train", 40, seed=5) if t.kind == "single")
+    expert_check()(task)  # replays to 1.0: no error
+    wrong = Task.from_dict({**task.to_dict(), "expert": [{"role": "assistant", "content": "No idea."}]})
+    with pytest.raises(RuntimeError, match=f"task {task.id}: expert replay failed"):
+        expert_check()(wrong)

@@ -35,6 +35,7 @@ from envs.toolace.data import load_split, read_tasks
 from envs.toolace.failures import classify_episode, classify_turn
 from envs.toolace.masking import check_probability, mask_messages, masked_names, rename_calls
 from envs.toolace.prompt import PromptStyle, system_prompt
+from envs.toolace.replay import replay_check
 from envs.toolace.reward import graded_turn_score, turn_score
 from envs.toolace.task import Task
 from tools import (
@@ -183,7 +184,7 @@ class ToolACEEnv(ChatEnv):
         self.max_calls_per_reply = max_calls_per_reply
         self.max_tool_message_chars = max_tool_message_chars
         if tasks is None:
-            self.tasks = load_split(split or "train", data_dir, seed=data_seed)
+            self.tasks = load_split(split or "train", data_dir, seed=data_seed, check=expert_check())
         else:
             self.tasks = user_tasks(tasks, split)
         self._by_id = {t.id: i for i, t in enumerate(self.tasks)}
@@ -344,3 +345,10 @@ class ToolACEEnv(ChatEnv):
         _, final = self._score(answered=False, cut=True)
         final.update(truncated_at_turn_cap=True)
         return 0.0, final
+
+
+def expert_check(max_turns: int = 6) -> Callable[[Task], None]:
+    """The check of every generated task: its expert trajectory replays to reward 1.0 through a
+    ``ToolACEEnv`` (built at the first task; the catalog's calls run inline, our own tools on our own inputs)
+    and reproduces the task's messages. It raises ``RuntimeError`` otherwise: a bug in a template."""
+    return replay_check(lambda: ToolACEEnv(tasks=[], max_turns=max_turns, tool_timeout_s=None))
