@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.chat_render import ChatRenderer, Messages, TemplateError
-from tools.call_grammar import GUIDED_CALLS, CallConstraint, CallGrammar
+from agents.sampling import Hint
 from agents.trajectory import Trajectory
+from tools.call_grammar import GUIDED_CALLS, CallConstraint, CallGrammar
 
 #: truncation reasons written to ``info["truncation"]``
 TRUNC_ENV = "env"  # the environment truncated (its own turn cap)
@@ -48,7 +49,7 @@ class RolloutStats:
     generate_calls: int = 0
     generated_tokens: int = 0  # model-sampled tokens kept in trajectories
     total_tokens: int = 0  # all trajectory tokens
-    length_cut_turns: int = 0  # turns ended by the token budget, closed with environment end-of-turn tokens
+    length_cut_turns: int = 0  # turns cut (token budget, repetition stop), closed with environment end-of-turn tokens
     env_errors: int = 0  # episodes ended because env.step raised (reward 0, info["failure"] = "env_error")
     render_mismatch_turns: int = 0
     render_mismatch_episodes: int = 0
@@ -77,6 +78,7 @@ class _Episode:
     logprobs: list[float]
     reset_info: dict[str, Any]
     prompt_len: int
+    max_turns: int | None = None
     spans: list[tuple[int, int]] = field(default_factory=list)
     step_rewards: list[float] = field(default_factory=list)
     finish_reasons: list[str] = field(default_factory=list)
@@ -115,11 +117,12 @@ def rollout_with_stats(
     sampling: Any,
     reset_kwargs: Sequence[dict[str, Any]] | None = None,
     group_ids: Sequence[Any] | None = None,
-    max_turns: int | None = None,
+    max_turns: int | Sequence[int | None] | None = None,
     max_tokens_per_turn: int | None = None,
     max_episode_tokens: int | None = None,
     episode_seeds: Sequence[int] | None = None,
     guided_calls: str = "none",
+    hints: Callable[[int, int, Messages], Hint | None] | None = None,
 ) -> tuple[list[Trajectory], RolloutStats]:
     """Run one episode per environment, all live episodes in one ``engine.generate`` batch per turn.
 
@@ -133,7 +136,8 @@ def rollout_with_stats(
             ``seed + k`` so turns do not replay the same random stream.
         reset_kwargs: per environment, the keyword arguments of ``env.reset`` (``seed``, ``options``).
         group_ids: per environment, the group id (default: the environment's position).
-        max_turns: cap on assistant turns per episode (the env's own cap also applies).
+        max_turns: cap on assistant turns per episode, or one cap per environment (the env's own cap also
+            applies).
         max_tokens_per_turn: cap on tokens sampled per turn.
         max_episode_tokens: cap on the trajectory length at which generation may still happen: a turn's
             budget is cut to what is left, and an episode with no room for another turn ends truncated.
@@ -146,6 +150,10 @@ def rollout_with_stats(
             environments that offer tools (``env.unwrapped.call_schemas()`` not ``None``); ``auto`` guides a
             reply once it starts a call list, ``required`` makes every reply a call list. Needs an engine
             whose ``generate`` takes ``constraints`` (``HFEngine``).
+        hints: ``hints(i, turn, conversation)`` gives the ``agents.sampling.Hint`` that decodes episode
+            ``i``'s next turn (``turn`` turns played so far, ``conversation`` its messages so far), or None
+            for a plain turn (Hinted Decoding: ``algorithms.realign``). Needs an engine whose ``generate``
+            takes ``hints`` (``HFEngine``).
 
     Returns:
         The trajectories, in the order of ``envs``, and the ``RolloutStats``.
@@ -163,6 +171,9 @@ def rollout_with_stats(
         raise ValueError(f"{n} envs but {len(reset_kwargs)} reset_kwargs and {len(group_ids)} group_ids")
     if episode_seeds is not None and len(episode_seeds) != n:
         raise ValueError(f"{n} envs but {len(episode_seeds)} episode_seeds")
+    turn_caps = [max_turns] * n if max_turns is None or isinstance(max_turns, int) else list(max_turns)
+    if len(turn_caps) != n:
+        raise ValueError(f"{n} envs but {len(turn_caps)} max_turns")
     turn_budget = max_tokens_per_turn if max_tokens_per_turn is not None else sampling.max_new_tokens
     if turn_budget is None or turn_budget < 1:
         raise ValueError(f"the per-turn token budget must be >= 1, got {turn_budget}")
@@ -181,7 +192,7 @@ def rollout_with_stats(
         stats.env_s += time.perf_counter() - t_env
         prompt = renderer.render_prompt(messages)
         ep = _Episode(index=i, env=env, group_id=gid, conv=[dict(m) for m in messages], ids=[], mask=[], logprobs=[],
-                      reset_info=dict(info), prompt_len=len(prompt))
+                      reset_info=dict(info), prompt_len=len(prompt), max_turns=turn_caps[i])
         ep.extend(prompt, 0)
         if max_episode_tokens is not None and len(prompt) >= max_episode_tokens:
             _finish(ep, TRUNC_EPISODE_TOKENS)
@@ -201,10 +212,12 @@ def rollout_with_stats(
                 int(episode_seeds[ep.index]) * 1_000_003 + turn for ep in live))
         t_gen = time.perf_counter()
         prompts = [list(ep.ids) for ep in live]
-        if guided_calls == "none":
-            generations = engine.generate(prompts, params)
-        else:
-            generations = engine.generate(prompts, params, constraints=[_constraint(ep.env, guided_calls) for ep in live])
+        per_row: dict[str, Any] = {}
+        if guided_calls != "none":
+            per_row["constraints"] = [_constraint(ep.env, guided_calls) for ep in live]
+        if hints is not None:
+            per_row["hints"] = [hints(ep.index, len(ep.spans), ep.conv) for ep in live]
+        generations = engine.generate(prompts, params, **per_row)
         stats.generate_s += time.perf_counter() - t_gen
         stats.generate_calls += 1
         if len(generations) != len(live):
@@ -212,7 +225,7 @@ def rollout_with_stats(
         turn += 1
         for ep, gen, budget in zip(live, generations, budgets, strict=True):
             text = _append_turn(ep, gen, budget, params, renderer, stats)
-            _step_env(ep, text, renderer, stats, max_turns, max_episode_tokens)
+            _step_env(ep, text, renderer, stats, max_episode_tokens)
 
     trajectories = [_to_trajectory(ep, renderer, stats) for ep in episodes]
     stats.wall_s = time.perf_counter() - t0
@@ -285,11 +298,13 @@ def _append_turn(ep: _Episode, gen: Any, budget: int, sampling: Any, renderer: C
 
 
 def _step_env(ep: _Episode, text: str, renderer: ChatRenderer, stats: RolloutStats,
-              max_turns: int | None, max_episode_tokens: int | None) -> None:
+              max_episode_tokens: int | None) -> None:
     """Hand the turn's text to the environment and append its messages' delta (mask 0)."""
     t_env = time.perf_counter()
+    # a reply cut by the repetition stop is, for the environment, cut like one that ran out of tokens
+    finish = "length" if ep.finish_reasons[-1] == "repetition" else ep.finish_reasons[-1]
     try:
-        new_messages, reward, terminated, truncated, info = ep.env.step(text, finish_reason=ep.finish_reasons[-1])
+        new_messages, reward, terminated, truncated, info = ep.env.step(text, finish_reason=finish)
     except Exception as e:  # noqa: BLE001 - one reply must not end a run: the episode ends, with its cause
         new_messages, reward, terminated, truncated, info = [], 0.0, True, False, _env_error(ep, e)
         stats.env_errors += 1
@@ -305,7 +320,7 @@ def _step_env(ep: _Episode, text: str, renderer: ChatRenderer, stats: RolloutSta
         ep.terminated = True
     elif truncated:
         reason = TRUNC_ENV
-    elif max_turns is not None and len(ep.spans) >= max_turns:
+    elif ep.max_turns is not None and len(ep.spans) >= ep.max_turns:
         reason = TRUNC_MAX_TURNS
     if not terminated and reason is None:
         delta = renderer.render_delta(conversation, new_messages, add_generation_prompt=True)

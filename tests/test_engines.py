@@ -10,6 +10,7 @@ non-repeating output) in float64, where batching, padding and cache reuse must n
 from __future__ import annotations
 
 import os
+import random
 import sys
 
 import pytest
@@ -17,7 +18,13 @@ import torch
 
 from agents.hf_engine import HFEngine
 from agents.models import load_model
-from agents.sampling import GenerationEngine, SamplingParams
+from agents.sampling import (
+    GenerationEngine,
+    RepetitionDetector,
+    SamplingParams,
+    choose_tokens,
+    repeated_window,
+)
 
 TOOL_TURN = "\n<|im_start|>tool\n[{{\"name\": \"calc\", \"results\": {}}}]<|im_end|>\n<|im_start|>assistant\n"
 
@@ -40,6 +47,32 @@ def teacher_forced_logprobs(model, prompt: list[int], tokens: list[int], tempera
     with torch.no_grad():
         logits = model(torch.tensor([prompt + tokens])).logits[0, len(prompt) - 1:-1].float()
     return torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(tokens)[:, None])[:, 0]
+
+
+def test_choose_tokens_top_p_and_greedy():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    g = torch.Generator().manual_seed(0)
+
+    def draw(sp: SamplingParams) -> int:
+        return int(choose_tokens(logits, sp, torch.rand((1,), generator=g))[0][0])
+
+    assert {draw(SamplingParams(top_p=0.7)) for _ in range(300)} == {0, 1}  # the nucleus of mass 0.7 is {0, 1}
+    assert draw(SamplingParams(temperature=0.0, top_p=0.95)) == 0
+    assert {draw(SamplingParams(top_p=1.0)) for _ in range(500)} == {0, 1, 2, 3}
+
+
+def test_repeated_window_and_detector_agree():
+    assert repeated_window([1, 2, 3] * 5, 3, 5) and not repeated_window([1, 2, 3] * 5, 3, 6)
+    assert repeated_window([7] * 6, 3, 4) and not repeated_window([7] * 5, 3, 4)  # overlapping windows
+    assert not repeated_window([1, 2], 3, 1)
+    rng = random.Random(0)
+    for _ in range(200):
+        ids = [rng.randrange(3) for _ in range(rng.randrange(1, 40))]
+        window, count = rng.randrange(1, 5), rng.randrange(1, 5)
+        det = RepetitionDetector(window, count)
+        fired = next((k + 1 for k, t in enumerate(ids) if det.push(t)), None)
+        first = next((k for k in range(1, len(ids) + 1) if repeated_window(ids[:k], window, count)), None)
+        assert fired == first
 
 
 @pytest.mark.parametrize("sp", [SamplingParams(greedy=True, max_new_tokens=10),

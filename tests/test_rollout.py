@@ -385,6 +385,55 @@ def test_foreign_stop_id_is_kept_closed_and_counted(tiny, renderer):
     assert [d["reason"] for d in t.info["render_mismatch_detail"]] == ["foreign_stop_token"]
 
 
+def test_turn_caps_per_episode(tiny, engine):
+    trajs = rollout([EchoToolEnv() for _ in range(3)], engine, tiny[1], sampling=sampling(), max_turns=[1, 2, None])
+    assert [len(t.turn_spans) for t in trajs] == [1, 2, 3]
+    assert [t.info["truncation"] for t in trajs] == ["max_turns", "max_turns", None] and trajs[2].info["terminated"]
+    with pytest.raises(ValueError, match="max_turns"):
+        rollout([EchoToolEnv()], engine, tiny[1], sampling=sampling(), max_turns=[1, 2])
+
+
+class HintedScript(ScriptedEngine):
+    """A scripted engine that takes per-row hints (records them) and reports every turn as cut by the
+    repetition stop."""
+
+    def __init__(self, script: list[list[int]]):
+        super().__init__(script)
+        self.hints: list[list[Any]] = []
+
+    def generate(self, prompts: list[list[int]], sampling: SamplingParams, hints: Any = None) -> list[Generation]:
+        self.hints.append(list(hints))
+        return [dataclasses.replace(g, finish_reason="repetition") for g in super().generate(prompts, sampling)]
+
+
+def test_hints_are_asked_per_turn_and_a_repetition_cut_is_a_length_cut(tiny, renderer):
+    """``hints(i, turn, conversation)`` is asked for every live episode's next turn and its answer reaches the
+    engine row by row; a turn cut by the repetition stop is closed like one cut by the budget, and the
+    environment hears ``finish_reason="length"``."""
+    tokenizer = tiny[1]
+    hello = tokenizer("hello", add_special_tokens=False)["input_ids"]
+    engine = HintedScript([hello, hello])
+    asked: list[tuple[int, int, list[str]]] = []
+
+    def hints(i: int, turn: int, conversation: list[dict[str, Any]]) -> Any:
+        asked.append((i, turn, [m["role"] for m in conversation]))
+        return None if i == 0 else f"hint {i}.{turn}"
+
+    envs = [EchoToolEnv(), EchoToolEnv()]
+    trajs, stats = rollout_with_stats(envs, engine, tokenizer, sampling=sampling(), max_turns=2, hints=hints)
+    opening = ["system", "user"]
+    assert asked == [(0, 0, opening), (1, 0, opening), (0, 1, opening + ["assistant", "tool"]),
+                     (1, 1, opening + ["assistant", "tool"])]
+    assert engine.hints == [[None, "hint 1.0"], [None, "hint 1.1"]]
+    for t, env in zip(trajs, envs, strict=True):
+        assert t.info["finish_reasons"] == ["repetition", "repetition"] and env.finish_reason == "length"
+        for s, e in t.turn_spans:
+            assert t.input_ids[s:e] == hello and t.input_ids[e] == renderer.eot_id and t.loss_mask[e] == 0
+        assert [m["content"] for m in t.info["messages"] if m["role"] == "assistant"] == ["hello", "hello"]
+        assert t.info["render_match"]
+    assert stats.length_cut_turns == 4
+
+
 # ----------------------------------------------------------------------------------------- ToolACE
 class PerPromptScript:
     """Scripted engine over several episodes: row ``i`` of every call gets ``scripts[episode][turn]``.
