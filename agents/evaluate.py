@@ -124,16 +124,6 @@ def evaluate_suite(suite: Suite, engine: Any, tokenizer: Any, sampling: Sampling
     return [{"suite": suite.name, **record.entry()} for record in records]
 
 
-def failure_tag(verdict: dict[str, Any]) -> str | None:
-    """Transitional, for ``algorithms/trainer.py`` only, which imports it until it scores through
-    ``agents.heldout`` (``TaskRecord.failure``); delete it in that commit. Nothing here uses it."""
-    for key in ("failure", "error_type"):
-        tag = verdict.get(key)
-        if isinstance(tag, str) and tag:
-            return tag
-    return None
-
-
 def summarise(records: list[dict[str, Any]],
               corpus_metrics: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """Per-suite accuracy with its 95% Wilson interval, per task kind where the environment names one

@@ -15,8 +15,6 @@ seeded by (seed, step, rank), so a run resumed from a checkpoint continues exact
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,17 +25,18 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from agents import HFEngine, SamplingParams, expert_trajectory, load_model, rollout
-from agents.evaluate import failure_tag
-from agents.scores import paired_change, wilson_interval
+from agents import HFEngine, SamplingParams, load_model, rollout
+from agents.heldout import evaluate_tasks
 from agents.trajectory import Trajectory
 from algorithms.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from algorithms.chord import AlgorithmConfig, StepContext, chord_step
 from algorithms.config import TrainConfigError, TrainerConfig, env_config, validate_train_config
 from algorithms.distributed import DistInfo, all_reduce_sum, all_reduce_sum_list, init_distributed
+from algorithms.expert_data import ExpertSource, load_expert_pool
 from algorithms.lr_schedule import lr_at
-from algorithms.metrics import MetricsLogger, read_jsonl
+from algorithms.metrics import MetricsLogger
 from algorithms.prompt_kv import DetachedPromptKV
+from algorithms.reporting import training_summary, write_eval_transcripts, write_run_report
 from envs import EnvConfigError
 
 
@@ -75,9 +74,13 @@ class Trainer:
         torch.manual_seed(int(cfg.seed))
         self.model, self.tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed))
         self.dtype = cfg.model.dtype
-        self._expert_cache: dict[int, tuple[list, list] | None] = {}
-        self.expert_pool = self._load_expert_pool()
-        self._check_expert_data()
+        self.experts = ExpertSource(self.train_env, self.tokenizer, seed=int(cfg.seed), per_step=self.t.expert_per_step,
+                                    task_limit=self.t.expert_tasks,
+                                    pool=load_expert_pool(self.t.expert_data) if self.t.expert_data else None)
+        if self.algo.uses_expert and not self.experts.has_expert_data():
+            raise TrainConfigError(
+                f"algorithm.name={self.algo.name} trains on expert data (mu > 0), but env.name={cfg.env.name} "
+                f"gave no expert trajectory for split {cfg.env.train_split!r} (info['expert'] is empty)")
 
         # kl_coef > 0: a frozen copy of the initial weights, taken before DeepSpeed or a resume touch them.
         self.ref_model = self._reference_model() if self.algo.kl_coef != 0.0 else None
@@ -139,32 +142,6 @@ class Trainer:
                 print(f"warning: {len(shared)} of the {len(set(eval_ids))} held-out tasks (env.eval_split="
                       f"{eval_split!r}) are also training tasks (env.train_split={train_split!r}), e.g. "
                       f"{sorted(shared)[0]!r}", file=sys.stderr, flush=True)
-
-    def _load_expert_pool(self) -> list[tuple[list, list]] | None:
-        """``trainer.expert_data``: a realigned expert set (``python -m algorithms.realign``) used instead of
-        the environment's own expert trajectories; None keeps the environment's."""
-        path = self.t.expert_data
-        if not path:
-            return None
-        from algorithms.realign import load_realigned
-
-        if not Path(path).exists():
-            raise TrainConfigError(f"trainer.expert_data={path}: no such file")
-        try:
-            pool = load_realigned(path)
-        except ValueError as err:
-            raise TrainConfigError(f"trainer.expert_data: {err}") from err
-        if not pool:
-            raise TrainConfigError(f"trainer.expert_data={path} holds no expert episodes")
-        return pool
-
-    def _check_expert_data(self) -> None:
-        if not self.algo.uses_expert or self.expert_pool is not None:
-            return
-        if self._expert_for(0) is None:
-            raise TrainConfigError(
-                f"algorithm.name={self.algo.name} trains on expert data (mu > 0), but env.name={self.cfg.env.name} "
-                f"gave no expert trajectory for split {self.cfg.env.train_split!r} (info['expert'] is empty)")
 
     def _reference_model(self) -> torch.nn.Module:
         """The KL term's reference policy: the initial weights, frozen (bf16 where training runs in bf16)."""
@@ -246,36 +223,6 @@ class Trainer:
     def _rank_share(self, items: list) -> list:
         return items[self.dist.rank::self.dist.world_size]
 
-    def _expert_for(self, index: int) -> tuple[list, list] | None:
-        """(opening messages, expert continuation) of train task ``index``, or None if it has none."""
-        if index not in self._expert_cache:
-            opening, info = self.train_env.reset(options={"index": index})
-            expert = info.get("expert") or None
-            self._expert_cache[index] = (opening, expert) if expert else None
-        return self._expert_cache[index]
-
-    def _sample_expert(self, step: int) -> list[Trajectory]:
-        rng = self._rng(step, 1)
-        if self.expert_pool is not None:
-            chosen = [int(i) for i in rng.integers(len(self.expert_pool), size=self.t.expert_per_step)]
-            return [expert_trajectory(*self.expert_pool[i], self.tokenizer, group_id=f"expert-pool-{i}")
-                    for i in self._rank_share(chosen)]
-        chosen: list[int] = []
-        tries = 0
-        pool_size = min(self.num_train_tasks, self.t.expert_tasks or self.num_train_tasks)
-        while len(chosen) < self.t.expert_per_step:
-            index = int(rng.integers(pool_size))
-            tries += 1
-            if self._expert_for(index) is not None:
-                chosen.append(index)
-            elif tries > 100 * self.t.expert_per_step:
-                raise RuntimeError("could not find enough tasks with expert trajectories")
-        out = []
-        for index in self._rank_share(chosen):
-            opening, expert = self._expert_for(index)
-            out.append(expert_trajectory(opening, expert, self.tokenizer, group_id=f"expert-{index}"))
-        return out
-
     def _sampling(self, step: int, greedy: bool = False, max_new_tokens: int | None = None) -> SamplingParams:
         return SamplingParams(temperature=self.t.temperature, top_p=self.t.top_p,
                               max_new_tokens=max_new_tokens or self.t.max_new_tokens, greedy=greedy,
@@ -323,7 +270,7 @@ class Trainer:
         mean_reward = all_reduce_sum(sum(rewards)) / max(1.0, all_reduce_sum(len(rewards)))
         mu = algo.mu(step, self.total_steps, mean_reward=mean_reward)
         if mu > 0.0:
-            batch.expert = self._sample_expert(step)
+            batch.expert = self.experts.sample(step, self.dist.rank, self.dist.world_size)
 
         self._set_lr(step)
         t_train = time.time()
@@ -359,49 +306,31 @@ class Trainer:
 
     # -- evaluation --------------------------------------------------------------------------------------
     def evaluate(self, step: int) -> dict[str, float]:
-        """Greedy rollouts on the first ``eval_size`` tasks of the held-out split; mean reward and accuracy."""
+        """Greedy rollouts on the first ``eval_size`` tasks of the held-out split (``agents.heldout``), this
+        rank's share; mean reward and accuracy over all ranks."""
         size = min(self.t.eval_size, self.eval_envs[0].num_tasks)
         while len(self.eval_envs) < size:
             self.eval_envs.append(self._make_env(self.cfg.env.eval_split))
-        indices = self._rank_share(list(range(len(self.eval_envs))))
-        envs = self.eval_envs[:len(indices)]
         t0 = time.time()
         self.engine.eval()
-        trajectories = rollout(envs, self.sampler, self.tokenizer,
-                               reset_kwargs=[{"seed": 0, "options": {"index": i}} for i in indices],
-                               group_ids=indices,
-                               sampling=self._sampling(step, greedy=True, max_new_tokens=self.t.eval_max_new_tokens),
-                               max_turns=self.t.max_turns,
-                               guided_calls=self.t.eval_guided_calls)
+        records = evaluate_tasks(self.eval_envs, self._rank_share(list(range(len(self.eval_envs)))), self.sampler,
+                                 self.tokenizer,
+                                 self._sampling(step, greedy=True, max_new_tokens=self.t.eval_max_new_tokens),
+                                 max_turns=self.t.max_turns, guided_calls=self.t.eval_guided_calls)
         self.engine.train()
         if self.dist.is_main:
-            self._write_transcripts(step, trajectories)
-        total = all_reduce_sum(len(trajectories))
-        score = all_reduce_sum(sum(t.reward for t in trajectories)) / max(total, 1.0)
+            write_eval_transcripts(self.run_dir, step, records)
+        total = all_reduce_sum(len(records))
+        score = all_reduce_sum(sum(r.reward for r in records)) / max(total, 1.0)
         # Which tasks were solved (all ranks'): the accuracy, and kept in the checkpointed state for the
         # paired base-vs-trained comparison in the summary (not logged per step).
         solved = [0.0] * len(self.eval_envs)
-        for index, trajectory in zip(indices, trajectories, strict=True):
-            solved[index] = float(trajectory.reward >= 1.0)
+        for r in records:
+            solved[r.index] = float(r.correct)
         solved_everywhere = [v > 0 for v in all_reduce_sum_list(solved)]
         self.state.setdefault("eval_solved", {})[str(step)] = solved_everywhere
-        acc = sum(solved_everywhere) / max(total, 1.0)
-        return {"step": step, "eval/reward": score, "eval/accuracy": acc, "eval/n": total,
-                "time/eval_s": time.time() - t0}
-
-    def _write_transcripts(self, step: int, trajectories: list[Trajectory]) -> None:
-        """What the model said on the held-out tasks (rank 0's share), and why a failed task failed where the
-        environment says (ToolACE's ``failure``, BFCL's ``error_type``): ``<run_dir>/eval/step-NNNNNN.jsonl``."""
-        out = self.run_dir / "eval"
-        out.mkdir(parents=True, exist_ok=True)
-        with (out / f"step-{step:06d}.jsonl").open("w") as f:
-            for t in trajectories:
-                messages = t.info.get("messages", [])
-                f.write(json.dumps({"task_id": t.info.get("task_id"), "reward": t.reward,
-                                    "failure": failure_tag(t.info),
-                                    "assistant": [m["content"] for m in messages if m["role"] == "assistant"],
-                                    "environment": [m["content"] for m in messages[2:] if m["role"] != "assistant"]},
-                                   default=str) + "\n")
+        return {"step": step, "eval/reward": score, "eval/accuracy": sum(solved_everywhere) / max(total, 1.0),
+                "eval/n": total, "time/eval_s": time.time() - t0}
 
     # -- the loop ----------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
@@ -427,86 +356,11 @@ class Trainer:
                 save_checkpoint(self.engine, self.tokenizer, self.ckpt_root, step, self.state,
                                 is_main=self.dist.is_main, keep=t.keep_checkpoints)
         self.logger.close()
-        summary = self._summary(history)
+        summary = training_summary(
+            history, self.state.get("eval_solved", {}), env=self.cfg.env.name, algorithm=self.algo.name,
+            model=self.cfg.model.spec, steps=self.total_steps, eval_split=self.cfg.env.eval_split,
+            final_checkpoint=str(latest_checkpoint(self.ckpt_root)) if self.ckpt_root.exists() else None,
+            run_dir=str(self.run_dir), device=self.device_type, world_size=self.dist.world_size)
         if self.dist.is_main:
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-            write_training_plot(self.run_dir)
-            print(format_summary(summary), flush=True)
+            print(write_run_report(self.run_dir, summary), flush=True)
         return summary
-
-    def _summary(self, history: list[dict[str, Any]]) -> dict[str, Any]:
-        base = history[0] if history and history[0]["step"] == 0 else None
-        last = history[-1] if history else None
-        return {
-            "env": self.cfg.env.name, "algorithm": self.algo.name, "model": self.cfg.model.spec,
-            "steps": self.total_steps, "eval_split": self.cfg.env.eval_split,
-            "base_eval_accuracy": base["eval/accuracy"] if base else None,
-            "final_eval_accuracy": last["eval/accuracy"] if last else None,
-            "base_eval_reward": base["eval/reward"] if base else None,
-            "final_eval_reward": last["eval/reward"] if last else None,
-            **self._score_confidence(base, last),
-            "final_checkpoint": str(latest_checkpoint(self.ckpt_root)) if self.ckpt_root.exists() else None,
-            "run_dir": str(self.run_dir), "device": self.device_type, "world_size": self.dist.world_size,
-        }
-
-    def _score_confidence(self, base: dict[str, Any] | None, last: dict[str, Any] | None) -> dict[str, Any]:
-        """Wilson intervals of the base and final held-out accuracy, and the paired change between them."""
-        solved = self.state.get("eval_solved", {})
-        out: dict[str, Any] = {}
-        for name, row in (("base", base), ("final", last)):
-            tasks = solved.get(str(row["step"])) if row else None
-            if tasks:
-                out["eval_n"] = len(tasks)
-                out[f"{name}_eval_interval"] = list(wilson_interval(sum(tasks), len(tasks)))
-        if base and last and str(base["step"]) in solved and str(last["step"]) in solved:
-            out["eval_paired"] = paired_change(solved[str(base["step"])], solved[str(last["step"])])
-        return out
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    def pct(x: float | None) -> str:
-        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
-
-    def interval(key: str) -> str:
-        bounds = summary.get(key)
-        return f" [{100 * bounds[0]:.1f}, {100 * bounds[1]:.1f}]" if bounds else ""
-
-    paired = summary.get("eval_paired")
-    lines = [f"\n{summary['algorithm']} on {summary['env']} ({summary['model']}, {summary['steps']} steps)",
-             f"  held-out ({summary['eval_split']}) accuracy: base {pct(summary['base_eval_accuracy'])}"
-             f"{interval('base_eval_interval')} -> trained {pct(summary['final_eval_accuracy'])}"
-             f"{interval('final_eval_interval')}"
-             + (f"  (95% Wilson intervals, n={summary['eval_n']})" if summary.get("eval_n") else "")]
-    if paired:
-        lines.append(f"  same tasks: {paired['gained']} gained, {paired['lost']} lost "
-                     f"(McNemar exact p = {paired['p_value']:.3f})")
-    lines += [f"  checkpoint: {summary['final_checkpoint']}", f"  run dir: {summary['run_dir']}"]
-    return "\n".join(lines)
-
-
-def write_training_plot(run_dir: Path) -> Path:
-    """PNG of training reward, held-out score and mu over steps, from the run's metrics.jsonl."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = read_jsonl(run_dir / "metrics.jsonl")
-    train = [r for r in rows if "reward/mean" in r]
-    evals = [r for r in rows if "eval/accuracy" in r]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    if train:
-        ax.plot([r["step"] for r in train], [r["reward/mean"] for r in train], label="train reward (mean)")
-        ax.plot([r["step"] for r in train], [r["mu"] for r in train], "--", label="mu")
-    if evals:
-        ax.plot([r["step"] for r in evals], [r["eval/accuracy"] for r in evals], "o-", label="held-out accuracy")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylim(-0.05, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(run_dir.name)
-    path = run_dir / "training.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
