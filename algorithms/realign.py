@@ -18,7 +18,11 @@ call never produced.
 same temperature/top-p/stop rules); keep it if it is rewarded fully, and use Hinted Decoding only for the
 tasks it got wrong.
 
-Output (``out_dir``): ``realigned.jsonl``, one accepted episode per line (see ``load_realigned``), and
+Episodes are played by ``agents.rollout`` with an ``HFEngine`` (token-exact conversations, the same stop
+rules as training rollouts); Hinted Decoding enters as a per-turn hint of each episode's next turn
+(``algorithms.hinted.HintedStream``).
+
+Output (``out_dir``): ``realigned.jsonl``, one accepted episode per line (``algorithms.realigned``), and
 ``report.json``.
 """
 
@@ -36,26 +40,27 @@ from typing import Any
 import torch
 
 from agents.chat_render import ChatRenderer
+from agents.hf_engine import HFEngine
 from agents.models import autocast_context
-from agents.rollout import expert_trajectory
+from agents.rollout import TRUNC_ENV, RolloutStats, expert_trajectory, rollout_with_stats
 from algorithms.hinted import (
     HINT_INSTRUCTION,
-    STOP_EOS,
     HintedParams,
+    HintedStream,
     Marker,
     hint_messages,
-    hinted_decode,
     resolve_marker,
 )
 from algorithms.idft import centred_loglik
 from algorithms.logprobs import token_logprobs_and_entropy
-
-Messages = list[dict[str, Any]]
-
-SOURCE_HINTED = "hinted"
-SOURCE_SELF = "self"
-SOURCE_ORIGINAL = "original"
-
+from algorithms.realigned import (
+    SOURCE_HINTED,
+    SOURCE_ORIGINAL,
+    SOURCE_SELF,
+    Messages,
+    load_realigned,  # noqa: F401  (algorithms.trainer still imports it from here)
+    write_realigned,
+)
 
 # ----------------------------------------------------------------------------------------------- episodes
 
@@ -84,60 +89,51 @@ class Episode:
         return self.conv[len(self.opening):]
 
 
-@dataclass
-class DecodeStats:
-    """Generated tokens and the wall time spent decoding them (env steps excluded)."""
-
-    tokens: int = 0
-    seconds: float = 0.0
-    calls: int = 0
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+def _seed(base: int, index: int, hinted: bool) -> int:
+    """A distinct, reproducible episode seed per (run seed, task, mode); turns draw from it in turn."""
+    return (int(base) * 1_000_003 + int(index) * 1_009 + (0 if hinted else 3)) % (2**62)
 
 
-def _seed(base: int, index: int, turn: int, hinted: bool) -> int:
-    """A distinct, reproducible sampler seed per (run seed, task, turn, mode)."""
-    return (int(base) * 1_000_003 + int(index) * 1_009 + int(turn) * 7 + (0 if hinted else 3)) % (2**62)
-
-
-def play_episodes(model: Any, tokenizer: Any, episodes: Sequence[Episode], params: HintedParams, *,
-                  hinted: bool, marker: str | Marker | None, seed: int, max_turns: int,
-                  instruction: str = HINT_INSTRUCTION, stats: DecodeStats | None = None) -> None:
-    """Play ``episodes`` (already reset) to the end, all live ones batched per turn; updates them in place.
+def play_episodes(engine: HFEngine, renderer: ChatRenderer, episodes: Sequence[Episode], params: HintedParams, *,
+                  hinted: bool, marker: str | Marker | None, seed: int, max_turns: int | None = None,
+                  instruction: str = HINT_INSTRUCTION) -> RolloutStats:
+    """Play ``episodes`` to the end with ``agents.rollout`` (which resets their environments on their tasks
+    again), all live ones batched per turn; fills in their ``conv``, ``turns``, ``reward`` and ``done``, and
+    returns the rollout's counters.
 
     ``hinted=True``: turn k is decoded with Hinted Decoding against the expert's k-th assistant message; an
     episode the environment has not ended after the expert's last turn stays ``done=False`` (not kept).
     ``hinted=False``: the model's own rollout (student stream alone), at most ``max_turns`` turns.
     """
-    renderer = ChatRenderer(tokenizer)
     marker_fn = resolve_marker(marker)
-    for turn in range(max_turns):
-        live = [e for e in episodes if not e.done and (not hinted or turn < len(e.references))]
-        if not live:
-            return
-        student = [renderer.render_prompt(e.conv) for e in live]
-        hints = ([renderer.render_prompt(hint_messages(e.conv, e.references[turn], instruction)) for e in live]
-                 if hinted else None)
-        t0 = time.perf_counter()
-        samples = hinted_decode(model, tokenizer, student, hints, [_seed(seed, e.index, turn, hinted) for e in live],
-                                params, marker=marker_fn, eos_ids=renderer.eot_ids)
-        if stats is not None:
-            stats.seconds += time.perf_counter() - t0
-            stats.tokens += sum(len(s.token_ids) for s in samples)
-            stats.calls += 1
-        for e, s in zip(live, samples, strict=True):
-            # a reply cut by the length cap or the repetition stop is a length cut for the environment
-            finish = "eos" if s.stop_reason == STOP_EOS else "length"
-            new, reward, terminated, truncated, _ = e.env.step(s.text, finish_reason=finish)
-            e.conv.append({"role": "assistant", "content": s.text})
-            e.conv.extend({"role": m["role"], "content": m["content"]} for m in new)
-            e.turns.append({"mode": SOURCE_HINTED if hinted else SOURCE_SELF, "stop_reason": s.stop_reason,
-                            "switch_pos": s.switch_pos, "tokens": len(s.token_ids), "mean_lam": s.mean_lam,
-                            "lams": s.lams})
-            e.reward = float(reward)
-            e.done = bool(terminated or truncated)
+    streams: list[list[HintedStream]] = [[] for _ in episodes]
+
+    def hint(i: int, turn: int, conversation: Messages) -> HintedStream:
+        reference = episodes[i].references[turn]
+        stream = HintedStream(renderer.render_prompt(hint_messages(conversation, reference, instruction)),
+                              beta=params.beta, marker=marker_fn)
+        streams[i].append(stream)
+        return stream
+
+    trajectories, rollout_stats = rollout_with_stats(
+        [e.env for e in episodes], engine, renderer, sampling=params.sampling(),
+        reset_kwargs=[{"options": {"index": e.index}} for e in episodes],
+        max_turns=[len(e.references) for e in episodes] if hinted else max_turns,
+        episode_seeds=[_seed(seed, e.index, hinted) for e in episodes], hints=hint if hinted else None)
+    for e, traj, hints in zip(episodes, trajectories, streams, strict=True):
+        info = traj.info
+        e.conv = [{"role": m["role"], "content": m["content"]} for m in info["messages"]]
+        if e.conv[:len(e.opening)] != e.opening:
+            raise RuntimeError(f"task {e.index}: env.reset gave other opening messages the second time")
+        e.turns = [{"mode": SOURCE_HINTED if hinted else SOURCE_SELF, "stop_reason": finish,
+                    "switch_pos": h.switch_pos if h else None, "tokens": end - start,
+                    "mean_lam": h.mean_lam if h else 0.0, "lams": h.lams if h else []}
+                   for (start, end), finish, h in zip(traj.turn_spans, info["finish_reasons"],
+                                                      hints or [None] * len(traj.turn_spans), strict=True)]
+        e.reward = float(info["step_rewards"][-1]) if info["step_rewards"] else 0.0
+        ended = info["terminated"] or info["truncation"] == TRUNC_ENV
+        e.done = bool(ended) and "env_error" not in info  # an env.step that raised never counts as rewarded
+    return rollout_stats
 
 
 def reset_episode(env: Any, index: int) -> Episode | None:
@@ -221,7 +217,9 @@ def realign(model: Any, tokenizer: Any, make_env: Callable[[], Any], indices: Se
     continuation (``source="original"``) so the pool keeps its size.
     """
     envs = [make_env() for _ in range(max(1, min(cfg.batch_size, len(indices))))]
-    stats = DecodeStats()
+    renderer = ChatRenderer(tokenizer)
+    engine = HFEngine(model, tokenizer, eos_token_ids=renderer.eot_ids)
+    played: list[RolloutStats] = []
     records: list[dict[str, Any]] = []
     all_turns: list[dict[str, Any]] = []
     sources: Counter[str] = Counter()
@@ -239,17 +237,16 @@ def realign(model: Any, tokenizer: Any, make_env: Callable[[], Any], indices: Se
         skipped += len(chunk) - len(pending)
         final: dict[int, tuple[Episode, str]] = {}
         if cfg.self_rollout_first and pending:
-            play_episodes(model, tokenizer, pending, cfg.params, hinted=False, marker=None, seed=cfg.seed,
-                          max_turns=cfg.max_self_turns, stats=stats)
+            played.append(play_episodes(engine, renderer, pending, cfg.params, hinted=False, marker=None,
+                                        seed=cfg.seed, max_turns=cfg.max_self_turns))
             for ep in pending:
                 if _accepted(ep, cfg.min_reward):
                     final[ep.index] = (ep, SOURCE_SELF)
             pending = [reset_episode(ep.env, ep.index) for ep in pending if ep.index not in final]
             pending = [ep for ep in pending if ep is not None]
         if pending:
-            play_episodes(model, tokenizer, pending, cfg.params, hinted=True, marker=cfg.marker, seed=cfg.seed,
-                          max_turns=max(len(ep.references) for ep in pending), instruction=cfg.instruction,
-                          stats=stats)
+            played.append(play_episodes(engine, renderer, pending, cfg.params, hinted=True, marker=cfg.marker,
+                                        seed=cfg.seed, instruction=cfg.instruction))
             all_turns.extend(t for ep in pending for t in ep.turns)
             for ep in pending:
                 rewards.append(ep.reward)
@@ -288,7 +285,7 @@ def realign(model: Any, tokenizer: Any, make_env: Callable[[], Any], indices: Se
             })
         if progress is not None:
             progress(f"{min(start + len(envs), len(indices))}/{len(indices)} tasks, kept "
-                     f"{sources[SOURCE_HINTED] + sources[SOURCE_SELF]}, {stats.tokens_per_s:.1f} tok/s")
+                     f"{sources[SOURCE_HINTED] + sources[SOURCE_SELF]}, {_generation(played)['tokens_per_s']:.1f} tok/s")
 
     attempted = len(indices) - skipped
     kept = sources[SOURCE_HINTED] + sources[SOURCE_SELF]
@@ -301,8 +298,7 @@ def realign(model: Any, tokenizer: Any, make_env: Callable[[], Any], indices: Se
         "cll": {"original_all": summarize_cll(cll_orig_all), "original_accepted": summarize_cll(cll_orig_kept),
                 "rewritten_accepted": summarize_cll(cll_new_kept)},
         "hinted_turns": _turn_stats(all_turns),
-        "generation": {"tokens": stats.tokens, "decode_seconds": round(stats.seconds, 2),
-                       "tokens_per_s": round(stats.tokens_per_s, 2), "decode_calls": stats.calls},
+        "generation": _generation(played),
         "wall_seconds": round(time.perf_counter() - t_start, 2),
         "rejected_examples": rejected_examples,
     }
@@ -312,6 +308,16 @@ def realign(model: Any, tokenizer: Any, make_env: Callable[[], Any], indices: Se
 def _accepted(ep: Episode, min_reward: float) -> bool:
     """Kept only if the environment ended the episode with the maximum reward."""
     return ep.done and ep.reward >= min_reward
+
+
+def _generation(played: Sequence[RolloutStats]) -> dict[str, Any]:
+    """Generated tokens, the wall time spent in ``engine.generate`` (env steps excluded), their rate and
+    the number of generate calls, over all rollouts played."""
+    tokens = sum(r.generated_tokens for r in played)
+    seconds = sum(r.generate_s for r in played)
+    return {"tokens": tokens, "decode_seconds": round(seconds, 2),
+            "tokens_per_s": round(tokens / seconds, 2) if seconds > 0 else 0.0,
+            "decode_calls": sum(r.generate_calls for r in played)}
 
 
 def _turn_stats(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -327,40 +333,6 @@ def _turn_stats(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "switch_rate": (sum(t["switch_pos"] is not None for t in turns) / len(turns)) if turns else None,
             "stop_reasons": dict(Counter(t["stop_reason"] for t in turns)),
             "tokens_mean": (sum(t["tokens"] for t in turns) / len(turns)) if turns else None}
-
-
-# ----------------------------------------------------------------------------------------------- files
-
-
-def write_jsonl(path: str | Path, records: Sequence[dict[str, Any]]) -> None:
-    """Write records one JSON object per line, atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-
-
-def load_realigned(path: str | Path, sources: Sequence[str] | None = None) -> list[tuple[Messages, Messages]]:
-    """The realigned expert pool: ``(opening messages, expert continuation)`` per line of ``path``, the same
-    pair the trainer gets from ``env.reset`` (opening, ``info["expert"]``) and hands to ``expert_trajectory``.
-    ``sources`` filters by record source (``"hinted"``, ``"self"``, ``"original"``; default: all)."""
-    pairs = []
-    with Path(path).open() as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-                r["opening"], r["expert"]  # noqa: B018  (both keys are required)
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise ValueError(f"{path}:{number}: not a realigned expert record ({err!r})") from err
-            if sources is not None and r.get("source") not in sources:
-                continue
-            pairs.append((r["opening"], r["expert"]))
-    return pairs
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -424,7 +396,7 @@ def main_cli(cfg: Any) -> dict[str, Any]:
     records, report = realign(model, tokenizer, make_env, indices, rc,
                               progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(cfg.out_dir)
-    write_jsonl(out / "realigned.jsonl", records)
+    write_realigned(out / "realigned.jsonl", records)
     report = {"env": cfg.env.name, "split": split, "model": cfg.model.spec, "dtype": cfg.model.dtype,
               "marker": rc.marker, "config": OmegaConf.to_container(r, resolve=True), **report}
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))

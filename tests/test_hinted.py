@@ -1,13 +1,15 @@
-"""Hinted Decoding (algorithms.hinted) and the realign pipeline (algorithms.realign) on tiny-random, fp32.
+"""Hinted Decoding (algorithms.hinted, decoded by agents.HFEngine with per-row hints) and the realign
+pipeline (algorithms.realign, played through agents.rollout) on tiny-random, fp32.
 
 The reference everywhere is a naive sampler: one full forward of the unpadded sequence per token (no KV
-cache, no batch), ``log_softmax``, ``sample_next`` with a fresh generator. Hinted Decoding must reproduce
-it exactly where the method reduces to plain sampling (beta = 0; identical streams; after the switch).
+cache, no batch), ``log_softmax``, ``choose_tokens`` with one uniform of a fresh generator per token.
+Hinted Decoding must reproduce it exactly where the method reduces to plain sampling (beta = 0; identical
+streams; after the switch).
 """
 
 from __future__ import annotations
 
-import random
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,23 +17,20 @@ import pytest
 import torch
 
 from agents.chat_render import ChatRenderer
-from agents.models import load_model
+from agents.hf_engine import HFEngine
+from agents.models import load_model, tiny_random_model
+from agents.sampling import Generation, choose_tokens, repeated_window
 from algorithms.hinted import (
-    STOP_EOS,
-    STOP_LENGTH,
-    STOP_REPETITION,
     HintedParams,
-    KVBatch,
-    RepetitionDetector,
+    HintedStream,
+    Marker,
     boxed_marker,
     call_list_marker,
     hint_messages,
-    hinted_decode,
     mix_logprobs,
-    repeated_window,
-    sample_next,
 )
-from algorithms.realign import RealignConfig, load_realigned, realign, write_jsonl
+from algorithms.realign import RealignConfig, realign
+from algorithms.realigned import load_realigned, write_realigned
 from envs.base import ChatEnv
 
 
@@ -64,7 +63,8 @@ def naive_sample(model: Any, prompt: Sequence[int], n: int, seed: int, params: H
     for _ in range(n):
         with torch.no_grad():
             logits = model(input_ids=torch.tensor([ids])).logits[0, -1].float()
-        tok = sample_next(torch.log_softmax(logits, -1), params.temperature, params.top_p, g)
+        u = torch.rand((), generator=g)
+        tok = int(choose_tokens(torch.log_softmax(logits, -1)[None], params.sampling(), u[None])[0][0])
         out.append(tok)
         ids.append(tok)
         if tok in eos:
@@ -93,15 +93,6 @@ def test_mix_logprobs_formula():
     assert torch.isfinite(mix_logprobs(logp_p, q_inf, 0.0)[0]).all()
 
 
-def test_sample_next_top_p_and_greedy():
-    logp = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
-    g = torch.Generator().manual_seed(0)
-    seen = {sample_next(logp, 1.0, 0.7, g) for _ in range(300)}
-    assert seen == {0, 1}  # the nucleus of mass 0.7 is {0, 1}
-    assert sample_next(logp, 0.0, 0.95, g) == 0
-    assert {sample_next(logp, 1.0, 1.0, g) for _ in range(500)} == {0, 1, 2, 3}
-
-
 def test_markers():
     assert boxed_marker("so the answer is \\boxed{4") and not boxed_marker("boxed 4")
     assert call_list_marker('[get_weather(city="Paris")]') and call_list_marker("Sure.\n[a.b (x=1)")
@@ -119,49 +110,20 @@ def test_hint_messages_keep_env_prompt():
         hint_messages(conv + [{"role": "assistant", "content": "x"}], "r")
 
 
-# ----------------------------------------------------------------------------------------------- repetition
+# ----------------------------------------------------------------------------------------------- decoding
 
 
-def test_repeated_window_and_detector_agree():
-    assert repeated_window([1, 2, 3] * 5, 3, 5) and not repeated_window([1, 2, 3] * 5, 3, 6)
-    assert repeated_window([7] * 6, 3, 4) and not repeated_window([7] * 5, 3, 4)  # overlapping windows
-    assert not repeated_window([1, 2], 3, 1)
-    rng = random.Random(0)
-    for _ in range(200):
-        ids = [rng.randrange(3) for _ in range(rng.randrange(1, 40))]
-        window, count = rng.randrange(1, 5), rng.randrange(1, 5)
-        det = RepetitionDetector(window, count)
-        fired = next((k + 1 for k, t in enumerate(ids) if det.push(t)), None)
-        first = next((k for k in range(1, len(ids) + 1) if repeated_window(ids[:k], window, count)), None)
-        assert fired == first
-
-
-# ----------------------------------------------------------------------------------------------- KV cache
-
-
-def test_kv_cache_matches_full_recompute(tiny):
-    model, tokenizer, renderer = tiny
-    prompts = [renderer.render_prompt(_conv(q)) for q in ("Hi", "What is the capital of France, please?", "2+2")]
-    assert len({len(p) for p in prompts}) == 3
-    batch = KVBatch(model, tokenizer.pad_token_id, "fp32")
-
-    def full(rows: torch.Tensor) -> torch.Tensor:
-        positions = (batch.mask.cumsum(-1) - 1).clamp(min=0)
-        with torch.no_grad():
-            out = model(input_ids=batch.ids, attention_mask=batch.mask, position_ids=positions).logits[:, -1]
-        alone = [model(input_ids=batch.ids[r:r + 1, batch.mask[r].bool()]).logits[0, -1] for r in range(len(rows))]
-        return out.float(), torch.stack(alone).float().detach()
-
-    logits = batch.prefill(prompts)
-    for step in range(5):
-        padded, alone = full(logits)
-        assert torch.allclose(logits, padded, atol=1e-4), step
-        assert torch.allclose(logits, alone, atol=1e-4), step  # padding changes nothing
-        if step == 2:
-            batch.select([2, 0])  # a finished row leaves the cache
-            logits = logits[[2, 0]]
-            continue
-        logits = batch.step([int(t) for t in logits.argmax(-1)])
+def hinted_decode(model: Any, tokenizer: Any, student: Sequence[Sequence[int]],
+                  hinted: Sequence[Sequence[int]] | None, seeds: Sequence[int], params: HintedParams,
+                  marker: str | Marker | None = None, eos_ids: Sequence[int] = ()
+                  ) -> tuple[list[Generation], list[HintedStream | None]]:
+    """One reply per problem, student row ``student[i]`` hinted by ``hinted[i]`` (plain sampling when
+    ``hinted`` is None), as ``algorithms.realign`` decodes a turn; the generations and the hint traces."""
+    engine = HFEngine(model, tokenizer, dtype="fp32", prefix_cache=False, eos_token_ids=eos_ids)
+    hints: list[HintedStream | None] = [None] * len(student) if hinted is None else [
+        HintedStream(list(p), beta=params.beta, marker=marker) for p in hinted]
+    sampling = dataclasses.replace(params.sampling(), row_seeds=tuple(seeds))
+    return engine.generate([list(p) for p in student], sampling, hints=hints), hints
 
 
 # ----------------------------------------------------------------------------------------------- equivalences
@@ -214,11 +176,11 @@ def test_beta_zero_samples_the_hinted_stream(tiny):
     convs = [_conv("What is 2+3?"), _conv("Name a colour.")]
     student = [renderer.render_prompt(c) for c in convs]
     hinted = [renderer.render_prompt(hint_messages(c, ref)) for c, ref in zip(convs, ["\\boxed{5}", "Blue."], strict=True)]
-    out = hinted_decode(model, tokenizer, student, hinted, [11, 12], params, marker=None, eos_ids=[])
-    for sample, prompt, seed in zip(out, hinted, [11, 12], strict=True):
+    out, streams = hinted_decode(model, tokenizer, student, hinted, [11, 12], params, eos_ids=[])
+    for sample, stream, prompt, seed in zip(out, streams, hinted, [11, 12], strict=True):
         assert sample.token_ids == naive_sample(model, prompt, 24, seed, params)
-        assert sample.stop_reason == STOP_LENGTH and sample.switch_pos is None
-        assert sample.lams == [0.0] * 23  # every step after the first is mixed, with lam = 0
+        assert sample.finish_reason == "length" and stream.switch_pos is None
+        assert stream.lams == [0.0] * 23  # every step after the first is mixed, with lam = 0
 
 
 def test_identical_streams_equal_plain_sampling(tiny):
@@ -226,11 +188,13 @@ def test_identical_streams_equal_plain_sampling(tiny):
     model = _sharpened(model)
     params = HintedParams(beta=1.0, max_new_tokens=24)
     prompts = [renderer.render_prompt(_conv("Tell me a joke.")), renderer.render_prompt(_conv("Hi"))]
-    out = hinted_decode(model, tokenizer, prompts, prompts, [5, 6], params, marker=None, eos_ids=[])
-    plain = hinted_decode(model, tokenizer, prompts, None, [5, 6], params, eos_ids=[])
-    for sample, own, prompt, seed in zip(out, plain, prompts, [5, 6], strict=True):
+    out, streams = hinted_decode(model, tokenizer, prompts, prompts, [5, 6], params, eos_ids=[])
+    plain, _ = hinted_decode(model, tokenizer, prompts, None, [5, 6], params, eos_ids=[])
+    for sample, stream, own, prompt, seed in zip(out, streams, plain, prompts, [5, 6], strict=True):
         assert sample.token_ids == naive_sample(model, prompt, 24, seed, params) == own.token_ids
-        assert all(0.0 < lam <= 1.0 for lam in sample.lams)
+        assert len(stream.lams) == 23 and all(0.0 < lam <= 1.0 for lam in stream.lams)
+        # the recorded log-probs are the student's own (T = 0.3), as for any sampled row
+        assert sample.logprobs == pytest.approx(own.logprobs, abs=1e-4)
 
 
 def test_switch_to_student_at_marker(tiny):
@@ -246,16 +210,35 @@ def test_switch_to_student_at_marker(tiny):
         seen.append(text)
         return len(tokenizer(text, add_special_tokens=False)["input_ids"]) >= 6 or len(seen) >= 6
 
-    [sample] = hinted_decode(model, tokenizer, [student], [hinted], [3], params, marker=marker, eos_ids=[])
-    k = sample.switch_pos
+    [sample], [stream] = hinted_decode(model, tokenizer, [student], [hinted], [3], params, marker=marker, eos_ids=[])
+    k = stream.switch_pos
     assert k is not None and 1 <= k <= 6 and len(seen) == k  # checked after every token until it fired
-    assert len(sample.lams) == k - 1  # mixed steps: after the first token, up to the switch
+    assert len(stream.lams) == k - 1  # mixed steps: after the first token, up to the switch
     # after the switch: plain sampling from q given the prefix, the generator advanced k draws
     rest = naive_sample(model, student + sample.token_ids[:k], 20 - k, 3, params, skip_draws=k)
     assert sample.token_ids[k:] == rest
     # without a marker the same seed keeps mixing, so the tails differ
-    [mixed] = hinted_decode(model, tokenizer, [student], [hinted], [3], params, marker=None, eos_ids=[])
-    assert mixed.token_ids[:k] == sample.token_ids[:k] and mixed.switch_pos is None
+    [mixed], [mixed_stream] = hinted_decode(model, tokenizer, [student], [hinted], [3], params, eos_ids=[])
+    assert mixed.token_ids[:k] == sample.token_ids[:k] and mixed_stream.switch_pos is None
+
+
+def test_hinted_row_is_independent_of_its_batch(tiny):
+    """A hinted row samples the same tokens alone, next to plain rows and other hinted rows, and at another
+    position of the batch (its own seed; the hint rows draw nothing); float64, so no padding round-off."""
+    _, tokenizer, renderer = tiny
+    model = tiny_random_model(tokenizer, seed=0, dtype=torch.float64, initializer_range=0.5).eval()
+    params = HintedParams(beta=1.0, max_new_tokens=10)
+    convs = [_conv("What is 2+3?"), _conv("Name a colour, any colour you like."), _conv("Hi")]
+    student = [renderer.render_prompt(c) for c in convs]
+    hinted = [renderer.render_prompt(hint_messages(c, f"Reference {i}.")) for i, c in enumerate(convs)]
+    [alone], [alone_stream] = hinted_decode(model, tokenizer, [student[0]], [hinted[0]], [7], params)
+    engine = HFEngine(model, tokenizer, prefix_cache=False, eos_token_ids=[])
+    streams = [None, HintedStream(hinted[2]), HintedStream(hinted[0])]
+    batch = engine.generate([student[1], student[2], student[0]],
+                            dataclasses.replace(params.sampling(), row_seeds=(8, 9, 7)), hints=streams)
+    assert batch[2].token_ids == alone.token_ids and streams[2].lams == alone_stream.lams
+    assert batch[2].logprobs == pytest.approx(alone.logprobs, abs=1e-9)
+    assert len(set(map(tuple, (g.token_ids for g in batch)))) == 3
 
 
 # ----------------------------------------------------------------------------------------------- stop rules
@@ -266,23 +249,24 @@ def test_stop_rules(tiny):
     prompt = renderer.render_prompt(_conv("Hello"))
     hinted = renderer.render_prompt(hint_messages(_conv("Hello"), "Hi there!"))
     eot = renderer.eot_id
-    # EOS at the 4th token (prefill = call 0 gives token 1); it stays in token_ids, not in the text
-    [s] = hinted_decode(_forced(model, eot, 3), tokenizer, [prompt], [hinted], [0], HintedParams(max_new_tokens=50),
-                        eos_ids=[eot])
-    assert s.stop_reason == STOP_EOS and len(s.token_ids) == 4 and s.token_ids[-1] == eot
-    assert s.text == tokenizer.decode(s.token_ids[:3], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    # EOS at the 4th token (prefill = call 0 gives token 1); it stays in token_ids (agents.rollout leaves it
+    # out of the text it hands to the environment)
+    [s], _ = hinted_decode(_forced(model, eot, 3), tokenizer, [prompt], [hinted], [0], HintedParams(max_new_tokens=50),
+                           eos_ids=[eot])
+    assert s.finish_reason == "eos" and len(s.token_ids) == 4 and s.token_ids[-1] == eot
     # length cap
-    [s] = hinted_decode(model, tokenizer, [prompt], [hinted], [0], HintedParams(max_new_tokens=7), eos_ids=[])
-    assert s.stop_reason == STOP_LENGTH and len(s.token_ids) == 7
+    [s], _ = hinted_decode(model, tokenizer, [prompt], [hinted], [0], HintedParams(max_new_tokens=7), eos_ids=[])
+    assert s.finish_reason == "length" and len(s.token_ids) == 7
     # repetition: a constant token from the 2nd step: the 3-token window (t, t, t) is seen twice at length 5
     t = tokenizer("x", add_special_tokens=False)["input_ids"][0]
     params = HintedParams(max_new_tokens=50, repeat_window=3, repeat_count=2)
-    [s] = hinted_decode(_forced(model, t, 1), tokenizer, [prompt], None, [0], params, eos_ids=[eot])
-    assert s.stop_reason == STOP_REPETITION and s.token_ids[1:] == [t] * 4
-    assert repeated_window(s.token_ids, 3, 2) and not repeated_window(s.token_ids[:-1], 3, 2)
+    for hints in (None, [hinted]):
+        [s], _ = hinted_decode(_forced(model, t, 1), tokenizer, [prompt], hints, [0], params, eos_ids=[eot])
+        assert s.finish_reason == "repetition" and s.token_ids[1:] == [t] * 4
+        assert repeated_window(s.token_ids, 3, 2) and not repeated_window(s.token_ids[:-1], 3, 2)
     # rows stop independently in one batch
-    out = hinted_decode(model, tokenizer, [prompt, prompt], [hinted, hinted], [0, 1], HintedParams(max_new_tokens=5),
-                        eos_ids=[])
+    out, _ = hinted_decode(model, tokenizer, [prompt, prompt], [hinted, hinted], [0, 1], HintedParams(max_new_tokens=5),
+                           eos_ids=[])
     assert [len(o.token_ids) for o in out] == [5, 5]
 
 
@@ -353,7 +337,7 @@ def test_realign_multi_turn_accepts_and_round_trips(tiny, tmp_path):
     assert [r["expert"] for r in again] == [r["expert"] for r in records]
 
     path = tmp_path / "realigned.jsonl"
-    write_jsonl(path, records)
+    write_realigned(path, records)
     pairs = load_realigned(path)
     assert [p[0] for p in pairs] == [r["opening"] for r in records]
     assert [p[1] for p in pairs] == [r["expert"] for r in records]
