@@ -8,27 +8,30 @@ tokens the model sampled. The caller owns the conversation; the environment owns
 The contract the trainer and ``agents.evaluate`` rely on (``docs/new-tool-env.md``, "The contract"):
 
 * ``num_tasks`` and ``reset(options={"index": i})`` for ``0 <= i < num_tasks``, deterministic per index;
-* ``reset``'s info: ``task_id`` (a stable id: paired comparisons match entries by it), optionally ``kind``
-  (accuracy is also reported per kind) and ``expert`` (the expert continuation, needed by every algorithm
-  with mu > 0);
-* ``step``'s final info: optionally ``failure`` (why a failed episode failed, a short tag tallied per suite);
+* ``reset``'s info (``envs.episode.ResetInfo``): ``task_id`` (a stable id: paired comparisons match
+  entries by it), optionally ``kind`` (accuracy is also reported per kind) and ``expert`` (the expert
+  continuation, needed by every algorithm with mu > 0);
 * an episode is *solved* when its final reward is >= 1.0 (accuracy, McNemar pairs); rewards below carry
   the training signal only;
+* the info of the step that ends the episode (``envs.episode.StepInfo``) has ``failure``: ``None`` when
+  the episode is solved, otherwise a short category saying why it failed (ToolACE's ``envs.toolace.failures``,
+  BFCL's checker ``error_type``, the math env's ``wrong_answer`` ...), tallied per suite; ``step`` fills
+  ``turns`` itself;
 * ``task_ids`` for the trainer's train/held-out overlap warning, ``corpus_metrics(records)`` for metrics
   computed over a whole evaluation run (an F1, a sequence accuracy), both optional.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 from gymnasium import spaces
 
+from envs.episode import Messages, ResetInfo, StepInfo
 from envs.spaces import MessagesSpace
 
-Messages = list[dict[str, str]]
-StepResult = tuple[Messages, float, bool, bool, dict[str, Any]]
+StepResult = tuple[Messages, float, bool, bool, StepInfo]
 
 
 class ChatEnv(gym.Env):
@@ -36,8 +39,10 @@ class ChatEnv(gym.Env):
 
     Subclasses hold a list of tasks (``num_tasks``; ``reset(options={"index": i})`` picks task ``i``) and
     implement ``_reset_task(options) -> (messages, info)`` and
-    ``_step_turn(assistant_text) -> (messages, reward, terminated, info)``; this class counts turns,
-    truncates at ``max_turns`` and keeps the transcript in ``self.messages`` for inspection.
+    ``_step_turn(assistant_text) -> (messages, reward, terminated, info)``, their infos a ``ResetInfo`` /
+    ``StepInfo`` plus keys of their own; this class counts turns, truncates at ``max_turns`` (see
+    ``_on_truncate``, which sets the final info of a cut episode, ``failure`` included) and keeps the
+    transcript in ``self.messages`` for inspection.
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -55,13 +60,13 @@ class ChatEnv(gym.Env):
         self.finish_reason: str | None = None
 
     # -- the Gymnasium API -------------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Messages, dict]:
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Messages, ResetInfo]:
         super().reset(seed=seed)
         messages, info = self._reset_task(options or {})
         self.messages = [dict(m) for m in messages]
         self.turn = 0
         self.done = False
-        return messages, info
+        return messages, cast(ResetInfo, info)
 
     def step(self, action: str, finish_reason: str | None = None) -> StepResult:
         """Take the assistant's text. ``finish_reason`` is the generator's ("stop", "eos", "length"):
@@ -80,7 +85,7 @@ class ChatEnv(gym.Env):
         info.setdefault("turns", self.turn)
         self.messages.extend(dict(m) for m in messages)
         self.done = terminated or truncated
-        return messages, float(reward), bool(terminated), bool(truncated), info
+        return messages, float(reward), bool(terminated), bool(truncated), cast(StepInfo, info)
 
     @property
     def num_tasks(self) -> int:
@@ -119,5 +124,6 @@ class ChatEnv(gym.Env):
         raise NotImplementedError
 
     def _on_truncate(self, reward: float, info: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-        """Reward of an episode cut at the turn cap; default: the last turn's reward stands."""
+        """Reward and final info of an episode cut at the turn cap; default: the last turn's stand (a
+        subclass whose intermediate infos carry no ``failure`` sets it here)."""
         return reward, info
