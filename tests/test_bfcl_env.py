@@ -49,11 +49,13 @@ def test_single_turn_episode():
     text = answer_text(env.functions, data.load_answers("simple_python")[env.entry["id"]])
     new, reward, terminated, truncated, info = env.step(text)
     assert (new, reward, terminated, truncated) == ([], 1.0, True, False)
-    assert info["valid"] and info["id"] == "simple_python_1" and info["decoded"]
-    env.reset(options={"index": 1})
+    assert info["valid"] and info["id"] == info["task_id"] == "simple_python_1" and info["decoded"]
+    assert info["failure"] is None  # solved: no failure (envs.episode)
+    _, reset_info = env.reset(options={"index": 1})
+    assert reset_info["task_id"] == "simple_python_1"
     _, reward, terminated, _, info = env.step("I would call the function but I can't.")
     assert reward == 0.0 and terminated and not info["valid"] and "decode" in info["reason"]
-    assert info["decoded"] is None
+    assert info["decoded"] is None and info["failure"] == info["error_type"] == "ast_decoder:decoder_failed"
 
 
 def test_irrelevance_episode():
@@ -63,7 +65,7 @@ def test_irrelevance_episode():
     env.reset(options={"index": 0})
     name = env.functions[0]["name"]
     _, reward, _, _, info = env.step(f"[{name}()]")
-    assert reward == 0.0 and info["error_type"] == "irrelevance_error:decoder_success"
+    assert reward == 0.0 and info["failure"] == info["error_type"] == "irrelevance_error:decoder_success"
 
 
 def test_seeded_pick_is_reproducible():
@@ -119,7 +121,8 @@ def test_multi_turn_wrong_actions_fail():
     env.reset(options={"index": 0})
     for _ in range(len(env.entry["question"])):
         new, reward, terminated, _, info = env.step("I am not sure.")
-    assert terminated and reward == 0.0 and info["error_type"] == "multi_turn:empty_turn_model_response"
+    assert terminated and reward == 0.0
+    assert info["failure"] == info["error_type"] == "multi_turn:empty_turn_model_response"
 
 
 def test_multi_turn_step_cap_force_terminates():
@@ -127,7 +130,8 @@ def test_multi_turn_step_cap_force_terminates():
     env.reset(options={"index": 0})
     outs = [env.step("[pwd()]") for _ in range(3)]
     assert [o[2] for o in outs] == [False, False, True] and outs[-1][1] == 0.0
-    assert outs[-1][4]["error_type"] == "multi_turn:force_terminated"
+    assert outs[-1][4]["failure"] == outs[-1][4]["error_type"] == "multi_turn:force_terminated"
+    assert all("failure" not in o[4] for o in outs[:-1])  # only the step that ends the episode says
 
 
 def test_miss_func_reveals_held_out_functions():
@@ -146,6 +150,10 @@ def test_multi_turn_base_ground_truth_replay_all():
     env = _env(category="multi_turn_base")  # ~2 s for all 200
     failed = [env.entries[i]["id"] for i in range(env.num_tasks) if _replay(env, i)[0] != 1.0]
     assert failed == []
+    reward, final = _replay(env, 0)
+    assert final["failure"] is None and final["task_id"] == env.entries[0]["id"]
+    assert final["turn_verdicts"] == [{"valid": True, "reason": ""}] * len(env.entries[0]["question"])
+    assert isinstance(final["turns"], int) and final["turns"] > len(env.entries[0]["question"])
 
 
 @pytest.mark.parametrize("category", ["multi_turn_miss_func", "multi_turn_miss_param", "multi_turn_long_context"])

@@ -10,6 +10,10 @@ The tool message follows chordgym's contract (one message per executed call list
 ``step`` is total: decoding and backend calls are bounded and turn every failure into a decode failure or a
 failed call (``decode.py``, ``backends.py``). Should anything still raise while checking a reply, the episode
 ends with reward 0 and ``error_type`` ``ENV_ERROR`` instead of the exception ending a whole evaluation.
+
+The final info's ``failure`` (``envs.episode``, the field every environment fills) is the checker's
+``error_type`` (``value_error:string``, ``multi_turn:force_terminated``, ...) and ``None`` for a valid reply;
+``error_type`` stays beside it, as BFCL names it.
 """
 
 from __future__ import annotations
@@ -40,9 +44,10 @@ class BFCLEnv(ChatEnv):
         render_mode: ``"ansi"`` or None.
 
     ``reset(options={"index": i})`` or ``options={"id": ...}`` selects an entry; otherwise the seeded
-    ``np_random`` picks one. After ``reset``, ``info`` is ``{"id", "category", "index"}``. A final ``step`` gives
-    ``{"id", "category", "valid", "reason", "error_type", "decoded"}`` (multi-turn adds ``"turns"``: per-turn
-    verdicts); intermediate multi-turn steps give ``{"id", "category", "turn", "step", "decoded"}``.
+    ``np_random`` picks one. After ``reset``, ``info`` is ``{"id", "task_id", "category", "index"}`` (``task_id``
+    is the entry's id). A final ``step`` gives ``{"id", "task_id", "category", "valid", "reason", "error_type",
+    "failure", "decoded"}`` (multi-turn adds ``"turn_verdicts"``: per-turn ``{"valid", "reason"}``); intermediate
+    multi-turn steps give ``{"id", "task_id", "category", "turn", "step", "decoded"}``.
     """
 
     def __init__(self, category: str = "simple_python", limit: int | None = None, max_steps_per_turn: int = 20,
@@ -98,7 +103,7 @@ class BFCLEnv(ChatEnv):
     def _reset_task(self, options: dict[str, Any]) -> tuple[Messages, dict[str, Any]]:
         index = self._pick(options)
         self.entry = self.entries[index]
-        info = {"id": self.entry["id"], "category": self.category, "index": index}
+        info = {"id": self.entry["id"], "task_id": self.entry["id"], "category": self.category, "index": index}
         if self.multi_turn:
             self.episode = MultiTurnEpisode(self.entry, self.answers[self.entry["id"]], self.max_steps_per_turn)
             self.functions = self.episode.functions
@@ -147,29 +152,31 @@ class BFCLEnv(ChatEnv):
             content = episode.tool_message(executions)
             if episode.force_terminated:
                 return [], 0.0, True, self._final_info(episode.final_verdict(), calls)
-            info = {"id": self.entry["id"], "category": self.category, "turn": turn, "step": step,
-                    "decoded": decoded}
+            info = {"id": self.entry["id"], "task_id": self.entry["id"], "category": self.category, "turn": turn,
+                    "step": step, "decoded": decoded}
             return [{"role": "tool", "content": content}], 0.0, False, info
         episode.end_turn()
         if not episode.finished:
-            info = {"id": self.entry["id"], "category": self.category, "turn": episode.turn, "step": 0,
-                    "decoded": decoded}
+            info = {"id": self.entry["id"], "task_id": self.entry["id"], "category": self.category,
+                    "turn": episode.turn, "step": 0, "decoded": decoded}
             return episode.turn_messages(episode.turn), 0.0, False, info
         verdict = episode.final_verdict()
         return [], float(verdict.valid), True, self._final_info(verdict, calls)
 
     def _final_info(self, verdict: Verdict, calls: list | None) -> dict[str, Any]:
         info: dict[str, Any] = {
-            "id": self.entry["id"], "category": self.category, "valid": verdict.valid,
+            "id": self.entry["id"], "task_id": self.entry["id"], "category": self.category, "valid": verdict.valid,
             "reason": verdict.reason, "error_type": verdict.error_type,
+            "failure": None if verdict.valid else verdict.error_type,
             "decoded": [c.as_bfcl() for c in calls] if calls is not None else None,
         }
         if self.episode is not None:
-            info["turns"] = [
+            info["turn_verdicts"] = [
                 {"valid": r.verdict.valid, "reason": r.verdict.reason} if r.verdict else None
                 for r in self.episode.records
             ]
         return info
 
     def _on_truncate(self, reward: float, info: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-        return 0.0, {**info, "valid": False, "reason": "turn cap reached", "error_type": "truncated"}
+        return 0.0, {**info, "valid": False, "reason": "turn cap reached", "error_type": "truncated",
+                     "failure": "truncated"}
