@@ -32,17 +32,18 @@ def env() -> MathEnv:
 
 # -- reward ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, reward, outcome", [
-    (r"17 * 23 = 391, so \boxed{391}", 1.0, "correct"),
-    (r"17 * 23 = 381, so \boxed{381}", 0.0, "wrong"),
-    ("17 * 23 = 391", -0.1, "format"),
-    ("x" * 200 + " still thinking", -1.0, "overlong"),
+@pytest.mark.parametrize("text, reward, outcome, failure", [
+    (r"17 * 23 = 391, so \boxed{391}", 1.0, "correct", None),
+    (r"17 * 23 = 381, so \boxed{381}", 0.0, "wrong", "wrong_answer"),
+    ("17 * 23 = 391", -0.1, "format", "no_boxed_answer"),
+    ("x" * 200 + " still thinking", -1.0, "overlong", "overlong"),
 ])
-def test_reward_table(text: str, reward: float, outcome: str) -> None:
+def test_reward_table(text: str, reward: float, outcome: str, failure: str | None) -> None:
     e = MathEnv(size=3, max_response_chars=100)
     e.reset(**custom())
     _, r, terminated, truncated, info = e.step(text)
     assert (r, info["outcome"], terminated, truncated) == (reward, outcome, True, False)
+    assert info["failure"] == failure  # None exactly when solved (envs.episode)
 
 
 def test_length_cut_is_overlong_and_long_boxed_answer_is_graded() -> None:
@@ -91,7 +92,7 @@ def test_pathological_answer_cannot_hang_env_even_from_a_thread() -> None:
     assert not worker.is_alive()
     _, reward, terminated, _, info = out["step"]
     assert out["elapsed"] < 5 and reward == 0.0 and terminated
-    assert info["timed_out"] and info["outcome"] == "wrong"
+    assert info["timed_out"] and info["outcome"] == "wrong" and info["failure"] == "verify_timeout"
 
 
 def test_hard_timeout_kills_a_stuck_worker(tmp_path) -> None:
@@ -190,7 +191,15 @@ def test_turn_cap_without_answer_is_a_format_error() -> None:
     e.reset(**custom())
     e.step('[calculator(expression="17 * 23")]')
     _, r, term, trunc, info = e.step('[calculator(expression="17 * 23")]')
-    assert (r, term, trunc, info["outcome"]) == (-0.1, False, True, "no_answer")
+    assert (r, term, trunc, info["outcome"], info["failure"]) == (-0.1, False, True, "no_answer", "no_answer")
+
+
+def test_turn_cap_after_a_wrong_answer_fails_as_that_answer() -> None:
+    e = MathEnv(size=3, tools=True, retries=1, max_turns=2)
+    e.reset(**custom())
+    assert "failure" not in e.step(r"\boxed{390}")[4]  # a retry follows: the episode goes on
+    _, r, term, trunc, info = e.step('[calculator(expression="17 * 23")]')
+    assert (r, term, trunc, info["failure"]) == (0.0, False, True, "wrong_answer")
 
 
 def test_retry_after_wrong_answer() -> None:
@@ -201,12 +210,12 @@ def test_retry_after_wrong_answer() -> None:
     msgs, r, term, _, _ = e.step("no box")
     assert msgs[0]["content"] == FEEDBACK["format"] and not term
     _, r, term, _, info = e.step(r"\boxed{391}")
-    assert (r, term, info["retries_used"]) == (1.0, True, 2)
+    assert (r, term, info["retries_used"], info["failure"]) == (1.0, True, 2, None)
     e.reset(**custom())  # out of retries: the last answer's reward ends the episode
     e.step(r"\boxed{1}")
     e.step(r"\boxed{2}")
-    _, r, term, trunc, _ = e.step("no box")
-    assert (r, term, trunc) == (-0.1, True, False)
+    _, r, term, trunc, info = e.step("no box")
+    assert (r, term, trunc, info["failure"]) == (-0.1, True, False, "no_boxed_answer")
 
 
 # -- sources and splits ------------------------------------------------------------------------------

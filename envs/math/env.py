@@ -15,6 +15,10 @@ reward, so the sum and the last step's reward agree. An episode that hits ``max_
 answer (its last turn was a tool call) gets the no-answer reward -0.1, or the reward of an earlier wrong
 answer if there was one.
 
+The info of the step that ends an episode has ``failure`` (``envs.episode``): ``None`` when the final
+answer is correct, else ``wrong_answer``, ``verify_timeout``, ``no_boxed_answer``, ``overlong``
+(``envs.math.reward.failure_of``) or ``no_answer`` (cut at the turn cap before any answer).
+
 Over-long responses: the rollout can say a turn was cut by the generation length cap with
 ``env.step(text, finish_reason="length")`` (every ``ChatEnv`` takes it; ``agents.rollout`` passes the
 generator's finish reason); without that, a response longer than ``max_response_chars`` counts as over-long.
@@ -30,7 +34,7 @@ from envs.base import ChatEnv, Messages
 from envs.math.answer import last_boxed
 from envs.math.expert import expert_solution
 from envs.math.problems import SPLITS, Problem, load_jsonl, reasoning_gym_problems
-from envs.math.reward import CORRECT, FORMAT, Score, score_response
+from envs.math.reward import CORRECT, FORMAT, Score, failure_of, score_response
 from envs.math.verify import Verifier, default_verifier
 
 SYSTEM_PROMPT = (
@@ -184,7 +188,7 @@ class MathEnv(ChatEnv):
         info = self._score_info(score)
         can_retry = self._retries_used < self.retries and self.turn < self.max_turns
         if score.reward == CORRECT or not can_retry:
-            info["final"] = True
+            info.update(final=True, failure=failure_of(score))
             return [], score.reward, True, info
         self._retries_used += 1
         info.update(final=False, retries_used=self._retries_used)
@@ -193,9 +197,9 @@ class MathEnv(ChatEnv):
     def _on_truncate(self, reward: float, info: dict[str, Any]) -> tuple[float, dict[str, Any]]:
         """Cut at the turn cap on a non-answer turn: the last answer's reward, or -0.1 if none came."""
         if self._last_score is None:
-            info.update(outcome="no_answer", final=True)
+            info.update(outcome="no_answer", final=True, failure="no_answer")
             return FORMAT, info
-        info.update(self._score_info(self._last_score), final=True)
+        info.update(self._score_info(self._last_score), final=True, failure=failure_of(self._last_score))
         return self._last_score.reward, info
 
     # -- helpers -----------------------------------------------------------------------------------

@@ -13,6 +13,11 @@ no well-formed ``\boxed{}`` *and* over-long                -1.0
 Over-long means longer than ``max_response_chars`` characters, or cut by the generation length cap (the
 rollout says so with ``truncated_by_length=True``). A response that is long but still ends with a boxed
 answer is graded like any other: the length penalty is for running out of room before answering.
+
+An episode whose final answer is not correct names why in its info's ``failure`` (``envs.episode``):
+``wrong_answer``, ``verify_timeout`` (graded wrong because math-verify ran out of time: the check decided,
+not the answer), ``no_boxed_answer`` or ``overlong``; ``envs.math.env`` adds ``no_answer`` for an episode
+cut at its turn cap before any answer.
 """
 
 from __future__ import annotations
@@ -50,3 +55,12 @@ def score_response(text: str, gold: str, verifier: Verifier, max_response_chars:
     if verdict.correct:
         return Score(CORRECT, "correct", answer, overlong=overlong)
     return Score(WRONG, "wrong", answer, timed_out=verdict.timed_out, error=verdict.error, overlong=overlong)
+
+
+def failure_of(score: Score) -> str | None:
+    """The ``failure`` category of an episode whose final answer scored ``score``; ``None`` when correct."""
+    if score.outcome == "correct":
+        return None
+    if score.outcome == "wrong":
+        return "verify_timeout" if score.timed_out else "wrong_answer"
+    return "no_boxed_answer" if score.outcome == "format" else "overlong"
