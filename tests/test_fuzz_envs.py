@@ -1,5 +1,6 @@
 """The hostile-reply campaign as a test: whatever an assistant writes, ``env.step`` of ToolACE and Math
-returns messages and a reward, never raises, and takes no step far longer than a typical one.
+returns messages and a reward, never raises, takes no step far longer than a typical one, and ends an
+episode with its ``failure`` (``envs.episode``): ``None`` exactly when solved.
 
 Texts: the known triggers (a code fence with thousands of blanks, 3,000 calls in one reply, a 329-term
 ``1+1+...``, ``(7**1458)**9999``, keyword-named arguments, deep nesting, a text at the action-size limit),
@@ -74,7 +75,7 @@ class Campaign:
             self.texts += 1
             start = time.perf_counter()
             try:
-                out, reward, terminated, truncated, _ = env.step(text)
+                out, reward, terminated, truncated, info = env.step(text)
             except Exception as e:  # noqa: BLE001 - counted; the test fails on any
                 self.escapes.append(f"{type(e).__name__}: {e} <- {text[:80]!r}")
                 return
@@ -87,6 +88,9 @@ class Campaign:
                 if m["role"] == "tool":
                     json.loads(m["content"])
             if terminated or truncated:
+                failure = info["failure"]  # every ending names its failure, None exactly when solved
+                assert (failure is None) == (reward >= 1.0), (failure, reward, text[:80])
+                assert failure is None or (isinstance(failure, str) and failure), failure
                 return
 
     def figures(self) -> dict:
