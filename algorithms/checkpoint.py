@@ -331,6 +331,40 @@ _TORCH_WRITE_TEXT = ("inline_container", "unexpected pos", "pytorchstreamwriter"
 _LOW_FREE_BYTES = 64 << 20
 
 
+def choose_resume_checkpoint(ckpt_root: Path, mode: str, fallback: bool, *, is_main: bool, world_size: int,
+                             warn: Callable[[str], None]) -> Path | None:
+    """The checkpoint a run continues from (``docs/training.md``, "Checkpoints and resuming"), None to start.
+
+    ``mode`` is ``trainer.resume``: ``auto`` (the latest intact checkpoint under ``ckpt_root``, or with
+    ``fallback`` the previous intact one when the latest is damaged), ``never``, or a checkpoint path. Rank 0
+    removes what a killed or failed save left (``.tmp-step-*``) and verifies the choice against its manifest;
+    its choice, or its one-line error (``CheckpointError`` naming ``trainer.resume``), goes to every rank so
+    that all load the same checkpoint or all stop.
+    """
+    choice: list[str | None] = [None, None]  # [checkpoint to load, or the one-line error]
+    if is_main:
+        try:
+            for leftover in remove_partial_checkpoints(ckpt_root):
+                warn(f"removed {leftover}, left by a checkpoint save that was killed or failed")
+            if mode == "auto":
+                found = find_resume_checkpoint(ckpt_root, fallback=fallback, warn=warn)
+                choice[0] = None if found is None else str(found)
+            elif mode != "never":
+                if not Path(mode).exists():
+                    raise CheckpointError(f"no checkpoint at {mode}")
+                choice[0] = str(check_checkpoint(Path(mode), warn=warn))
+        except (CheckpointError, OSError) as err:
+            choice[1] = f"trainer.resume={mode}: {err}"
+    if world_size > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.broadcast_object_list(choice, src=0)
+    if choice[1] is not None:
+        raise CheckpointError(choice[1])
+    return None if choice[0] is None else Path(choice[0])
+
+
 def _free_bytes(path: Path) -> int | None:
     for candidate in (path, *path.parents):
         if candidate.exists():

@@ -28,7 +28,13 @@ from omegaconf import DictConfig, OmegaConf
 from agents import HFEngine, SamplingParams, load_model, rollout
 from agents.heldout import evaluate_tasks
 from agents.trajectory import Trajectory
-from algorithms.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from algorithms.checkpoint import (
+    CheckpointError,
+    choose_resume_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from algorithms.chord import AlgorithmConfig, StepContext, chord_step
 from algorithms.config import TrainConfigError, TrainerConfig, env_config, validate_train_config
 from algorithms.distributed import DistInfo, all_reduce_sum, all_reduce_sum_list, init_distributed
@@ -171,46 +177,15 @@ class Trainer:
         return engine
 
     def _maybe_resume(self) -> None:
-        """Pick and load the checkpoint to continue from (``docs/training.md``, "Checkpoints and resuming").
-
-        Rank 0 removes what a killed or failed save left (``.tmp-step-*``) and verifies the checkpoint
-        against its manifest (``algorithms.checkpoint``); its choice, or its one-line error, goes to every
-        rank so that all load the same checkpoint or all stop.
-        """
-        from algorithms.checkpoint import (
-            CheckpointError,
-            check_checkpoint,
-            find_resume_checkpoint,
-            remove_partial_checkpoints,
-        )
-
-        mode, fallback = self.t.resume, self.t.resume_fallback
-        choice: list[str | None] = [None, None]  # [checkpoint to load, or the one-line error]
-        if self.dist.is_main:
-            def warn(line: str) -> None:
-                print(line, file=sys.stderr, flush=True)
-
-            try:
-                for leftover in remove_partial_checkpoints(self.ckpt_root):
-                    warn(f"removed {leftover}, left by a checkpoint save that was killed or failed")
-                if mode == "auto":
-                    found = find_resume_checkpoint(self.ckpt_root, fallback=fallback, warn=warn)
-                    choice[0] = None if found is None else str(found)
-                elif mode != "never":
-                    if not Path(mode).exists():
-                        raise TrainConfigError(f"trainer.resume={mode}: no checkpoint at {mode}")
-                    choice[0] = str(check_checkpoint(Path(mode), warn=warn))
-            except (CheckpointError, OSError) as err:
-                choice[1] = f"trainer.resume={mode}: {err}"
-            except TrainConfigError as err:
-                choice[1] = str(err)
-        if self.dist.world_size > 1 and torch.distributed.is_initialized():
-            torch.distributed.broadcast_object_list(choice, src=0)
-        if choice[1] is not None:
-            raise TrainConfigError(choice[1])
-        if choice[0] is None:
+        """Load the checkpoint ``trainer.resume`` names, if any (``algorithms.checkpoint``)."""
+        try:
+            path = choose_resume_checkpoint(self.ckpt_root, self.t.resume, self.t.resume_fallback,
+                                            is_main=self.dist.is_main, world_size=self.dist.world_size,
+                                            warn=lambda line: print(line, file=sys.stderr, flush=True))
+        except CheckpointError as err:
+            raise TrainConfigError(str(err)) from None
+        if path is None:
             return
-        path = Path(choice[0])
         self.state = load_checkpoint(self.engine, path)
         self.start_step = int(self.state["step"])
         if self.dist.is_main:
