@@ -102,9 +102,12 @@ class VLLMEngine:
         if constraints is not None and any(c is not None for c in constraints):
             raise ValueError("guided call decoding (tools.call_grammar) runs in agents.HFEngine only; "
                              "use that engine or guided_calls=none")
+        sampling = sampling or SamplingParams()
+        if sampling.stops_on_repetition:
+            raise ValueError("the repetition stop (SamplingParams.repeat_window/repeat_count) runs in "
+                             "agents.HFEngine only")
         from vllm.inputs import TokensPrompt  # noqa: PLC0415
 
-        sampling = sampling or SamplingParams()
         requests = [TokensPrompt(prompt_token_ids=list(map(int, p))) for p in prompts]
         params = [self._vllm_params(sampling, i) for i in range(len(prompts))]
         outputs = self.llm.generate(requests, params, use_tqdm=False)

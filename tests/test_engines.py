@@ -282,6 +282,14 @@ def test_vllm_engine_names_the_extra_when_missing(monkeypatch):
         VLLMEngine("/some/model")
 
 
+def test_vllm_engine_refuses_the_repetition_stop():
+    from agents.vllm_engine import VLLMEngine
+
+    eng = object.__new__(VLLMEngine)  # no vLLM needed: the check comes before any call into it
+    with pytest.raises(ValueError, match="repetition stop"):
+        eng.generate([[1]], SamplingParams(repeat_window=3, repeat_count=2))
+
+
 def test_row_seeds_make_a_row_independent_of_its_batch(tiny, prompts):
     """A row named by its own seed samples the same tokens alone, in a batch, or at another position."""
     model, tok = tiny
