@@ -58,7 +58,6 @@ from algorithms.realigned import (
     SOURCE_ORIGINAL,
     SOURCE_SELF,
     Messages,
-    load_realigned,  # noqa: F401  (algorithms.trainer still imports it from here)
     write_realigned,
 )
 

@@ -9,10 +9,11 @@ import sys
 
 import pytest
 import torch
-from agents.engines import HFEngine, SamplingParams, _admissible_token
 
 import envs
+from agents import HFEngine, SamplingParams
 from agents.rollout import rollout
+from agents.sampling import admissible_token
 from tests.helpers import REPO
 from tools.call_grammar import CallConstraint, CallGrammar
 from tools.calls import ToolCall, parse_pythonic
@@ -132,15 +133,15 @@ def test_everything_the_grammar_admits_parses_and_validates(grammar, toolset) ->
 
 def test_admissible_token_greedy_takes_the_best_admissible_one() -> None:
     logits = torch.tensor([5.0, 4.0, 3.0, 2.0])
-    assert _admissible_token(logits, SamplingParams(greedy=True), None, lambda t: t in (2, 3)) == 2
+    assert admissible_token(logits, SamplingParams(greedy=True), None, lambda t: t in (2, 3)) == 2
     with pytest.raises(RuntimeError, match="no token"):
-        _admissible_token(logits, SamplingParams(greedy=True), None, lambda t: False)
+        admissible_token(logits, SamplingParams(greedy=True), None, lambda t: False)
 
 
 def test_admissible_token_sampling_draws_from_the_renormalised_admissible_mass() -> None:
     logits = torch.log(torch.tensor([0.7, 0.2, 0.1]))
     gen = torch.Generator().manual_seed(0)
-    draws = [_admissible_token(logits, SamplingParams(temperature=1.0), gen, lambda t: t != 0) for _ in range(3000)]
+    draws = [admissible_token(logits, SamplingParams(temperature=1.0), gen, lambda t: t != 0) for _ in range(3000)]
     assert set(draws) == {1, 2}
     assert draws.count(1) / len(draws) == pytest.approx(2 / 3, abs=0.03)
 
