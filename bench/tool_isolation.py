@@ -19,7 +19,7 @@ from pathlib import Path
 
 from agents import load_model
 from envs.toolace import ToolACEEnv, load_split
-from envs.toolace.generate import replay_expert
+from envs.toolace.replay import replay_expert
 
 OUT = Path(__file__).resolve().parent / "results" / "tool_isolation.json"
 
