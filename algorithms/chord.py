@@ -38,7 +38,13 @@ from algorithms.distributed import all_reduce_max, all_reduce_sum
 from algorithms.forward import completion_logits, plan_micro_batches, trainable_start
 from algorithms.idft import IDFTParams, centred_loglik, idft_lambda
 from algorithms.logprobs import token_logprobs_and_entropy
-from algorithms.losses import AGG_MODES, aggregation_units, clipped_policy_loss, masked_mean
+from algorithms.losses import (
+    AGG_MODES,
+    aggregation_units,
+    clipped_policy_loss,
+    masked_mean,
+    truncated_is_weight,
+)
 from algorithms.prompt_kv import DetachedPromptKV
 from algorithms.sft import SFT_WEIGHTINGS, sft_loss
 
@@ -109,6 +115,7 @@ class AlgorithmConfig:
     max_len: int | None = None  # constant for seq-mean-token-sum-norm (None = the longest row, all ranks)
     kl_coef: float = 0.0  # weight of the k3 KL to the initial weights (TRL's beta, verl's kl_loss_coef)
     entropy_coef: float = 0.0
+    tis_cap: float | None = None  # truncated importance sampling of the sampler/trainer gap: min(pi_old/pi_sampler, C)
     # --- SFT term ----------------------------------------------------------------------------------------
     sft_weighting: Literal["none", "dft", "phi", "idft"] = "none"
     idft_beta: float = 1.0
@@ -128,6 +135,8 @@ class AlgorithmConfig:
             raise ValueError(f"sft_weighting must be one of {SFT_WEIGHTINGS}, got {self.sft_weighting!r}")
         if min(self.mu_warmup_steps, self.mu_decay_steps) < 0:
             raise ValueError("mu_warmup_steps and mu_decay_steps must be >= 0")
+        if self.tis_cap is not None and self.tis_cap <= 0:
+            raise ValueError(f"tis_cap must be null or > 0, got {self.tis_cap}")
 
     @property
     def mu_schedule(self) -> MuSchedule:
@@ -227,7 +236,9 @@ def on_policy_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], advan
     """L_grpo, GRPO's clipped surrogate, on one micro-batch of on-policy trajectories (mean over it).
 
     Old log-probs are the detached current ones (one optimizer step per rollout batch, the paper's
-    setting: rho = 1) unless ``use_sampler_logprobs``; the sampler/trainer mismatch is reported either way.
+    setting: rho = 1) unless ``use_sampler_logprobs``; the sampler/trainer mismatch is reported either way
+    (``grpo/sampler_logprob_diff``, and its absolute mean), and with ``algo.tis_cap`` each token's surrogate
+    is weighted by min(pi_old / pi_sampler, tis_cap) (``truncated_is_weight``; ``grpo/tis_clipped_share``).
     With ``algo.kl_coef != 0`` the frozen ``ref_model`` (the initial weights) scores the same tokens and
     the k3 estimate of KL(pi || pi_ref) is added with that weight, as TRL's ``beta`` and verl's
     ``kl_loss_coef`` do (metric ``grpo/kl``).
@@ -245,15 +256,22 @@ def on_policy_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], advan
     logp, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], temperature=temperature,
                                                with_entropy=need_entropy, entropy_grad=algo.entropy_coef != 0.0)
     mask = batch["loss_mask"]
-    old_logp = batch["old_logprobs"] if use_sampler_logprobs else logp.detach()
+    sampler_logp = batch["old_logprobs"]
+    old_logp = sampler_logp if use_sampler_logprobs else logp.detach()
+    is_weight = None if algo.tis_cap is None else truncated_is_weight(old_logp, sampler_logp, algo.tis_cap)
     loss, pg_metrics = clipped_policy_loss(
         logp, old_logp, advantages, mask, eps_low=algo.eps_low, eps_high=algo.eps_high,
         dual_clip=algo.dual_clip, agg=algo.loss_agg, max_len=max_len, ref_logp=ref_logp, kl_coef=algo.kl_coef,
-        entropy=entropy, entropy_coef=algo.entropy_coef,
+        entropy=entropy, entropy_coef=algo.entropy_coef, is_weight=is_weight,
     )
     with torch.no_grad():
         metrics = {f"grpo/{k}": float(v) for k, v in pg_metrics.items()}
-        metrics["grpo/sampler_logprob_abs_diff"] = float(masked_mean((logp - batch["old_logprobs"]).abs(), mask))
+        gap = logp - sampler_logp  # the trainer's teacher-forced log-prob minus the sampler's, per token
+        metrics["grpo/sampler_logprob_abs_diff"] = float(masked_mean(gap.abs(), mask))
+        metrics["grpo/sampler_logprob_diff"] = float(masked_mean(gap, mask))
+        if is_weight is not None:
+            metrics["grpo/tis_weight_mean"] = float(masked_mean(is_weight, mask))
+            metrics["grpo/tis_clipped_share"] = float(masked_mean((is_weight >= algo.tis_cap).float(), mask))
         if entropy is not None and temperature == 1.0:
             metrics["onpolicy/cll_mean"] = float(masked_mean(centred_loglik(logp.detach(), entropy.detach()), mask))
     return MicroBatchOutput(loss, metrics)

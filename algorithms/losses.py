@@ -77,6 +77,20 @@ def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     return torch.exp(log_ratio) - log_ratio - 1.0
 
 
+def truncated_is_weight(old_logp: Tensor, sampler_logp: Tensor, cap: float) -> Tensor:
+    """Truncated importance sampling between the sampler and the trainer: w_t = min(pi_old / pi_sampler, cap).
+
+    The engine that sampled a rollout (vLLM, or the HF engine in bf16) and the trainer's teacher-forced pass
+    do not give the same probabilities; weighting each on-policy token's surrogate by ``w_t`` corrects the
+    gradient towards the trainer's policy, truncated at ``cap`` so that a token the sampler found unlikely
+    cannot dominate (verl's ``tis_imp_ratio_cap``, TRL's ``vllm_importance_sampling_cap``). Detached.
+    """
+    if cap <= 0:
+        raise ValueError(f"the truncation cap must be > 0, got {cap}")
+    log_w = (old_logp.detach() - sampler_logp.detach()).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    return torch.exp(log_w).clamp(max=cap)
+
+
 def clipped_policy_loss(
     logp: Tensor,
     old_logp: Tensor,
@@ -91,12 +105,14 @@ def clipped_policy_loss(
     kl_coef: float = 0.0,
     entropy: Tensor | None = None,
     entropy_coef: float = 0.0,
+    is_weight: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """GRPO / PPO clipped surrogate loss (to minimise).
 
     Per token, with rho = exp(clamp(logp - old_logp, -20, 20)):
         pg_t = max(-rho * A, -clip(rho, 1 - eps_low, 1 + eps_high) * A)       = -min(rho A, clip(rho) A)
         if dual_clip = c (> 1) and A < 0:  pg_t = min(pg_t, -c * A)            (bounds the loss when rho >> 1)
+        with is_weight w_t (detached):     pg_t = w_t * pg_t                   (sampler correction, see below)
     loss = agg(pg) + kl_coef * agg(k3(logp, ref_logp)) - entropy_coef * agg(entropy)
 
     Args:
@@ -109,6 +125,8 @@ def clipped_policy_loss(
         agg, max_len: aggregation, see `aggregate`.
         ref_logp, kl_coef: optional KL penalty to a reference policy (k3 estimator); off (0) in CHORD.
         entropy, entropy_coef: optional entropy bonus (entropy needs grad); off (0) in CHORD.
+        is_weight: [B, T] per-token importance weight of the sampler correction (``truncated_is_weight``),
+            or None (off).
 
     Returns:
         (loss scalar, metrics) where metrics are detached scalars over masked tokens: "pg_loss",
@@ -135,6 +153,8 @@ def clipped_policy_loss(
         dual_bound = -dual_clip * advantages
         dual_clipped = (advantages < 0) & (pg > dual_bound)
         pg = torch.where(advantages < 0, torch.minimum(pg, dual_bound), pg)
+    if is_weight is not None:
+        pg = is_weight.detach() * pg
 
     pg_loss = aggregate(pg, mask, agg, max_len)
     loss = pg_loss

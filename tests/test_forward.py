@@ -145,3 +145,21 @@ def test_kl_term_changes_the_gradient_and_pulls_the_policy_back_to_the_reference
             if p.grad is not None:
                 p.sub_(1e-2 * p.grad)
     assert kl_to_reference() < before
+
+
+def test_truncated_is_weights_the_surrogate_by_the_sampler_gap(model):
+    """algorithm.tis_cap: each on-policy token's surrogate is weighted by min(pi_old / pi_sampler, cap); the
+    per-token gap and the share of tokens at the cap are logged."""
+    batch = batch_of([(30, 12), (25, 20)])  # sampler log-probs of -1.0 on every trainable token
+    adv = torch.tensor([1.0, -0.5])
+    plain = on_policy_micro_loss(model, batch, adv, preset("grpo"), 1.0, False, None)
+    capped = on_policy_micro_loss(model, batch, adv, preset("grpo", tis_cap=1.5), 1.0, False, None)
+    logp, _ = full_logp(model, batch)
+    mask = batch["loss_mask"].bool()
+    w = torch.exp(logp.detach() - batch["old_logprobs"]).clamp(max=1.5)
+    assert capped.metrics["grpo/tis_weight_mean"] == pytest.approx(float(w[mask].mean()), rel=1e-5)
+    assert capped.metrics["grpo/tis_clipped_share"] == pytest.approx(float((w[mask] >= 1.5).float().mean()))
+    assert capped.metrics["grpo/sampler_logprob_diff"] == pytest.approx(float((logp - batch["old_logprobs"])[mask].mean()),
+                                                                         rel=1e-5)
+    assert "grpo/tis_weight_mean" not in plain.metrics
+    assert capped.loss.item() != pytest.approx(plain.loss.item())

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from algorithms.logprobs import token_logprobs_and_entropy
-from algorithms.losses import AGG_MODES, aggregate, clipped_policy_loss, kl_k3
+from algorithms.losses import AGG_MODES, aggregate, clipped_policy_loss, kl_k3, truncated_is_weight
 
 # ----------------------------------------------------------------------------- clipped loss, one token
 
@@ -94,6 +94,31 @@ def test_on_policy_ratio_is_one_and_log_ratio_clamped():
     # log ratio 50 is clamped to 20: rho = e^20 (finite), A < 0 unclipped loss = e^20
     big, _ = clipped_policy_loss(torch.tensor([[50.0]]), torch.zeros(1, 1), torch.tensor([-1.0]), torch.ones(1, 1))
     assert big.item() == pytest.approx(math.exp(20), rel=1e-5)
+
+
+def test_truncated_is_weight_is_the_capped_probability_ratio():
+    old = torch.log(torch.tensor([[0.5, 0.2, 0.9]]))
+    sampler = torch.log(torch.tensor([[0.5, 0.4, 0.1]]))
+    w = truncated_is_weight(old, sampler, cap=2.0)
+    assert w.tolist()[0] == pytest.approx([1.0, 0.5, 2.0])  # 0.9 / 0.1 = 9 is truncated at the cap
+    with pytest.raises(ValueError):
+        truncated_is_weight(old, sampler, cap=0.0)
+
+
+def test_is_weight_scales_each_tokens_surrogate_and_its_gradient():
+    """w_t multiplies pg_t (and so its gradient); a weight of one changes nothing."""
+    logp = torch.log(torch.tensor([[0.5, 0.2, 0.9]])).requires_grad_()
+    mask = torch.ones(1, 3)
+    adv = torch.tensor([1.0])
+    plain, _ = clipped_policy_loss(logp, logp.detach(), adv, mask)
+    (g_plain,) = torch.autograd.grad(plain, logp)
+    ones, _ = clipped_policy_loss(logp, logp.detach(), adv, mask, is_weight=torch.ones(1, 3))
+    w = torch.tensor([[1.0, 0.5, 2.0]])
+    weighted, _ = clipped_policy_loss(logp, logp.detach(), adv, mask, is_weight=w)
+    (g_weighted,) = torch.autograd.grad(weighted, logp)
+    assert ones.item() == pytest.approx(plain.item())
+    assert weighted.item() == pytest.approx(plain.item() * w.mean().item())  # rho = 1: pg_t = -A per token
+    assert torch.allclose(g_weighted, g_plain * w)
 
 
 def test_kl_and_entropy_terms():
