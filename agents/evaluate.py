@@ -27,9 +27,10 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from agents import HFEngine, SamplingParams
+from agents import SamplingParams
+from agents.engines import EngineConfig, EngineConfigError, make_engine, resolve_engine
 from agents.heldout import evaluate_tasks
-from agents.models import ModelLoadError, load_model, resolve_device
+from agents.models import ModelLoadError, load_model, load_tokenizer, resolve_device
 from agents.scores import paired_change, wilson_interval
 from envs import EnvConfig, EnvConfigError
 from tools.call_grammar import GUIDED_CALLS
@@ -310,6 +311,12 @@ def main(cfg: DictConfig) -> None:
               f"model_path=hub:org/name)", file=sys.stderr)
         sys.exit(2)
     try:
+        engine_config = EngineConfig.from_mapping(OmegaConf.to_container(cfg.get("rollout") or {}, resolve=True))
+        engine_kind = resolve_engine(engine_config, spec, {f"guided_calls={guided_calls}": guided_calls != "none"})
+    except EngineConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        sys.exit(2)
+    try:
         baseline_run = read_baseline(cfg.baseline) if cfg.baseline else None
     except ValueError as err:
         print(f"config error: {err}", file=sys.stderr)
@@ -319,13 +326,15 @@ def main(cfg: DictConfig) -> None:
     except ValueError as err:
         print(f"config error: device: {err}", file=sys.stderr)
         sys.exit(2)
-    try:
-        model, tokenizer = load_model(spec, dtype=str(cfg.model.dtype), device=device)
+    try:  # vLLM reads the weights itself: only the tokenizer is loaded here
+        model, tokenizer = (None, load_tokenizer(spec)) if engine_kind == "vllm" else \
+            load_model(spec, dtype=str(cfg.model.dtype), device=device)
     except ModelLoadError as err:
         key = "model_path" if cfg.model_path else "model.spec"
         print(f"config error: {key}={spec}: {err}", file=sys.stderr)
         sys.exit(2)
-    engine = HFEngine(model, tokenizer, dtype=str(cfg.model.dtype), max_batch_size=int(cfg.batch_size))
+    engine = make_engine(engine_kind, model, tokenizer, model_spec=spec, dtype=str(cfg.model.dtype),
+                         seed=int(cfg.seed), config=engine_config, batch_size=int(cfg.batch_size))
     sampling = SamplingParams(temperature=float(cfg.temperature), top_p=float(cfg.top_p),
                               max_new_tokens=int(cfg.max_new_tokens), greedy=bool(cfg.greedy), seed=int(cfg.seed))
     out_dir = Path(cfg.out_dir)
@@ -341,7 +350,8 @@ def main(cfg: DictConfig) -> None:
             corpus[suite.name] = corpus_metrics_of(suite, suite_records)
             records.extend(suite_records)
     summary = summarise(records, corpus)
-    summary.update({"model": spec, "seconds": time.time() - t0, "engine": dataclasses.asdict(engine.stats),
+    summary.update({"model": spec, "seconds": time.time() - t0, "engine_kind": engine_kind,
+                    "engine": dataclasses.asdict(engine.stats),
                     "config": OmegaConf.to_container(cfg, resolve=True)})
     baseline = baseline_run["summary"] if baseline_run else None
     if baseline_run:

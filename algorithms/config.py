@@ -16,6 +16,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from agents.engines import EngineConfig, EngineConfigError, resolve_engine
 from algorithms.chord import AlgorithmConfig
 from algorithms.lr_schedule import check_schedule
 from envs.env_config import EnvConfig, EnvConfigError
@@ -185,6 +186,18 @@ def register_algorithm_base() -> None:
 
 
 register_algorithm_base()
+
+
+def rollout_engine(cfg: DictConfig, t: TrainerConfig) -> tuple[EngineConfig, str]:
+    """The run's ``rollout:`` section and the engine it resolves to (``vllm`` or ``hf``, ``agents.engines``)."""
+    try:
+        config = EngineConfig.from_mapping(OmegaConf.to_container(cfg.get("rollout") or {}, resolve=True))
+        kind = resolve_engine(config, str(cfg.model.spec), {
+            f"trainer.rollout_guided_calls={t.rollout_guided_calls}": t.rollout_guided_calls != "none",
+            f"trainer.eval_guided_calls={t.eval_guided_calls}": t.eval_guided_calls != "none"})
+    except EngineConfigError as err:
+        raise TrainConfigError(str(err)) from None
+    return config, kind
 
 
 def env_config(cfg: DictConfig) -> EnvConfig:

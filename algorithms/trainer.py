@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from agents import HFEngine, SamplingParams, load_model, rollout
+from agents import SamplingParams, load_model, rollout
+from agents.engines import make_engine
 from agents.heldout import evaluate_tasks
 from agents.trajectory import Trajectory
 from algorithms.checkpoint import (
@@ -36,7 +37,13 @@ from algorithms.checkpoint import (
     save_checkpoint,
 )
 from algorithms.chord import AlgorithmConfig, StepContext, chord_step
-from algorithms.config import TrainConfigError, TrainerConfig, env_config, validate_train_config
+from algorithms.config import (
+    TrainConfigError,
+    TrainerConfig,
+    env_config,
+    rollout_engine,
+    validate_train_config,
+)
 from algorithms.distributed import DistInfo, all_reduce_sum, all_reduce_sum_list, init_distributed
 from algorithms.expert_data import ExpertSource, load_expert_pool
 from algorithms.lr_schedule import lr_at
@@ -67,6 +74,7 @@ class Trainer:
             raise TrainConfigError(f"algorithm: {err}") from err
         self.dist: DistInfo = init_distributed()
         self.t: TrainerConfig = validate_train_config(cfg, self.algo, self.dist.world_size)
+        self.engine_config, self.engine_kind = rollout_engine(cfg, self.t)
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
         self.total_steps = self.t.total_steps
@@ -97,7 +105,10 @@ class Trainer:
         self.device_type = self.device.type
         if self.ref_model is not None:
             self.ref_model.to(self.device)
-        self.sampler = HFEngine(self.engine.module, self.tokenizer, dtype=self.dtype)
+        # rollout.engine: vLLM loads the model's initial weights itself and gets the trained ones after every
+        # optimizer step (update_weights); the HF engine samples from the training module directly.
+        self.sampler = make_engine(self.engine_kind, self.engine.module, self.tokenizer, model_spec=str(cfg.model.spec),
+                                   dtype=self.dtype, seed=int(cfg.seed), config=self.engine_config)
         self.rollout_envs: list[Any] = []
         # trainer.prompt_grad=detached: prompts forwarded without gradient, shared by common prefix.
         self.prompt_kv = DetachedPromptKV() if self.t.prompt_grad == "detached" else None
@@ -188,6 +199,7 @@ class Trainer:
             return
         self.state = load_checkpoint(self.engine, path)
         self.start_step = int(self.state["step"])
+        self.sampler.update_weights(self.engine.module)  # a vLLM sampler holds the initial weights
         if self.dist.is_main:
             print(f"resumed from {path} at step {self.start_step}", flush=True)
 

@@ -229,7 +229,7 @@ def _fake_trainer(root: Path, engine, resume: str, fallback=True) -> SimpleNames
 
     return SimpleNamespace(t=OmegaConf.create({"resume": resume, "resume_fallback": fallback}),
                            dist=DistInfo(rank=0, world_size=1, local_rank=0), ckpt_root=root, engine=engine,
-                           state={}, start_step=0)
+                           state={}, start_step=0, sampler=SimpleNamespace(update_weights=lambda module: None))
 
 
 def test_trainer_resume_reports_falls_back_and_stops(engine, root: Path, capsys) -> None:
