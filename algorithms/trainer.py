@@ -264,7 +264,9 @@ class Trainer:
         result = chord_step(self.step_context, algo, batch.on_policy, batch.expert, mu, step, self.total_steps)
         self.skipped_steps += not result.stepped
         # The sampler must not reuse anything computed with the old weights (KV prefixes; vLLM's copy).
+        t_sync = time.time()
         self.sampler.update_weights(self.engine.module)
+        sync_seconds = time.time() - t_sync
         train_seconds = time.time() - t_train
         trained_tokens = sum(t.num_tokens for t in batch.on_policy + batch.expert)
         metrics = {**result.metrics, "optimizer/skipped_steps": float(self.skipped_steps)}
@@ -273,6 +275,7 @@ class Trainer:
             "reward/accuracy": all_reduce_sum(sum(r >= 1.0 for r in rewards)) / max(1.0, all_reduce_sum(len(rewards))),
             "rollout/generated_tokens": all_reduce_sum(batch.generated_tokens),
             "time/rollout_s": batch.rollout_seconds, "time/train_s": train_seconds, "time/step_s": time.time() - t0,
+            "time/weight_sync_s": sync_seconds,
             "throughput/rollout_tokens_per_s": batch.generated_tokens / max(batch.rollout_seconds, 1e-9),
             "throughput/train_tokens_per_s": trained_tokens / max(train_seconds, 1e-9),
             "throughput/tokens_per_s": (batch.generated_tokens + trained_tokens) / max(time.time() - t0, 1e-9),

@@ -1,7 +1,9 @@
-"""Throughput of multi-turn rollouts: the batched token-exact rollout vs a naive per-episode loop.
+"""Throughput of multi-turn rollouts: vLLM and the HF engine in the token-exact rollout, vs a naive loop.
 
-Both run the same episodes (same env indices, same per-turn token budget, same turn cap) in one process:
+All arms run the same episodes (same env indices, same per-turn token budget, same turn cap) in one process:
 
+* ``vllm``: ``agents.rollout_with_stats`` with ``VLLMEngine`` (the rollout engine wherever vLLM is
+  installed; skipped, and said so, where it is not): vLLM's continuous batching and prefix cache.
 * ``batched``: ``agents.rollout_with_stats`` with ``HFEngine``: every live episode in one generate batch
   per turn, KV cache within a turn and prefix KV reuse across turns (each turn prefills only its delta).
 * ``naive``: for each episode and turn, re-render the conversation with the chat template and call HF
@@ -10,7 +12,8 @@ Both run the same episodes (same env indices, same per-turn token budget, same t
 The episodes are ``--prompts`` tasks x ``--group-size`` samples each, as in a GRPO step (the training
 default is 4 x 4). Both run under the model's autocast policy (bf16 on CPU) and without autograd
 (``torch.no_grad``, as ``generate`` itself). The figure is generated tokens per second of
-wall time (the two arms sample different texts, so their token counts differ). Results go to
+wall time (the arms sample different texts, so their token counts differ); each engine arm runs once to
+warm up (vLLM compiles its sampler on a machine's first call) and is timed on the second run. Results go to
 ``bench/results/rollout.json``.
 
     .venv/bin/python bench/rollout.py --prompts 4 --group-size 4 --max-new-tokens 64 --turns 2
@@ -34,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402
 from agents import ChatRenderer, HFEngine, SamplingParams, autocast_context, load_model, rollout_with_stats  # noqa: E402
+from agents.engines import vllm_installed  # noqa: E402
 
 
 def naive_rollout(env_name: str, env_kwargs: dict[str, Any], indices: list[int], model: Any, tokenizer: Any,
@@ -67,9 +71,13 @@ def naive_rollout(env_name: str, env_kwargs: dict[str, Any], indices: list[int],
             "tokens_per_s": generated / wall if wall > 0 else 0.0}
 
 
-def batched_rollout(env_name: str, env_kwargs: dict[str, Any], indices: list[int], engine: HFEngine,
+def batched_rollout(env_name: str, env_kwargs: dict[str, Any], indices: list[int], engine: Any,
                     renderer: ChatRenderer, sampling: SamplingParams, turns: int) -> dict[str, Any]:
-    engine.update_weights()  # start without cached prefixes, like the naive arm
+    """``rollout_with_stats`` on ``engine``, starting without cached prefixes (like the naive arm)."""
+    if isinstance(engine, HFEngine):
+        engine.update_weights()
+    else:
+        engine.llm.reset_prefix_cache()
     envs_ = [envs.make(env_name, **env_kwargs) for _ in indices]
     reset = [{"seed": sampling.seed, "options": {"index": i}} for i in indices]
     t0 = time.perf_counter()
@@ -81,7 +89,7 @@ def batched_rollout(env_name: str, env_kwargs: dict[str, Any], indices: list[int
             "generate_calls": stats.generate_calls, "generate_s": stats.generate_s, "env_s": stats.env_s,
             "render_mismatch_turns": stats.render_mismatch_turns, "length_cut_turns": stats.length_cut_turns,
             "mean_reward": sum(t.reward for t in trajs) / len(trajs),
-            "engine": {"prefilled_tokens": engine.stats.prefilled_tokens, "reused_tokens": engine.stats.reused_tokens}}
+            "engine": {k: v for k, v in vars(engine.stats).items() if isinstance(v, int | float)}}
 
 
 def _git_commit() -> str | None:
@@ -106,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--greedy", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-vllm", action="store_true", help="leave out the vLLM arm")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "rollout.json"))
     args = p.parse_args(argv)
 
@@ -120,7 +129,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # warm-up (first-call allocations, autocast kernels) outside the timings
     engine.generate([renderer.encode("warm up")], SamplingParams(max_new_tokens=4, seed=0))
 
-    print(f"batched: {args.prompts} tasks x {args.group_size} samples x <= {args.turns} turns x <= {args.max_new_tokens} tokens ...", flush=True)
+    vllm = None
+    if args.no_vllm or not vllm_installed():
+        print("vllm: " + ("left out (--no-vllm)" if args.no_vllm else "not installed, arm skipped"), flush=True)
+    else:
+        from agents.vllm_engine import VLLMEngine
+
+        sampler = VLLMEngine(args.model, tokenizer, dtype=args.dtype, seed=args.seed)
+        print(f"vllm: loaded in {sampler.stats.load_seconds:.1f} s; warm-up run ...", flush=True)
+        batched_rollout(args.env, env_kwargs, indices, sampler, renderer, sampling, args.turns)
+        vllm = batched_rollout(args.env, env_kwargs, indices, sampler, renderer, sampling, args.turns)
+        vllm["load_s"] = sampler.stats.load_seconds
+        print(f"  {vllm['generated_tokens']} tokens in {vllm['wall_s']:.1f} s = {vllm['tokens_per_s']:.1f} tok/s",
+              flush=True)
+        del sampler
+    print(f"batched (HF engine): {args.prompts} tasks x {args.group_size} samples x <= {args.turns} turns x <= "
+          f"{args.max_new_tokens} tokens ...", flush=True)
+    batched_rollout(args.env, env_kwargs, indices, engine, renderer, sampling, args.turns)
     batched = batched_rollout(args.env, env_kwargs, indices, engine, renderer, sampling, args.turns)
     print(f"  {batched['generated_tokens']} tokens in {batched['wall_s']:.1f} s = {batched['tokens_per_s']:.1f} tok/s",
           flush=True)
@@ -129,9 +154,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"  {naive['generated_tokens']} tokens in {naive['wall_s']:.1f} s = {naive['tokens_per_s']:.1f} tok/s")
     speedup = batched["tokens_per_s"] / naive["tokens_per_s"] if naive["tokens_per_s"] else float("nan")
     print(f"speedup (tokens/s batched / naive): {speedup:.2f}x  (goal >= 3x)")
+    vllm_speedup = vllm["tokens_per_s"] / batched["tokens_per_s"] if vllm and batched["tokens_per_s"] else None
+    if vllm_speedup is not None:
+        print(f"vllm / HF engine (tokens/s): {vllm_speedup:.2f}x  (goal >= 2x)")
 
     result = {
-        "bench": "rollout", "config": vars(args), "batched": batched, "naive": naive, "speedup": speedup,
+        "bench": "rollout", "config": vars(args), "vllm": vllm, "batched": batched, "naive": naive,
+        "speedup": speedup, "vllm_vs_hf_engine": vllm_speedup,
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "cpus": os.cpu_count()},
         "commit": _git_commit(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

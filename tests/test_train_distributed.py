@@ -128,4 +128,4 @@ def test_two_ranks_train_with_their_own_vllm_sampler(tmp_path: Path) -> None:
     step = [r for r in rows if "loss/total" in r][0]
     assert step["rollout/generated_tokens"] > 0 and step["loss/sft"] > 0
     assert [r["eval/n"] for r in rows if "eval/n" in r] == [2]  # both ranks' held-out shares gathered
-    assert proc.stderr.count("Successfully reset prefix cache") >= 2  # each rank's sampler synced after the step
+    assert step["time/weight_sync_s"] > 0.01  # vLLM's copy of the weights was replaced (an HF sync is a no-op)
