@@ -4,15 +4,17 @@
 ``vllm`` extra), ``hf`` with the reference ``agents.hf_engine.HFEngine``, and ``auto`` (the default) picks
 vLLM wherever it is installed. What only the HF engine does picks it under ``auto`` and is refused by an
 explicit ``vllm`` with a one-line error naming the option: schema-guided call lists (``guided_calls``),
-Hinted Decoding's per-row hints, the repetition stop, and the in-memory ``tiny-random`` model, which vLLM
-cannot load (its head size of 16 has no CPU attention kernel).
+Hinted Decoding's per-row hints, the repetition stop, and models whose attention head size vLLM's CPU
+kernels do not serve (``tiny-random``'s 16, also once saved to a directory).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 ENGINES = ("auto", "vllm", "hf")
@@ -69,6 +71,9 @@ def resolve_engine(config: EngineConfig, model_spec: str, hf_only: Mapping[str, 
     needs_hf = [key for key, on in (hf_only or {}).items() if on]
     if str(model_spec) == TINY_SPEC:
         needs_hf.append(f"model.spec={TINY_SPEC}")
+    head = _head_size(model_spec)
+    if head is not None and head not in VLLM_CPU_HEAD_SIZES and not _cuda_visible():
+        needs_hf.append(f"{model_spec} (head size {head}; vLLM-CPU has kernels for {VLLM_CPU_HEAD_SIZES})")
     if world_size > 1:
         needs_hf.append(f"{world_size} training ranks")
     if config.engine == "hf":
@@ -82,6 +87,27 @@ def resolve_engine(config: EngineConfig, model_spec: str, hf_only: Mapping[str, 
         raise EngineConfigError(f"rollout.engine=vllm cannot serve {needs_hf[0]} (an HF-engine feature): "
                                 f"set rollout.engine=hf or auto")
     return "vllm"
+
+
+#: the head sizes vLLM 0.32's CPU attention backend serves (``CPUAttentionBackend.get_supported_head_sizes``)
+VLLM_CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
+
+
+def _head_size(model_spec: str) -> int | None:
+    """The attention head size of a model directory's ``config.json`` (a saved ``tiny-random`` has 16), or
+    None where it cannot be read (a named spec, a hub id)."""
+    config = Path(str(model_spec)) / "config.json"
+    try:
+        values = json.loads(config.read_text())
+        return int(values.get("head_dim") or values["hidden_size"] // values["num_attention_heads"])
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        return None
+
+
+def _cuda_visible() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def make_engine(kind: str, model: Any, tokenizer: Any, *, model_spec: str, dtype: str, seed: int,
