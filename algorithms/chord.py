@@ -367,15 +367,17 @@ def chord_step(ctx: StepContext, algo: AlgorithmConfig, on_policy: list[Trajecto
     means = _MetricMeans()
     grpo_value = sft_value = 0.0
     backward_calls = 0
-    if on_policy and grpo_weight > 0.0:
+    # Whether a term runs is decided over all ranks: it holds collectives (its units, its backward passes).
+    if grpo_weight > 0.0 and all_reduce_max(len(on_policy)) > 0:
         rewards = torch.tensor([t.reward for t in on_policy], dtype=torch.float32)
         advantages = group_advantages(rewards, [t.group_id for t in on_policy], scale=algo.adv_scale)
         # A zero advantage contributes nothing to the surrogate nor its gradient (rho = 1): skip its
         # forward pass, but its tokens stay in the denominator, as in the formula.
         skip_zero = algo.kl_coef == 0.0 and algo.entropy_coef == 0.0
         live = [i for i in range(len(on_policy)) if not (skip_zero and float(advantages[i]) == 0.0)]
-        means.add({"grpo/zero_adv_share": 1.0 - len(live) / len(on_policy),
-                   "grpo/adv_abs_mean": float(advantages.abs().mean())})
+        if on_policy:
+            means.add({"grpo/zero_adv_share": 1.0 - len(live) / len(on_policy),
+                       "grpo/adv_abs_mean": float(advantages.abs().mean())})
         device = ctx.device
         grpo_value, calls = _backward_term(
             ctx, algo, on_policy, live, grpo_weight, means,
@@ -383,7 +385,7 @@ def chord_step(ctx: StepContext, algo: AlgorithmConfig, on_policy: list[Trajecto
                 ctx.engine, data, advantages[rows].to(device), algo, ctx.temperature, ctx.use_sampler_logprobs,
                 max_len, ctx.prompt_kv, ctx.ref_model, ctx.ref_prompt_kv))
         backward_calls += calls
-    if expert and sft_weight > 0.0:
+    if sft_weight > 0.0 and all_reduce_max(len(expert)) > 0:
         sft_value, calls = _backward_term(
             ctx, algo, expert, list(range(len(expert))), sft_weight, means,
             lambda data, rows, max_len: expert_micro_loss(ctx.engine, data, algo, step, total_steps, max_len,
@@ -413,14 +415,19 @@ def _backward_term(ctx: StepContext, algo: AlgorithmConfig, term: list[Trajector
 
     Only the rows ``forwarded`` are run; the denominator counts every row of ``term``. Each micro-batch's
     mean loss is scaled by its share of the global units, and by the world size because DeepSpeed
-    averages gradients over ranks. Returns this rank's share of the term's value and the backward calls.
+    averages gradients over ranks. Every rank makes the same number of backward calls: ZeRO reduces the
+    gradients in each one, so a rank with fewer micro-batches (fewer live rows, shorter rows) adds
+    zero-valued ones; otherwise the ranks' collectives pair up wrongly and the step hangs. Returns this
+    rank's share of the term's value and the backward calls.
     """
     masks = [torch.tensor(t.loss_mask, dtype=torch.float32)[None] for t in term]
     global_units = all_reduce_sum(sum(aggregation_units(m, algo.loss_agg) for m in masks))
     max_len = _norm_length(algo, term)
     device = ctx.device
     value, calls = 0.0, 0
-    for idx in _micro_batches(ctx, [term[i] for i in forwarded]):
+    batches = _micro_batches(ctx, [term[i] for i in forwarded])
+    padding = all_reduce_max(len(batches)) - len(batches)  # before any backward: those reduce too
+    for idx in batches:
         rows = [forwarded[i] for i in idx]
         data = collate([term[i] for i in rows], pad_token_id=ctx.pad_token_id)
         data = {k: v.to(device, non_blocking=True) for k, v in data.items()}
@@ -431,7 +438,16 @@ def _backward_term(ctx: StepContext, algo: AlgorithmConfig, term: list[Trajector
         value += float(out.loss.detach()) * share
         calls += 1
         means.add(out.metrics, share)
+    for _ in range(padding):
+        _zero_backward(ctx)
+        calls += 1
     return value, calls
+
+
+def _zero_backward(ctx: StepContext) -> None:
+    """A backward pass that adds nothing to any gradient but takes part in ZeRO's gradient reduction."""
+    dummy = torch.tensor([[ctx.pad_token_id]], device=ctx.device)
+    ctx.engine.backward(0.0 * ctx.engine(input_ids=dummy).logits.sum(), scale_wrt_gas=False)
 
 
 def _micro_batches(ctx: StepContext, trajectories: list[Trajectory]) -> list[list[int]]:
@@ -454,18 +470,13 @@ def _norm_length(algo: AlgorithmConfig, term: list[Trajectory]) -> int | None:
 
 
 def _step_or_skip(ctx: StepContext, backward_calls: int) -> bool:
-    """One optimizer step, kept consistent across ranks when a batch had nothing to learn from.
+    """One optimizer step, unless no rank back-propagated anything.
 
-    A batch whose groups all have zero advantage (and no expert term) back-propagates nothing. If no
-    rank back-propagated, every rank skips the step: Adam would otherwise still move the weights on its
-    momentum alone. If some did, a rank that did not adds a zero-valued backward so that ZeRO's gradient
-    reduction sees every rank. Returns whether the optimizer stepped.
+    A batch whose groups all have zero advantage (and no expert term) back-propagates nothing; every rank
+    then skips the step (``_backward_term`` gives all ranks the same number of backward calls): Adam would
+    otherwise still move the weights on its momentum alone. Returns whether the optimizer stepped.
     """
-    ranks_with_grads = all_reduce_sum(1.0 if backward_calls else 0.0)
-    if ranks_with_grads == 0:
+    if all_reduce_max(backward_calls) == 0:
         return False
-    if backward_calls == 0:
-        dummy = torch.tensor([[ctx.pad_token_id]], device=ctx.device)
-        ctx.engine.backward(0.0 * ctx.engine(input_ids=dummy).logits.sum(), scale_wrt_gas=False)
     ctx.engine.step()
     return True
