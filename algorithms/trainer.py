@@ -74,7 +74,7 @@ class Trainer:
             raise TrainConfigError(f"algorithm: {err}") from err
         self.dist: DistInfo = init_distributed()
         self.t: TrainerConfig = validate_train_config(cfg, self.algo, self.dist.world_size)
-        self.engine_config, self.engine_kind = rollout_engine(cfg, self.t, self.dist.world_size)
+        self.engine_config, self.engine_kind = rollout_engine(cfg, self.t)
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
         self.total_steps = self.t.total_steps
@@ -108,7 +108,8 @@ class Trainer:
         # rollout.engine: vLLM loads the model's initial weights itself and gets the trained ones after every
         # optimizer step (update_weights); the HF engine samples from the training module directly.
         self.sampler = make_engine(self.engine_kind, self.engine.module, self.tokenizer, model_spec=str(cfg.model.spec),
-                                   dtype=self.dtype, seed=int(cfg.seed), config=self.engine_config)
+                                   dtype=self.dtype, seed=int(cfg.seed), config=self.engine_config,
+                                   world_size=self.dist.world_size)
         self.rollout_envs: list[Any] = []
         # trainer.prompt_grad=detached: prompts forwarded without gradient, shared by common prefix.
         self.prompt_kv = DetachedPromptKV() if self.t.prompt_grad == "detached" else None

@@ -41,27 +41,3 @@ def test_an_explicit_vllm_is_refused_naming_what_it_cannot_serve(monkeypatch) ->
         resolve_engine(vllm, "smollm2-135m-instruct", {"trainer.rollout_guided_calls=auto": True})
     with pytest.raises(EngineConfigError, match="cannot serve model.spec=tiny-random"):
         resolve_engine(vllm, "tiny-random")
-
-
-def test_several_training_ranks_take_the_hf_engine(monkeypatch) -> None:
-    """vLLM's in-process engine joins the trainer's process group and broke DeepSpeed's all-reduce on 2 ranks:
-    auto takes HF there, and an explicit vllm says why."""
-    monkeypatch.setattr(engines, "vllm_installed", lambda: True)
-    assert resolve_engine(EngineConfig(), "smollm2-135m-instruct", world_size=2) == "hf"
-    assert resolve_engine(EngineConfig(), "smollm2-135m-instruct", world_size=1) == "vllm"
-    with pytest.raises(EngineConfigError, match="cannot serve 2 training ranks"):
-        resolve_engine(EngineConfig(engine="vllm"), "smollm2-135m-instruct", world_size=2)
-
-
-def test_a_saved_model_whose_head_size_vllm_cpu_lacks_takes_hf(monkeypatch, tmp_path) -> None:
-    """A checkpoint of tiny-random (head size 16) evaluated by path: auto takes HF, vllm names the head size."""
-    import json
-
-    monkeypatch.setattr(engines, "vllm_installed", lambda: True)
-    monkeypatch.setattr(engines, "_cuda_visible", lambda: False)
-    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 64, "num_attention_heads": 4}))
-    assert resolve_engine(EngineConfig(), str(tmp_path)) == "hf"
-    with pytest.raises(EngineConfigError, match="head size 16"):
-        resolve_engine(EngineConfig(engine="vllm"), str(tmp_path))
-    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 576, "num_attention_heads": 9}))  # SmolLM2: 64
-    assert resolve_engine(EngineConfig(), str(tmp_path)) == "vllm"

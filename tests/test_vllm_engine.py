@@ -62,6 +62,12 @@ def engine(hf) -> VLLMEngine:
 
 
 @pytest.fixture(scope="module")
+def child_engine(hf) -> VLLMEngine:
+    """vLLM with its engine core in child processes, as each of several training ranks builds it."""
+    return VLLMEngine(SPEC, hf[1], dtype="bf16", seed=0, max_model_len=1024, kv_cache_gib=0.25, in_process=False)
+
+
+@pytest.fixture(scope="module")
 def renderer(hf) -> ChatRenderer:
     return ChatRenderer(hf[1])
 
@@ -202,13 +208,17 @@ def test_multi_turn_toolace_rollout_is_token_exact(engine, renderer):
         assert all(lp <= 1e-6 for lp, m in zip(t.logprobs, t.loss_mask, strict=True) if m)
 
 
-def test_weight_sync_after_an_sft_step(hf, engine, hf_engine, renderer):
+@pytest.mark.parametrize("where", ["in_process", "child_process"])
+def test_weight_sync_after_an_sft_step(hf, hf_engine, renderer, where, request):
     """AdamW SFT steps on the HF model change its greedy output; after ``update_weights`` vLLM's greedy output
-    is exactly the HF engine's greedy output of the updated model. Runs last and restores the weights.
+    is exactly the HF engine's greedy output of the updated model, for an in-process engine (weights passed by
+    reference) and one in child processes (weights through shared memory). Runs last and restores the weights.
 
     A short chat prompt keeps each optimizer step well under a second; the steps go on until the greedy
     output is the SFT target, so the comparison is not decided by a bf16 near-tie (after one step at this
     learning rate the first token is a tie within 0.02 nats in fp32, and the two bf16 engines split it)."""
+    engine = request.getfixturevalue("engine" if where == "in_process" else "child_engine")
+    assert engine.in_process == (where == "in_process")
     model, tok = hf
     prompt = renderer.render_prompt([{"role": "user", "content": "What is the weather in Paris?"}])
     target = tok("[get_weather(city=\"Paris\")]<|im_end|>", add_special_tokens=False)["input_ids"]
