@@ -10,10 +10,12 @@ decay, grad clip 1.0) and dtype policy (fp32 weights; bf16 autocast for generati
 fp32 with ``--dtype fp32``; the script records the autocast state each arm's forwards actually ran under).
 
 * ours: ``algorithms.trainer.Trainer`` built from the Hydra config (``env=math algorithm=grpo``), driven by
-  ``trainer.train_step(step)``: batched rollout through ``agents.rollout``/``HFEngine``, then one DeepSpeed
-  (ZeRO-2, world of one) step. Its metrics give the rollout/train split.
+  ``trainer.train_step(step)``: batched rollout through ``agents.rollout`` on the run's engine
+  (``--engine``: ``auto`` = vLLM where installed, weights synced after each step, else ``HFEngine``), then
+  one DeepSpeed (ZeRO-2, world of one) step. Its metrics give the rollout/train split.
 * TRL: ``trl.GRPOTrainer`` with ``per_device_train_batch_size = P*G``, ``gradient_accumulation_steps = 1``,
-  ``num_iterations = 1``, ``beta = 0``, ``use_vllm = False``, ``use_cpu = True``, ``bf16`` as ``--dtype``,
+  ``num_iterations = 1``, ``beta = 0``, ``use_vllm = False`` (``--trl-vllm``: TRL's colocated vLLM),
+  ``use_cpu = True``, ``bf16`` as ``--dtype``,
   gradient checkpointing off (TRL's GRPOConfig default is on; ``--trl-gradient-checkpointing`` keeps it).
   A callback times each optimizer step (``on_step_begin`` -> ``on_step_end``); a wrapper around
   ``_generate_and_score_completions`` times its rollout (generate + rewards + advantages).
@@ -63,6 +65,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from matmul_peak import matmul_peak  # noqa: E402
 
+from algorithms.chord import _micro_batches  # noqa: E402
+
 LENGTH_BONUS = 1e-3  # reward per character of completion text: breaks ties inside a group
 
 
@@ -99,7 +103,7 @@ def build_ours(args: argparse.Namespace, run_dir: Path) -> Any:
         f"trainer.max_new_tokens={args.max_new_tokens}", f"trainer.total_steps={args.steps + 1}",
         "trainer.eval_every=0", "trainer.save_every=0", "trainer.progress=false", "trainer.resume=never",
         "trainer.temperature=1.0", "trainer.top_p=1.0", "trainer.lr=2e-5", "trainer.grad_clip=1.0",
-        f"run_dir={run_dir}",
+        f"rollout.engine={args.engine}", f"run_dir={run_dir}",
     ]
     if args.micro_batch_size:
         overrides.append(f"trainer.micro_batch_size={args.micro_batch_size}")
@@ -109,9 +113,9 @@ def build_ours(args: argparse.Namespace, run_dir: Path) -> Any:
 
 
 def step_prompt_indices(trainer: Any, step: int) -> list[int]:
-    """The train-task indices ``Trainer._rollouts(step)`` draws (checked against its group ids after the run)."""
-    n, p = trainer.num_train_tasks, int(trainer.t.prompts_per_step)
-    return [int(i) for i in trainer._rng(step, 0).choice(n, size=p, replace=n < p)]
+    """The train-task indices ``Trainer._rollouts(step)`` draws (checked against the indices its episodes
+    were reset with, ``info["index"]``, after the run)."""
+    return trainer.step_prompts(step)
 
 
 def completion_text(traj: Any, tokenizer: Any) -> str:
@@ -197,7 +201,8 @@ def build_trl(args: argparse.Namespace, rows: list[dict[str, Any]], out_dir: Pat
         per_device_train_batch_size=args.prompts * args.group_size, gradient_accumulation_steps=1,
         num_generations=args.group_size, max_completion_length=args.max_new_tokens, max_steps=args.steps + 1,
         num_iterations=1, beta=0.0, loss_type="dapo", scale_rewards="group", epsilon=0.2,
-        temperature=1.0, top_p=1.0, top_k=0, use_vllm=False,
+        temperature=1.0, top_p=1.0, top_k=0, use_vllm=args.trl_vllm,
+        **({"vllm_mode": "colocate", "vllm_max_model_length": 2048} if args.trl_vllm else {}),
         learning_rate=2e-5, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
         adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8, max_grad_norm=1.0,
         shuffle_dataset=False, seed=0, report_to="none", logging_strategy="no", save_strategy="no",
@@ -221,6 +226,11 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64, help="L, completion cap")
     ap.add_argument("--steps", type=int, default=3, help="measured steps per arm (after one warm-up each)")
     ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
+    ap.add_argument("--engine", choices=["auto", "vllm", "hf"], default="auto",
+                    help="our rollout.engine (auto: vLLM where it is installed, else the HF engine)")
+    ap.add_argument("--trl-vllm", action="store_true",
+                    help="TRL samples with its own colocated vLLM (use_vllm=True, vllm_mode='colocate') "
+                         "instead of transformers' generate")
     ap.add_argument("--micro-batch-size", type=int, default=None,
                     help="our trainer.micro_batch_size (default: configs/train.yaml's); TRL runs all P*G rows "
                          "in one micro-batch")
@@ -278,7 +288,7 @@ def main() -> None:
         trajs = captured.pop(step)
         live = [t for t in trajs]  # every row is live: rewards differ within groups (length bonus)
         flops = training_flops([t.num_tokens for t in live], n_params, n_layers, d_model)
-        padded = sum(len(c) * max(trajs[i].num_tokens for i in c) for c in ours._micro_batches(trajs))
+        padded = sum(len(c) * max(trajs[i].num_tokens for i in c) for c in _micro_batches(ours.step_context, trajs))
         row = {"step": step, "phase": label, "step_s": wall, "rollout_s": m["time/rollout_s"],
                "train_s": m["time/train_s"], "other_s": wall - m["time/rollout_s"] - m["time/train_s"],
                "optimizer_s": ours_timers.get("optimizer_s", 0.0),
@@ -286,7 +296,7 @@ def main() -> None:
                "generated_tokens": sum(t.num_generated for t in trajs),
                "trained_tokens": flops["tokens"], "trained_tokens_padded": padded,
                "zero_adv_share": m.get("grpo/zero_adv_share"), "reward_mean": m["reward/mean"],
-               "indices": sorted({int(str(t.group_id).split("-", 1)[1]) for t in trajs}),
+               "indices": sorted({int(t.info["index"]) for t in trajs}),
                "train_flops": flops["flops"], "train_dense_flops": flops["dense_flops"]}
         ours_runs.append(row)
         print(f"ours {label:7s} step {step}: {wall:6.2f} s (rollout {row['rollout_s']:.2f}, train "
@@ -394,7 +404,8 @@ def main() -> None:
     result = {
         "config": {"prompts": args.prompts, "group_size": args.group_size, "max_new_tokens": args.max_new_tokens,
                    "measured_steps": args.steps, "dtype": args.dtype,
-                   "our_micro_batch_size": int(ours.t.micro_batch_size),
+                   "our_micro_batch_size": int(ours.t.micro_batch_size), "our_engine": ours.engine_kind,
+                   "trl_use_vllm": args.trl_vllm,
                    "trl_micro_batch_size": args.prompts * args.group_size,
                    "model": "smollm2-135m-instruct", "n_params": n_params, "n_layers": n_layers, "d_model": d_model,
                    "trl_gradient_checkpointing": args.trl_gradient_checkpointing,
@@ -426,7 +437,7 @@ def main() -> None:
                   f" (fwd+bwd {s['fwd_bwd_s']:.2f}, optimizer {s['optimizer_s']:.2f}) (+other); train {s['train_gflops']:.0f} GFLOP/s = {100 * s['train_share_of_bf16_peak']:.1f}% of "
                   f"bf16 peak; rollout {s['rollout_tokens_per_s']:.0f} tok/s")
     if ratio is not None:
-        print(f"ratio ours/TRL: {ratio:.3f}  (goal <= 0.5)")
+        print(f"ratio ours/TRL: {ratio:.3f}  (goal <= 0.35 with vLLM rollouts; was <= 0.5 with the HF engine)")
     print(f"matmul peak bf16 {peak['bf16']['gflops']:.0f} / fp32 {peak['fp32']['gflops']:.0f} GFLOP/s; "
           f"load before: {load_before}; after: {load_after}")
     print(f"wrote {out}")
