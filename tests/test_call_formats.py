@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from agents.chat_render import ChatRenderer
 from agents.models import load_tokenizer
+from tests.doc_runner import REPO, doc_blocks, run_python_blocks
 from tools.call_formats import (
     CALL_FORMATS,
     TEMPLATE_CALL_FORMATS,
@@ -432,3 +433,11 @@ def test_qwen3_template_keeps_thinking_within_a_tool_loop(templated):
         tok, [*USER, call_turn, *RESULTS, reasoning], generation=False)
     no_thinking = render(tok, USER, enable_thinking=False)
     assert no_thinking.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
+def test_the_doc_page_runs():
+    """docs/call-formats.md: its Python blocks run as written (their asserts included)."""
+    page = REPO / "docs" / "call-formats.md"
+    blocks = doc_blocks(page)
+    assert len(blocks.python) == 3 and blocks.shell == [".venv/bin/python -m pytest -q tests/test_call_formats.py\n"]
+    run_python_blocks(blocks.python, page)
