@@ -79,6 +79,7 @@ class _Episode:
     reset_info: dict[str, Any]
     prompt_len: int
     max_turns: int | None = None
+    tools: list[dict[str, Any]] | None = None  # native tool formats: the tools the template renders
     spans: list[tuple[int, int]] = field(default_factory=list)
     step_rewards: list[float] = field(default_factory=list)
     finish_reasons: list[str] = field(default_factory=list)
@@ -190,9 +191,10 @@ def rollout_with_stats(
             e.add_note(f"chordgym rollout: env.reset of episode {i} ({kw!r})")
             raise
         stats.env_s += time.perf_counter() - t_env
-        prompt = renderer.render_prompt(messages)
+        tools = info.get("tools") if renderer.native else None
+        prompt = renderer.render_prompt(messages, tools=tools)
         ep = _Episode(index=i, env=env, group_id=gid, conv=[dict(m) for m in messages], ids=[], mask=[], logprobs=[],
-                      reset_info=dict(info), prompt_len=len(prompt), max_turns=turn_caps[i])
+                      reset_info=dict(info), prompt_len=len(prompt), max_turns=turn_caps[i], tools=tools)
         ep.extend(prompt, 0)
         if max_episode_tokens is not None and len(prompt) >= max_episode_tokens:
             _finish(ep, TRUNC_EPISODE_TOKENS)
@@ -281,7 +283,7 @@ def _append_turn(ep: _Episode, gen: Any, budget: int, sampling: Any, renderer: C
 
     kept = tokens + ([] if stopped else eot)
     try:
-        canonical = renderer.assistant_turn_ids(ep.conv)  # content tokens + end-of-turn token
+        canonical = renderer.assistant_turn_ids(ep.conv, tools=ep.tools)  # content tokens + end-of-turn token
     except TemplateError:
         # The sampled text merges with the template's preceding tokens when re-rendered (e.g. content that
         # starts with spaces joins the "\n" after "assistant" into one token): the re-render cannot line
@@ -323,12 +325,12 @@ def _step_env(ep: _Episode, text: str, renderer: ChatRenderer, stats: RolloutSta
     elif ep.max_turns is not None and len(ep.spans) >= ep.max_turns:
         reason = TRUNC_MAX_TURNS
     if not terminated and reason is None:
-        delta = renderer.render_delta(conversation, new_messages, add_generation_prompt=True)
+        delta = renderer.render_delta(conversation, new_messages, add_generation_prompt=True, tools=ep.tools)
         if max_episode_tokens is None or len(ep.ids) + len(delta) < max_episode_tokens:
             ep.extend(delta, 0)
             return
         reason = TRUNC_EPISODE_TOKENS
-    ep.extend(renderer.render_delta(conversation, new_messages, add_generation_prompt=False), 0)
+    ep.extend(renderer.render_delta(conversation, new_messages, add_generation_prompt=False, tools=ep.tools), 0)
     ep.ends_with_generation_prompt = False
     _finish(ep, reason)
 
@@ -350,12 +352,20 @@ def _finish(ep: _Episode, reason: str | None) -> None:
 
 
 def _to_trajectory(ep: _Episode, renderer: ChatRenderer, stats: RolloutStats) -> Trajectory:
-    full = renderer.render(ep.conv, add_generation_prompt=ep.ends_with_generation_prompt)
-    matches = full == ep.ids
     mismatches = list(ep.mismatches)
+    if renderer.rewrites_history:
+        # no single rendering of the final conversation holds the turns as the model saw them (the template
+        # drops earlier think blocks): only the per-turn checks apply
+        matches = not mismatches
+    else:
+        full = renderer.render(ep.conv, add_generation_prompt=ep.ends_with_generation_prompt, tools=ep.tools)
+        matches = full == ep.ids
     if not matches and not mismatches:
-        # every turn was canonical yet the whole differs: the environment side or the template is at fault
-        mismatches.append({"turn": None, "reason": "final_render_unexplained"})
+        # every turn was canonical yet the whole differs: the same text tokenised differently where a turn
+        # meets the template's tokens (a header ending in whitespace), or else the environment side or the
+        # template is at fault
+        same_text = _decode(renderer, full) == _decode(renderer, ep.ids)
+        mismatches.append({"turn": None, "reason": "template_boundary_merge" if same_text else "final_render_unexplained"})
     if mismatches:
         stats.render_mismatch_episodes += 1
         stats.render_mismatch_turns += len(mismatches)
@@ -404,29 +414,47 @@ def group_rollout(
 
 
 def expert_trajectory(opening_messages: Messages, expert_messages: Messages, tokenizer: Any, *,
-                      group_id: Any = None, reward: float = 0.0, info: dict[str, Any] | None = None) -> Trajectory:
+                      group_id: Any = None, reward: float = 0.0, info: dict[str, Any] | None = None,
+                      tools: Sequence[dict[str, Any]] | None = None) -> Trajectory:
     """An expert episode rendered through the same template as rollouts (``is_expert=True``).
 
-    ``input_ids`` is the template's rendering of ``opening_messages + expert_messages``; the mask is 1 on
-    every assistant turn's content tokens and its end-of-turn token (exactly the tokens a model would sample
-    after ``<|im_start|>assistant\\n``), 0 elsewhere; log-probs are 0.0 (there is no sampler).
+    Built the way a rollout builds its tokens: the opening prompt, then each assistant turn's canonical
+    tokens (``assistant_turn_ids``: content + end-of-turn token, mask 1) and the environment's delta after
+    it (``render_delta``, mask 0). For an append-only template this is the template's rendering of
+    ``opening_messages + expert_messages``; for one that rewrites history it is each turn as a model sees it
+    when it writes it. Log-probs are 0.0 (there is no sampler). ``tools`` (native tool formats) go to the
+    template with every rendering.
     """
     renderer = _as_renderer(tokenizer)
-    conv = [dict(m) for m in opening_messages] + [dict(m) for m in expert_messages]
-    ids = renderer.render(conv, add_generation_prompt=False)
+    tools = list(tools) if tools and renderer.native else None
+    opening = [dict(m) for m in opening_messages]
+    conv = list(opening)
+    ids = renderer.render_prompt(opening, tools=tools)
+    prompt_len = len(ids)
     mask = [0] * len(ids)
     spans: list[tuple[int, int]] = []
-    for j in range(len(opening_messages), len(conv)):
-        if conv[j].get("role") != "assistant":
-            continue
-        start = len(renderer.render(conv[:j], add_generation_prompt=True))
-        upto = renderer.render(conv[:j + 1], add_generation_prompt=False)
-        end = renderer.end_of_last_turn(upto)
-        if ids[:end] != upto[:end] or start > end:
-            raise ValueError("the chat template is not append-only; cannot mask expert turns token-exactly")
-        spans.append((start, end))
-        mask[start:end] = [1] * (end - start)
-    prompt_len = len(renderer.render_prompt(list(opening_messages)))
+    expert = [dict(m) for m in expert_messages]
+    j = 0
+    while j < len(expert):
+        message = expert[j]
+        if message.get("role") != "assistant":
+            raise ValueError(f"expert message {j} has role {message.get('role')!r} where the assistant's turn "
+                             "is due (an expert continuation starts with, and alternates back to, the assistant)")
+        conv.append(message)
+        turn = renderer.assistant_turn_ids(conv, tools=tools)
+        spans.append((len(ids), len(ids) + len(turn)))
+        ids += turn
+        mask += [1] * len(turn)
+        k = j + 1
+        while k < len(expert) and expert[k].get("role") != "assistant":
+            k += 1
+        new_messages = expert[j + 1:k]
+        more = k < len(expert)
+        delta = renderer.render_delta(conv, new_messages, add_generation_prompt=more, tools=tools)
+        ids += delta
+        mask += [0] * len(delta)
+        conv += new_messages
+        j = k
     meta = {"messages": conv, "render_match": True, "render_mismatch": 0, **(info or {})}
     return Trajectory(input_ids=ids, loss_mask=mask, logprobs=[0.0] * len(ids), reward=reward, group_id=group_id,
                       is_expert=True, turn_spans=spans, info=meta, prompt_len=prompt_len)
