@@ -44,6 +44,7 @@ class ExpertSource:
         self.seed, self.per_step = int(seed), int(per_step)
         self.task_limit, self.pool = task_limit, pool
         self._cache: dict[int, Episode | None] = {}
+        self._tools: dict[int, list[dict[str, Any]] | None] = {}  # native tool formats: the template's tools
 
     def has_expert_data(self) -> bool:
         """Whether there is anything to draw from (a pool, or an expert continuation on the first task)."""
@@ -54,6 +55,7 @@ class ExpertSource:
         if index not in self._cache:
             opening, info = self.env.reset(options={"index": index})
             expert = info.get("expert") or None
+            self._tools[index] = info.get("tools")
             self._cache[index] = (opening, expert) if expert else None
         return self._cache[index]
 
@@ -74,5 +76,6 @@ class ExpertSource:
                 chosen.append(index)
             elif tries > 100 * self.per_step:
                 raise RuntimeError("could not find enough tasks with expert trajectories")
-        return [expert_trajectory(*self.episode(index), self.tokenizer, group_id=f"expert-{index}")
+        return [expert_trajectory(*self.episode(index), self.tokenizer, group_id=f"expert-{index}",
+                                  tools=self._tools.get(index))
                 for index in chosen[rank::world_size]]

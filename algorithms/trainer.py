@@ -26,8 +26,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from agents import SamplingParams, load_model, rollout
+from agents.call_format import SETTINGS as CALL_FORMAT_SETTINGS
+from agents.call_format import renderer_for, resolve_call_format, set_chat_template
 from agents.engines import make_engine
 from agents.heldout import evaluate_tasks
+from agents.models import load_tokenizer
 from agents.trajectory import Trajectory
 from algorithms.checkpoint import (
     CheckpointError,
@@ -79,7 +82,9 @@ class Trainer:
         self.ckpt_root = self.run_dir / "checkpoints"
         self.total_steps = self.t.total_steps
 
-        # The environments first: a bad env.kwargs / env.train_kwargs / split fails before the model loads.
+        # The call format (env.kwargs.call_format=native|auto) is read off the chat template, so the tokenizer
+        # comes before the environments; a bad env.kwargs / env.train_kwargs / split fails before the model loads.
+        self.call_format = self._call_format()
         self.train_env = self._make_env(cfg.env.train_split, training=True)
         self.num_train_tasks = self.train_env.num_tasks
         self.eval_envs: list[Any] = [self._make_env(cfg.env.eval_split)] if self.t.eval_every > 0 else []
@@ -87,8 +92,10 @@ class Trainer:
 
         torch.manual_seed(int(cfg.seed))
         self.model, self.tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed))
+        set_chat_template(self.tokenizer, cfg.model.get("chat_template"))
+        self.renderer = renderer_for(self.tokenizer, self.call_format)
         self.dtype = cfg.model.dtype
-        self.experts = ExpertSource(self.train_env, self.tokenizer, seed=int(cfg.seed), per_step=self.t.expert_per_step,
+        self.experts = ExpertSource(self.train_env, self.renderer, seed=int(cfg.seed), per_step=self.t.expert_per_step,
                                     task_limit=self.t.expert_tasks,
                                     pool=load_expert_pool(self.t.expert_data) if self.t.expert_data else None)
         if self.algo.uses_expert and not self.experts.has_expert_data():
@@ -131,6 +138,18 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
 
     # -- construction ------------------------------------------------------------------------------------
+    def _call_format(self) -> str | None:
+        """``env.kwargs.call_format`` resolved with the model's chat template (``agents.call_format``): a
+        concrete format unchanged, None when the environment takes no call format."""
+        setting = (self.cfg.env.get("kwargs") or {}).get("call_format")
+        if setting not in CALL_FORMAT_SETTINGS:
+            return setting
+        try:
+            tokenizer = set_chat_template(load_tokenizer(str(self.cfg.model.spec)), self.cfg.model.get("chat_template"))
+            return resolve_call_format(setting, tokenizer)
+        except ValueError as err:
+            raise TrainConfigError(str(err)) from None
+
     def _make_env(self, split: str, training: bool = False) -> Any:
         """An environment on ``split``: ``env.kwargs``, with ``env.train_kwargs`` on top when ``training``.
 
@@ -139,8 +158,9 @@ class Trainer:
         verl and TRL take separate train and validation reward functions.
         """
         split_key = "env.train_split" if training else "env.eval_split"
+        overrides = {"call_format": self.call_format} if self.call_format is not None else {}
         try:
-            return env_config(self.cfg).make(split, training=training, split_key=split_key)
+            return env_config(self.cfg).make(split, training=training, split_key=split_key, **overrides)
         except EnvConfigError as err:
             raise TrainConfigError(str(err)) from None
 
@@ -239,7 +259,7 @@ class Trainer:
         episode_seeds = [(int(self.cfg.seed) * 1_000_003 + step) * 100_000 + slot for slot in slots]
         t0 = time.time()
         self.engine.eval()
-        trajectories = rollout(self.rollout_envs[:n], self.sampler, self.tokenizer, reset_kwargs=reset_kwargs,
+        trajectories = rollout(self.rollout_envs[:n], self.sampler, self.renderer, reset_kwargs=reset_kwargs,
                                group_ids=group_ids, sampling=self._sampling(step), episode_seeds=episode_seeds,
                                max_turns=self.t.max_turns,
                                guided_calls=self.t.rollout_guided_calls)
@@ -305,7 +325,7 @@ class Trainer:
         t0 = time.time()
         self.engine.eval()
         records = evaluate_tasks(self.eval_envs, self._rank_share(list(range(len(self.eval_envs)))), self.sampler,
-                                 self.tokenizer,
+                                 self.renderer,
                                  self._sampling(step, greedy=True, max_new_tokens=self.t.eval_max_new_tokens),
                                  max_turns=self.t.max_turns, guided_calls=self.t.eval_guided_calls)
         self.engine.train()

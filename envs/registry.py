@@ -108,3 +108,4 @@ def make(name: str, **kwargs: Any) -> gym.Env:
 register_env("toolace", "chordgym/ToolACE-v0", "envs.toolace.env:ToolACEEnv")
 register_env("math", "chordgym/Math-v0", "envs.math.env:MathEnv")
 register_env("bfcl", "chordgym/BFCL-v0", "envs.bfcl.env:BFCLEnv")
+register_env("toolcalls", "chordgym/ToolCalls-v0", "envs.toolcalls.env:ToolCallsEnv")
