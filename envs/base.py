@@ -85,6 +85,8 @@ class ChatEnv(gym.Env):
         info.setdefault("turns", self.turn)
         self.messages.extend(dict(m) for m in messages)
         self.done = terminated or truncated
+        if self.done:
+            self._on_episode_end()
         return messages, float(reward), bool(terminated), bool(truncated), cast(StepInfo, info)
 
     @property
@@ -122,6 +124,10 @@ class ChatEnv(gym.Env):
 
     def _step_turn(self, assistant_text: str) -> tuple[Messages, float, bool, dict[str, Any]]:
         raise NotImplementedError
+
+    def _on_episode_end(self) -> None:
+        """Release what the finished episode held (a tool worker process, a connection) now rather than at
+        the next ``reset``: an environment can sit finished for a whole training step. Default: nothing."""
 
     def _on_truncate(self, reward: float, info: dict[str, Any]) -> tuple[float, dict[str, Any]]:
         """Reward and final info of an episode cut at the turn cap; default: the last turn's stand (a

@@ -275,3 +275,20 @@ def test_a_hung_user_tool_is_cut_at_the_environments_limit() -> None:
         assert f"timed out after {limit:g} s" in out[0]["content"] and info["errors"] == 1
         assert limit <= elapsed < limit + 1.5
         assert toolset.timeout_s in (None, 5.0)  # the user's object is not changed
+
+
+def test_a_finished_episode_stops_its_tool_worker():
+    """A worker that outlived its episode kept copy-on-write copies of the trainer's pages until the next
+    reset; ``make train`` on vLLM ran out of memory that way. The worker now ends with the episode."""
+    env = ToolACEEnv(split="train", tool_isolation="process")
+    index = next(i for i, t in enumerate(env.tasks) if t.kind == "single")
+    _, info = env.reset(options={"index": index})
+    _, _, terminated, truncated, _ = env.step(info["expert"][0]["content"])
+    assert not (terminated or truncated) and env.toolset._worker is not None and env.toolset._worker.alive
+    worker = env.toolset._worker
+    for message in info["expert"][1:]:
+        if message["role"] == "assistant":
+            _, _, terminated, truncated, _ = env.step(message["content"])
+            if terminated or truncated:
+                break
+    assert terminated and env.toolset._worker is None and not worker.alive

@@ -256,6 +256,13 @@ def test_weight_sync_after_an_sft_step(hf, hf_engine, renderer, where, request):
     assert hf_engine.generate([prompt], greedy(12))[0].token_ids == before_hf
 
 
+def test_the_kv_cache_is_not_inherited_by_forked_tool_workers(engine, child_engine):
+    """The in-process engine's KV cache is marked MADV_DONTFORK (a tool worker forked from the trainer would
+    otherwise pin a copy of every KV page written while it lives); a child-process engine's is not ours."""
+    assert engine.kv_cache_unforked_bytes >= 0.99 * 1.0 * (1 << 30)
+    assert child_engine.kv_cache_unforked_bytes == 0
+
+
 def test_engine_stats_count_the_work(engine):
     s = engine.stats
     assert s.calls > 0 and s.generated_tokens > 0 and s.weight_syncs >= 2 and s.load_seconds > 0

@@ -228,6 +228,13 @@ class ToolACEEnv(ChatEnv):
             return self.tasks[i]
         return self.tasks[int(self.np_random.integers(len(self.tasks)))]
 
+    def _on_episode_end(self) -> None:
+        """Stop the episode's tool worker now: otherwise it lives until this env's next reset (a whole
+        training step for a held-out env), holding a copy-on-write copy of every page the trainer writes
+        meanwhile (weights, optimizer state, an in-process vLLM's KV cache)."""
+        if self.toolset is not None:
+            self.toolset.close()
+
     def _reset_task(self, options: dict[str, Any]) -> tuple[Messages, dict[str, Any]]:
         task = self._pick(options)
         self.task = task
