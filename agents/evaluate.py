@@ -28,6 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from agents import SamplingParams
+from agents.call_format import SETTINGS as CALL_FORMAT_SETTINGS
+from agents.call_format import renderer_for, resolve_call_format, set_chat_template
 from agents.engines import EngineConfig, EngineConfigError, make_engine, resolve_engine
 from agents.heldout import evaluate_tasks
 from agents.models import ModelLoadError, load_model, load_tokenizer, resolve_device
@@ -87,7 +89,8 @@ def expand_suites(cfg: DictConfig, load_env: Callable[[str], dict[str, Any]] = e
         name = str(name)
         if name == "bfcl":
             for category in cfg.bfcl.categories:
-                env = EnvConfig(name="bfcl", kwargs={"category": str(category)}, train_kwargs={}, where="bfcl")
+                kwargs = {"category": str(category), "call_format": str(cfg.bfcl.get("call_format", "pythonic"))}
+                env = EnvConfig(name="bfcl", kwargs=kwargs, train_kwargs={}, where="bfcl")
                 out.append(Suite(f"{BFCL_PREFIX}{category}", env, None, cfg.bfcl.limit))
             continue
         section = cfg.get(name)
@@ -291,24 +294,44 @@ def corpus_metrics_of(suite: Suite, records: list[dict[str, Any]]) -> dict[str, 
     return {k: float(v) for k, v in metrics.items()}
 
 
+def resolve_suite_call_formats(suites: list[Suite], tokenizer: Any) -> list[Suite]:
+    """Suites whose ``call_format`` is ``native``/``auto``, resolved with the model's chat template
+    (``agents.call_format``); a template that renders no tools makes ``native`` an ``EnvConfigError``."""
+    out = []
+    for suite in suites:
+        setting = suite.env.kwargs.get("call_format")
+        if setting in CALL_FORMAT_SETTINGS:
+            key = "bfcl.call_format" if suite.env.where == "bfcl" else f"{suite.env.where}.kwargs.call_format"
+            try:
+                resolved = resolve_call_format(setting, tokenizer, key=key)
+            except ValueError as err:
+                raise EnvConfigError(str(err)) from None
+            suite = dataclasses.replace(suite, env=dataclasses.replace(
+                suite.env, kwargs={**suite.env.kwargs, "call_format": resolved}))
+        out.append(suite)
+    return out
+
+
 @hydra.main(config_path="../configs", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    spec = str(cfg.model_path) if cfg.model_path else str(cfg.model.spec)
+    if cfg.model_path and not str(cfg.model_path).startswith("hub:") and not Path(str(cfg.model_path)).is_dir():
+        print(f"config error: model_path={cfg.model_path}: no such checkpoint directory (a hub model goes in "
+              f"model_path=hub:org/name)", file=sys.stderr)
+        sys.exit(2)
     try:
         suites = expand_suites(cfg)
+        if any(s.env.kwargs.get("call_format") in CALL_FORMAT_SETTINGS for s in suites):
+            suites = resolve_suite_call_formats(suites, set_chat_template(load_tokenizer(spec), cfg.model.get("chat_template")))
         for suite in suites:  # every suite's environment, before the model loads: a bad path fails in a second
             suite.probe  # noqa: B018
-    except EnvConfigError as err:
+    except (EnvConfigError, ValueError, ModelLoadError) as err:
         print(f"config error: {err}", file=sys.stderr)
         sys.exit(2)
-    spec = str(cfg.model_path) if cfg.model_path else str(cfg.model.spec)
     guided_calls = str(cfg.get("guided_calls", "none"))
     if guided_calls not in GUIDED_CALLS:
         print(f"config error: guided_calls must be one of {', '.join(GUIDED_CALLS)}, got {guided_calls!r}",
               file=sys.stderr)
-        sys.exit(2)
-    if cfg.model_path and not str(cfg.model_path).startswith("hub:") and not Path(str(cfg.model_path)).is_dir():
-        print(f"config error: model_path={cfg.model_path}: no such checkpoint directory (a hub model goes in "
-              f"model_path=hub:org/name)", file=sys.stderr)
         sys.exit(2)
     try:
         engine_config = EngineConfig.from_mapping(OmegaConf.to_container(cfg.get("rollout") or {}, resolve=True))
@@ -333,6 +356,7 @@ def main(cfg: DictConfig) -> None:
         key = "model_path" if cfg.model_path else "model.spec"
         print(f"config error: {key}={spec}: {err}", file=sys.stderr)
         sys.exit(2)
+    set_chat_template(tokenizer, cfg.model.get("chat_template"))
     engine = make_engine(engine_kind, model, tokenizer, model_spec=spec, dtype=str(cfg.model.dtype),
                          seed=int(cfg.seed), config=engine_config, batch_size=int(cfg.batch_size))
     sampling = SamplingParams(temperature=float(cfg.temperature), top_p=float(cfg.top_p),
@@ -345,7 +369,8 @@ def main(cfg: DictConfig) -> None:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, disable=not cfg.progress) as progress:
         for suite in suites:
-            suite_records = evaluate_suite(suite, engine, tokenizer, sampling, int(cfg.batch_size), progress,
+            renderer = renderer_for(tokenizer, suite.env.kwargs.get("call_format"))
+            suite_records = evaluate_suite(suite, engine, renderer, sampling, int(cfg.batch_size), progress,
                                            guided_calls)
             corpus[suite.name] = corpus_metrics_of(suite, suite_records)
             records.extend(suite_records)

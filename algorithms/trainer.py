@@ -95,7 +95,7 @@ class Trainer:
         set_chat_template(self.tokenizer, cfg.model.get("chat_template"))
         self.renderer = renderer_for(self.tokenizer, self.call_format)
         self.dtype = cfg.model.dtype
-        self.experts = ExpertSource(self.train_env, self.renderer, seed=int(cfg.seed), per_step=self.t.expert_per_step,
+        self.experts = ExpertSource(self._expert_env(), self.renderer, seed=int(cfg.seed), per_step=self.t.expert_per_step,
                                     task_limit=self.t.expert_tasks,
                                     pool=load_expert_pool(self.t.expert_data) if self.t.expert_data else None)
         if self.algo.uses_expert and not self.experts.has_expert_data():
@@ -149,6 +149,21 @@ class Trainer:
             return resolve_call_format(setting, tokenizer)
         except ValueError as err:
             raise TrainConfigError(str(err)) from None
+
+    def _expert_env(self) -> Any:
+        """Where the expert trajectories come from: the training environment, or, with ``env.expert_kwargs``
+        (e.g. ``{path: sft.jsonl}``), one made with those on top of the training kwargs: the CHORD paper
+        trains on an RL split of tasks and draws its experts from a separate SFT split."""
+        extra = OmegaConf.to_container(self.cfg.env.get("expert_kwargs") or {}, resolve=True)
+        extra = {k: v for k, v in extra.items() if v is not None}
+        if not extra:
+            return self.train_env
+        overrides = {"call_format": self.call_format} if self.call_format is not None else {}
+        try:
+            return env_config(self.cfg).make(self.cfg.env.train_split, training=True, split_key="env.expert_kwargs",
+                                             **{**overrides, **extra})
+        except EnvConfigError as err:
+            raise TrainConfigError(f"env.expert_kwargs: {err}") from None
 
     def _make_env(self, split: str, training: bool = False) -> Any:
         """An environment on ``split``: ``env.kwargs``, with ``env.train_kwargs`` on top when ``training``.

@@ -220,3 +220,35 @@ def test_native_needs_a_template_that_renders_tools(tmp_path):
                           env={**os.environ, "DS_ACCELERATOR": "cpu"})
     assert proc.returncode != 0
     assert "env.kwargs.call_format=native: the model's chat template renders no tools" in proc.stderr
+
+
+def test_the_paper_recipe_runs_at_a_tiny_budget(tmp_path):
+    """``+experiment=chord_toolace_paper`` (Tool-N1 format, think required, G = 8, tasks from the RL split,
+    experts from the SFT split) rehearsed on the tiny model with the fixtures, one step."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "algorithms.train", "+experiment=chord_toolace_paper", "model=tiny",
+           f"env.kwargs.path={FIXTURES / 'tool_n1_rl.jsonl'}", f"env.expert_kwargs.path={FIXTURES / 'tool_n1_sft.jsonl'}",
+           "trainer.total_steps=1", "trainer.prompts_per_step=2", "trainer.expert_per_step=2", "algorithm.group_size=2",
+           "trainer.max_new_tokens=16", "trainer.eval_size=2", "trainer.eval_max_new_tokens=16", "trainer.eval_every=1",
+           "trainer.save_every=0", "trainer.progress=false", f"run_dir={run_dir}"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "DS_ACCELERATOR": "cpu"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = (run_dir / "config.yaml").read_text()
+    assert "require_think: true" in config and "group_size: 2" in config and "lr: 1.0e-06" in config
+    step = next(r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss/total" in r)
+    assert step["loss/sft"] > 0
+
+
+def test_sft_split_experts_think_before_they_call():
+    """The SFT split's expert turns carry their reasoning: in the Tool-N1 format the expert writes
+    ``<think>...</think>`` then the call list, which is what a require_think reward asks of the policy."""
+    env = toolcalls(path=FIXTURES / "tool_n1_sft.jsonl", call_format="tool_n1", require_think=True)
+    with_calls = [i for i, t in enumerate(env.tasks) if t.turns[0].calls]
+    assert with_calls
+    for i in with_calls:
+        _, info = env.reset(options={"index": i})
+        first = info["expert"][0]["content"]
+        assert first.startswith("<think>") and "<tool_call>" in first
+        reward, last = play_expert(env, i)
+        assert reward == 1.0, last

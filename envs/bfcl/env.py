@@ -14,6 +14,15 @@ ends with reward 0 and ``error_type`` ``ENV_ERROR`` instead of the exception end
 The final info's ``failure`` (``envs.episode``, the field every environment fills) is the checker's
 ``error_type`` (``value_error:string``, ``multi_turn:force_terminated``, ...) and ``None`` for a valid reply;
 ``error_type`` stays beside it, as BFCL names it.
+
+Two modes, as BFCL has: **prompting** (``call_format="pythonic"``, the default: BFCL's system prompt lists
+the functions and the reply is a pythonic call list) and **function calling** (``call_format="hermes"`` or
+``"llama3_json"``, or ``native``/``auto`` resolved from the chat template by ``agents.evaluate``): the
+functions reach the model through its chat template's ``tools=`` (``info["tools"]``, JSON schema), there is
+no BFCL system prompt, and the reply is parsed in the template's own call format (``tools.call_formats``);
+a reply with no call is an empty call list. Function names keep their dots (BFCL's FC mode renames them
+for APIs that refuse dots; a chat template takes them as they are). Function calling covers the
+single-turn categories; multi-turn ones run in prompting mode only.
 """
 
 from __future__ import annotations
@@ -24,10 +33,14 @@ from envs.base import ChatEnv, Messages
 from envs.bfcl import data
 from envs.bfcl.backends import unavailable_reason
 from envs.bfcl.checker import Verdict, check_ast, check_relevance
-from envs.bfcl.decode import try_decode
+from envs.bfcl.decode import DecodedCall, try_decode
 from envs.bfcl.multi_turn import MultiTurnEpisode
 from envs.bfcl.prompt import with_system_prompt
 from envs.call_prompt import add_python_hint
+from tools.call_formats import get_call_format, openai_tool
+
+#: the call formats of BFCL's function-calling mode (the chat template renders the tools)
+FC_FORMATS = ("hermes", "llama3_json")
 
 #: ``error_type`` of an episode ended by an unexpected exception inside ``step`` (a bug to report, not a verdict
 #: on the model; the fuzz tests assert it never happens)
@@ -41,6 +54,8 @@ class BFCLEnv(ChatEnv):
         category: a BFCL category (``envs.bfcl.data.CATEGORIES``), default ``simple_python``.
         limit: keep only the first ``limit`` entries (file order).
         max_steps_per_turn: multi-turn step cap per user turn (BFCL: 20); past it the episode fails.
+        call_format: ``pythonic`` (prompting mode) or ``hermes`` / ``llama3_json`` (function-calling mode,
+            single-turn categories; see the module docstring).
         render_mode: ``"ansi"`` or None.
 
     ``reset(options={"index": i})`` or ``options={"id": ...}`` selects an entry; otherwise the seeded
@@ -51,9 +66,17 @@ class BFCLEnv(ChatEnv):
     """
 
     def __init__(self, category: str = "simple_python", limit: int | None = None, max_steps_per_turn: int = 20,
-                 render_mode: str | None = None):
+                 call_format: str = "pythonic", render_mode: str | None = None):
         self.category = data.check_category(category)
         self.multi_turn = data.is_multi_turn(category)
+        if call_format not in ("pythonic", *FC_FORMATS):
+            raise ValueError(f"call_format must be pythonic (prompting mode) or one of {', '.join(FC_FORMATS)} "
+                             f"(function calling; native/auto are resolved from the chat template), got {call_format!r}")
+        if call_format != "pythonic" and self.multi_turn:
+            raise ValueError(f"call_format={call_format}: function-calling mode covers the single-turn categories; "
+                             f"{category} runs in prompting mode (call_format=pythonic)")
+        self.call_format = call_format
+        self.fc = call_format != "pythonic"
         if max_steps_per_turn < 1:
             raise ValueError(f"max_steps_per_turn must be >= 1, got {max_steps_per_turn}")
         self.max_steps_per_turn = max_steps_per_turn
@@ -110,11 +133,15 @@ class BFCLEnv(ChatEnv):
             return with_system_prompt(self.episode.turn_messages(0), self.functions), info
         self.episode = None
         self.functions = add_python_hint(self.entry["function"])
+        if self.fc:
+            info["tools"] = [openai_tool(f) for f in self.functions]
+            return [dict(m) for m in self.entry["question"][0]], info
         return with_system_prompt(self.entry["question"][0], self.functions), info
 
     def call_schemas(self) -> list[dict[str, Any]] | None:
-        """The functions offered at this turn (BFCL's prompting mode speaks pythonic calls)."""
-        return list(self.functions) or None
+        """The functions offered at this turn (BFCL's prompting mode speaks pythonic calls; none in
+        function-calling mode, whose replies are not pythonic)."""
+        return None if self.fc else (list(self.functions) or None)
 
     def _step_turn(self, assistant_text: str) -> tuple[Messages, float, bool, dict[str, Any]]:
         if self.entry is None:
@@ -131,12 +158,23 @@ class BFCLEnv(ChatEnv):
             verdict = Verdict(False, f"internal error while stepping: {type(e).__name__}: {shown}", ENV_ERROR)
             return [], 0.0, True, self._final_info(verdict, None)
 
+    def _decode(self, assistant_text: str) -> tuple[list[DecodedCall] | None, str]:
+        """The reply's calls (None when it does not decode) and why not, in this env's call format."""
+        if not self.fc:
+            return try_decode(assistant_text)
+        reply = get_call_format(self.call_format).parse(assistant_text)
+        if reply.error is not None:
+            return None, reply.error
+        return [DecodedCall(c.name, dict(c.arguments)) for c in reply.calls], ""
+
     def _step_single_turn(self, assistant_text: str) -> tuple[Messages, float, bool, dict[str, Any]]:
-        calls, error = try_decode(assistant_text)
+        calls, error = self._decode(assistant_text)
         if self.category in data.RELEVANCE_CATEGORIES:
             verdict = check_relevance(self.category, calls)
         elif calls is None:
             verdict = Verdict(False, f"cannot decode the reply: {error}", "ast_decoder:decoder_failed")
+        elif not calls and self.fc:
+            verdict = Verdict(False, "the reply holds no function call", "ast_decoder:decoder_failed")
         else:
             verdict = check_ast(self.category, self.functions, calls, self.answers[self.entry["id"]])
         return [], float(verdict.valid), True, self._final_info(verdict, calls)
