@@ -154,8 +154,9 @@ class Trainer:
         """Where the expert trajectories come from: the training environment, or, with ``env.expert_kwargs``
         (e.g. ``{path: sft.jsonl}``), one made with those on top of the training kwargs: the CHORD paper
         trains on an RL split of tasks and draws its experts from a separate SFT split."""
-        extra = OmegaConf.to_container(self.cfg.env.get("expert_kwargs") or {}, resolve=True)
-        extra = {k: v for k, v in extra.items() if v is not None}
+        section = self.cfg.env.get("expert_kwargs")
+        extra = OmegaConf.to_container(section, resolve=True) if section is not None else {}
+        extra = {k: v for k, v in (extra or {}).items() if v is not None}
         if not extra:
             return self.train_env
         overrides = {"call_format": self.call_format} if self.call_format is not None else {}
