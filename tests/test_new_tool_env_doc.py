@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.doc_runner import doc_blocks, run_page_in, run_shell_block
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "new-tool-env.md"
 
 
+@pytest.mark.slow  # 72 s: make test-slow; the default suite keeps its 15 minutes
 def test_doc_runs_end_to_end(tmp_path, monkeypatch, capsys):
     blocks = doc_blocks(DOC)
     assert set(blocks.files) == {"bookshop_env.py", "configs/env/bookshop.yaml"}

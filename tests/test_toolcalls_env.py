@@ -193,6 +193,7 @@ def test_native_rollouts_are_token_exact_and_equal_the_expert(tokenizer, templat
             assert (whole == got.input_ids) == (template != "qwen3_thinking" or index == loop)
 
 
+@pytest.mark.slow  # 42 s: make test-slow; the recipe test below trains env=toolcalls by default
 def test_train_runs_on_a_native_template_end_to_end(tmp_path):
     """``env=toolcalls`` with ``call_format=native`` on a Hermes-shaped template: one CHORD step (expert
     turns rendered through the template's tool_calls), held-out evaluation before and after."""

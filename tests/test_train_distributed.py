@@ -42,6 +42,7 @@ def test_two_ranks_give_the_one_rank_first_step_loss(tmp_path: Path, algorithm: 
         assert two[key] == pytest.approx(one[key], abs=1e-4), key
 
 
+@pytest.mark.slow  # 25 s: make test-slow; the gathering itself: test_all_reduce_sum_list_gathers_each_ranks_entries
 def test_two_ranks_gather_every_held_out_verdict(tmp_path: Path) -> None:
     """Each rank evaluates its share of the held-out tasks; the per-task verdicts behind the accuracy and the
     summary's paired comparison are gathered from both, so they equal one rank's."""

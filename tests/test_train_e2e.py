@@ -184,6 +184,7 @@ def test_step_metrics_do_not_depend_on_micro_batch_size(tmp_path: Path) -> None:
     assert rows[1]["loss/sft"] == pytest.approx(rows[4]["loss/sft"], abs=1e-4)
 
 
+@pytest.mark.slow  # 22 s: make test-slow
 def test_detached_prompt_grad_keeps_the_step_losses(tmp_path: Path) -> None:
     """trainer.prompt_grad=detached changes the gradient, not the values: the first step's losses (computed
     before any update) equal the exact pass's, and the rows' shared system-prompt head is computed once."""
@@ -213,6 +214,7 @@ def test_train_kwargs_reach_the_training_envs_only() -> None:
         cfg = compose("train", overrides=["env=toolace", "env.train_kwargs.reward_mode=partial"])
     trainer = Trainer.__new__(Trainer)  # only the env factory: no model, no engine
     trainer.cfg = cfg
+    trainer.call_format = None  # ToolACE takes no call format
     assert trainer._make_env(cfg.env.train_split, training=True).reward_mode == "partial"
     assert trainer._make_env(cfg.env.eval_split).reward_mode == "strict"
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):

@@ -207,6 +207,11 @@ class Toolset:
         next call starts a new one. Subclasses close their connections here."""
         self._stop_worker()
 
+    def stop_worker(self) -> None:
+        """Stop this toolset's worker process now, if it has one; the next call starts a new one. Unlike
+        ``close`` it keeps the connections a subclass holds (an MCP server's, shared by other toolsets)."""
+        self._stop_worker()
+
     # -- checking and running ------------------------------------------------------------------------------
     def validate(self, call: ToolCall) -> str | None:
         """``None`` if ``call`` names a tool here with valid arguments, else an error text for the model."""

@@ -233,7 +233,7 @@ class ToolACEEnv(ChatEnv):
         training step for a held-out env), holding a copy-on-write copy of every page the trainer writes
         meanwhile (weights, optimizer state, an in-process vLLM's KV cache)."""
         if self.toolset is not None:
-            self.toolset.close()
+            self.toolset.stop_worker()
 
     def _reset_task(self, options: dict[str, Any]) -> tuple[Messages, dict[str, Any]]:
         task = self._pick(options)
