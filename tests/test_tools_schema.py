@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Optional
 import pytest
 
 from tools import Tool, normalize_schema, tool
-from tools.schema import parse_google_docstring
+from tools.schema import json_type_name, parse_google_docstring
 
 
 class Color(enum.Enum):
@@ -195,6 +195,23 @@ def test_bool_is_not_integer_and_int_is_number():
     assert "must be of type integer, got boolean" in t.validate({"n": True})
     assert t.validate({"n": 1, "x": 2}) is None
     assert "must be of type number, got string" in t.validate({"x": "10"})
+
+
+def test_json_type_name_in_each_wording():
+    """The one helper behind Tool.validate's, the data loaders' and the call parsers' type names."""
+    class Odd:
+        pass
+
+    values = [None, True, 3, 2.5, "s", [1], {"a": 1}, Odd(), (1,)]
+    assert [json_type_name(v) for v in values] == [
+        "null", "boolean", "integer", "number", "string", "array", "object", "Odd", "array"]
+    assert [json_type_name(v, style="prose") for v in values] == [
+        "null", "a boolean", "a number", "a number", "a string", "an array", "an object", "Odd", "tuple"]
+    assert [json_type_name(v, style="decoded") for v in values] == [
+        "the JSON constant null", "the JSON constant true", "a JSON number", "a JSON number", "a JSON string",
+        "a JSON array", "a JSON object", "Odd", "tuple"]
+    with pytest.raises(ValueError, match="style must be one of"):
+        json_type_name(1, style="plain")  # type: ignore[arg-type]
 
 
 def test_enum_violation():

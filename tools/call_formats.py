@@ -52,7 +52,7 @@ from tools.calls import (
     looks_like_calls,
     parse_pythonic,
 )
-from tools.schema import Tool, _short, normalize_schema
+from tools.schema import Tool, _short, json_type_name, normalize_schema
 
 __all__ = [
     "CALL_FORMATS", "CHAT_TEMPLATES_DIR", "TEMPLATE_CALL_FORMATS", "CallFormat", "ParsedReply",
@@ -118,15 +118,8 @@ def _decode_at(text: str, i: int, where: str) -> tuple[Any, int]:
 
 
 def _kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a JSON object"
-    if isinstance(value, list):
-        return "a JSON array"
-    if isinstance(value, str):
-        return "a JSON string"
-    if value is None or isinstance(value, bool):
-        return f"the JSON constant {json.dumps(value)}"
-    return "a JSON number"
+    """``a JSON number``, ``the JSON constant null``: ``json_type_name`` in its ``"decoded"`` wording."""
+    return json_type_name(value, style="decoded")
 
 
 def _read_block(text: str, start: int, where: str = "inside <tool_call>") -> tuple[Any, int]:

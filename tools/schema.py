@@ -31,11 +31,11 @@ import re
 import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 
-__all__ = ["Tool", "tool", "normalize_schema", "schema_from_function", "parse_google_docstring"]
+__all__ = ["Tool", "tool", "normalize_schema", "schema_from_function", "parse_google_docstring", "json_type_name"]
 
 #: A tool name: a Python identifier, optionally dotted for namespaces (``math.factorial``).
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -275,22 +275,56 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _json_type(value: Any) -> str:
+_JSON_TYPE_STYLES = ("schema", "prose", "decoded")
+_PROSE_TYPE_NAMES = {"null": "null", "boolean": "a boolean", "integer": "a number", "number": "a number",
+                     "string": "a string", "array": "an array", "object": "an object"}
+
+
+def json_type_name(value: Any, *, style: Literal["schema", "prose", "decoded"] = "schema") -> str:
+    """The JSON type of a Python value, worded for an error message. ``bool`` is never reported as an
+    integer or a number (it subclasses ``int``), and a value of no JSON type is named by its Python type
+    (``set``, ``bytes``, a class name).
+
+    ``style`` picks the wording:
+
+    - ``"schema"`` (the default): JSON schema's type keywords, ``null``, ``boolean``, ``integer``,
+      ``number``, ``string``, ``array``, ``object``, as ``Tool.validate`` names a wrong argument
+      (``must be of type string, got integer 3``). A tuple counts as an array and any ``Mapping`` as an
+      object.
+    - ``"prose"``: with an article, ints and floats both ``a number``: ``null``, ``a boolean``,
+      ``a number``, ``a string``, ``an array``, ``an object``, as the data loaders name a bad field
+      (``must be a string, got a number``). Only a ``list`` is an array and only a ``dict`` an object, so
+      a tuple given where a list is required is named ``tuple``, not ``an array``.
+    - ``"decoded"``: for a value just decoded from JSON text, as the call parsers name what they found:
+      ``a JSON object``, ``a JSON array``, ``a JSON string``, ``a JSON number``, and
+      ``the JSON constant null`` / ``true`` / ``false``. Containers as in ``"prose"``.
+    """
+    if style not in _JSON_TYPE_STYLES:
+        raise ValueError(f"style must be one of {', '.join(_JSON_TYPE_STYLES)}, got {style!r}")
+    loose_containers = style == "schema"
     if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
+        name = "null"
+    elif isinstance(value, bool):
+        name = "boolean"
+    elif isinstance(value, int):
+        name = "integer"
+    elif isinstance(value, float):
+        name = "number"
+    elif isinstance(value, str):
+        name = "string"
+    elif isinstance(value, list) or (loose_containers and isinstance(value, tuple)):
+        name = "array"
+    elif isinstance(value, dict) or (loose_containers and isinstance(value, Mapping)):
+        name = "object"
+    else:
+        return type(value).__name__
+    if style == "schema":
+        return name
+    if style == "prose":
+        return _PROSE_TYPE_NAMES[name]
+    if name in ("null", "boolean"):
+        return f"the JSON constant {json.dumps(value)}"
+    return f"a JSON {'number' if name == 'integer' else name}"
 
 
 def _where(path: list[Any]) -> str:
@@ -324,7 +358,7 @@ def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> s
     if kind == "type":
         want = error.validator_value
         want = " or ".join(want) if isinstance(want, list) else want
-        return f"{subject} must be of type {want}, got {_json_type(instance)} {_short(instance)}"
+        return f"{subject} must be of type {want}, got {json_type_name(instance)} {_short(instance)}"
     if kind == "enum":
         allowed = ", ".join(_short(v) for v in error.validator_value)
         return f"{subject} must be one of [{allowed}], got {_short(instance)}"
@@ -391,7 +425,7 @@ def _type_schema(hint: Any, where: str) -> dict[str, Any]:
         return {"type": "null"}
     if origin is typing.Literal:
         values = [v.value if isinstance(v, enum.Enum) else v for v in args]
-        kinds = {_json_type(v) for v in values}
+        kinds = {json_type_name(v) for v in values}
         schema: dict[str, Any] = {"enum": values}
         if len(kinds) == 1:
             return {"type": kinds.pop(), **schema}

@@ -43,7 +43,7 @@ from typing import IO, Any, Literal
 import jsonschema
 
 from tools.calls import ToolCall, ToolCallParseError, looks_like_calls, parse_json_calls, parse_pythonic
-from tools.schema import is_call_name, normalize_schema
+from tools.schema import is_call_name, json_type_name, normalize_schema
 
 __all__ = ["FORMATS", "MAX_REPORTED_ERRORS", "DataFormatError", "LoadReport", "ToolCallSample", "detect_format",
            "iter_samples", "load_samples", "main"]
@@ -930,19 +930,8 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], tuple[list[dict[str, Any]], list[
 # -- small helpers -------------------------------------------------------------------------------------------
 
 def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    """``a number``, ``an object``: ``json_type_name`` in its ``"prose"`` wording."""
+    return json_type_name(value, style="prose")
 
 
 def _short(value: Any, limit: int = 60) -> str:
