@@ -18,6 +18,15 @@ over user turns of matched / max(expected, attempted) instead (still 0 when cut 
 ``reward_mode="graded"`` the mean over user turns of ToolRL's name / parameter / value score
 (``envs.toolace.reward.graded_turn_score``), which also credits the right tool with wrong arguments.
 Hitting ``max_turns`` truncates with reward 0.
+
+``call_format`` chooses how the tools and calls reach the model. ``pythonic`` (default): the tools are listed
+in the system prompt and calls are written as ``syntax`` says (the embedded SmolLM2 has no tool template).
+``hermes`` / ``llama3_json``: native, for models whose chat template renders tools: ``info["tools"]`` holds
+the offered tools as OpenAI function tools (``agents.rollout`` passes them to the template's ``tools=``), the
+system message keeps only the plain-text paragraph (``prompt_style="toolace"``) or is left out (``bfcl``),
+replies are parsed in that format (``tools.call_formats``), and each result comes back as its own ``tool``
+message with ``name`` and ``tool_call_id`` (``envs.toolace.openai_messages``); the expert trajectories are
+the same calls as assistant messages with ``tool_calls``. Scoring does not depend on the format.
 """
 
 from __future__ import annotations
@@ -34,7 +43,8 @@ from envs.base import ChatEnv, Messages
 from envs.toolace.data import load_split, read_tasks
 from envs.toolace.failures import classify_episode, classify_turn
 from envs.toolace.masking import check_probability, mask_messages, masked_names, rename_calls
-from envs.toolace.prompt import PromptStyle, system_prompt
+from envs.toolace.openai_messages import CallIds, native_tool_messages, openai_expert
+from envs.toolace.prompt import PLAIN_TEXT, PromptStyle, system_prompt
 from envs.toolace.replay import replay_check
 from envs.toolace.reward import graded_turn_score, turn_score
 from envs.toolace.task import Task
@@ -47,6 +57,7 @@ from tools import (
     parse_tool_calls,
     tool_message,
 )
+from tools.call_formats import get_call_format, openai_tool
 from tools.catalog import World, build_catalog
 from tools.toolset import Isolation
 
@@ -54,6 +65,8 @@ ToolsetFactory = Callable[[Task], Toolset]
 TaskSource = Sequence[Task] | str | Path
 _HAS_TEXT = re.compile(r"\w")
 _OPTION_KEYS = {"index", "task_id", "task"}
+NATIVE_FORMATS = ("hermes", "llama3_json")
+CALL_FORMATS = ("pythonic", *NATIVE_FORMATS)
 
 
 def catalog_toolset(timeout_s: float | None = 2.0, isolation: Isolation = "process") -> ToolsetFactory:
@@ -147,6 +160,9 @@ class ToolACEEnv(ChatEnv):
             ``None`` for either: the toolset's own cap only.
         mask_tool_names: probability that a task's tools are offered under random names (Hammer's
             function masking, ``envs.toolace.masking``); for training environments, 0 for evaluation.
+        call_format: ``pythonic`` (tools in the system prompt, calls in ``syntax``) or a native format,
+            ``hermes`` / ``llama3_json`` (the chat template's tools and calls; see the module docstring; the
+            trainer resolves ``native`` / ``auto`` from the model's template).
     """
 
     def __init__(self, split: str | None = None, data_dir: str | Path | None = None, max_turns: int = 6,
@@ -157,8 +173,14 @@ class ToolACEEnv(ChatEnv):
                  prompt_style: PromptStyle = "toolace", tool_timeout_s: float | None = 2.0,
                  max_action_chars: int = 32_768, render_mode: str | None = None, mask_tool_names: float = 0.0,
                  max_calls_per_reply: int | None = 32, max_tool_message_chars: int | None = 16_384,
-                 tool_isolation: Isolation = "process"):
+                 tool_isolation: Isolation = "process", call_format: str = "pythonic"):
         super().__init__(max_turns=max_turns, max_action_chars=max_action_chars, render_mode=render_mode)
+        if call_format not in CALL_FORMATS:
+            raise ValueError(f"call_format must be one of {', '.join(CALL_FORMATS)}, got {call_format!r} "
+                             "(call_format=native|auto is resolved by the trainer from the chat template)")
+        self.call_format = call_format
+        self.native = call_format in NATIVE_FORMATS
+        self.format = get_call_format(call_format) if self.native else None
         if syntax not in ("pythonic", "json", "auto"):
             raise ValueError(f"syntax must be 'pythonic', 'json' or 'auto', got {syntax!r}")
         if reward_mode not in ("strict", "partial", "graded"):
@@ -248,12 +270,18 @@ class ToolACEEnv(ChatEnv):
         self.turn_unparsed = [0] * task.n_turns
         self.errors = 0
         self.parse_errors = 0
-        messages = [{"role": "system", "content": self._system_prompt(task)},
-                    {"role": "user", "content": task.user_messages[0]}]
+        self.call_ids = CallIds()
+        expert = mask_messages(task.expert, self.aliases)
         info = {"task_id": task.id, "kind": task.kind, "domain": task.domain, "tools": list(task.tools),
-                "expert": mask_messages(task.expert, self.aliases), "ground_truth": task.ground_truth,
-                "meta": dict(task.meta), "tool_aliases": dict(self.aliases)}
-        return messages, info
+                "expert": expert, "ground_truth": task.ground_truth,
+                "meta": dict(task.meta), "tool_aliases": dict(self.aliases), "call_format": self.call_format}
+        user = {"role": "user", "content": task.user_messages[0]}
+        if not self.native:
+            return [{"role": "system", "content": self._system_prompt(task)}, user], info
+        info["tool_names"] = info["tools"]
+        info["tools"] = [openai_tool(self.toolset[name]) for name in self.toolset.names]
+        info["expert"] = [m for m, _ in openai_expert(expert, where=f"task {task.id}")]
+        return ([{"role": "system", "content": PLAIN_TEXT}] if self.prompt_style == "toolace" else []) + [user], info
 
     def _system_prompt(self, task: Task) -> str:
         """The prompt for the task's tools; cached by tool list for the built-in catalog (same schemas)."""
@@ -271,7 +299,11 @@ class ToolACEEnv(ChatEnv):
     # -- a turn --------------------------------------------------------------------------------------------
     def _step_turn(self, assistant_text: str) -> tuple[Messages, float, bool, dict[str, Any]]:
         assert self.task is not None and self.toolset is not None, "reset() first"
-        if looks_like_calls(assistant_text, self.syntax):
+        if self.native:
+            reply = self.format.parse(assistant_text)
+            if reply.calls or reply.error is not None:
+                return self._native_tool_turn(reply.calls, reply.error)
+        elif looks_like_calls(assistant_text, self.syntax):
             return self._tool_turn(assistant_text)
         if self.user_turn + 1 < self.task.n_turns and _HAS_TEXT.search(assistant_text):
             self.user_turn += 1
@@ -281,30 +313,45 @@ class ToolACEEnv(ChatEnv):
         return [], reward, True, info
 
     def _tool_turn(self, text: str) -> tuple[Messages, float, bool, dict[str, Any]]:
-        u = self.user_turn
         try:
             calls = parse_tool_calls(text, self.syntax)
         except ToolCallParseError as e:
-            results = [ToolResult("invalid_call", error=f"could not parse the function calls: {e}")]
+            results = self._run_calls([], f"could not parse the function calls: {e}")
+        else:
+            results = self._run_calls(calls, None)
+        return [tool_message(results)], 0.0, False, self._progress_info()
+
+    def _native_tool_turn(self, calls: list[ToolCall], error: str | None) -> tuple[Messages, float, bool, dict[str, Any]]:
+        """A reply in the template's call format: one ``tool`` message per result (an unparsable reply: one
+        ``invalid_call`` result)."""
+        results = self._run_calls(calls, None if error is None else f"could not parse the function calls: {error}")
+        ids = self.call_ids.take(len(calls))
+        return native_tool_messages([r.to_message_item() for r in results], ids), 0.0, False, self._progress_info()
+
+    def _run_calls(self, calls: list[ToolCall], parse_error: str | None) -> list[ToolResult]:
+        """Execute one reply's calls (or record its parse error) on the current user turn; the results."""
+        u = self.user_turn
+        if parse_error is not None:
+            results = [ToolResult("invalid_call", error=parse_error)]
             self.turn_unparsed[u] += 1
             self.parse_errors += 1
+        elif not calls:
+            results = [ToolResult("invalid_call", error="empty call list: call at least one function, "
+                                                          "or answer in plain text")]
+            self.turn_unparsed[u] += 1
         else:
             results = self.toolset.execute_all(calls, max_calls=self.max_calls_per_reply,
                                                max_message_chars=self.max_tool_message_chars)
             self.calls[u].extend(calls)
-            if not calls:
-                results = [ToolResult("invalid_call", error="empty call list: call at least one function, "
-                                                              "or answer in plain text")]
-                self.turn_unparsed[u] += 1
         failed = sum(not r.ok for r in results)
         self.turn_errors[u] += failed
         self.errors += failed
-        return [tool_message(results)], 0.0, False, self._progress_info()
+        return results
 
     # -- scoring -------------------------------------------------------------------------------------------
     def call_schemas(self) -> list[dict[str, Any]] | None:
         """The episode's offered tools (the prompt's list) when calls are pythonic; see ``ChatEnv``."""
-        if self.toolset is None or self.syntax != "pythonic":
+        if self.toolset is None or self.syntax != "pythonic" or self.native:
             return None
         return self.toolset.schemas("toolace")
 

@@ -28,8 +28,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from envs.toolace.openai_messages import openai_expert
 from envs.toolace.task import Task
-from tools.calls import ToolCall, looks_like_calls, parse_pythonic
+from tools.calls import ToolCall
 
 __all__ = ["catalog_schemas", "export_tasks", "main", "task_record"]
 
@@ -60,37 +61,12 @@ def task_record(task: Task, schemas: Mapping[str, dict[str, Any]], system: str |
         raise KeyError(f"task {task.id}: no schema for tool(s) {missing}")
     messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": task.user_messages[0]})
-    turn, counter = 0, 0
+    turn = 0
     called: list[list[ToolCall]] = [[] for _ in task.user_messages]
-    pending: list[list[Any]] = []  # [name, id, answered] of the last call list
-    for m in task.expert:
-        role, content = m["role"], m["content"]
-        if role == "assistant" and looks_like_calls(content, "pythonic"):
-            tool_calls = []
-            pending = []
-            for call in parse_pythonic(content):
-                call_id = f"call_{counter}"
-                counter += 1
-                tool_calls.append({"id": call_id, "type": "function",
-                                   "function": {"name": call.name, "arguments": call.arguments}})
-                pending.append([call.name, call_id, False])
-                called[turn].append(call)
-            messages.append({"role": "assistant", "content": None, "tool_calls": tool_calls})
-        elif role == "tool":
-            for item in json.loads(content):
-                name = item["name"]
-                slot = next((p for p in pending if not p[2] and p[0] == name), None)
-                if slot is None:
-                    raise ValueError(f"task {task.id}: a result of {name!r} with no call of it before")
-                slot[2] = True
-                body = item["results"] if "results" in item else {"error": item.get("error")}
-                messages.append({"role": "tool", "tool_call_id": slot[1], "name": name,
-                                 "content": json.dumps(body, ensure_ascii=False)})
-        elif role == "user":
-            turn += 1
-            messages.append({"role": "user", "content": content})
-        else:
-            messages.append({"role": "assistant", "content": content})
+    for message, calls in openai_expert(task.expert, where=f"task {task.id}"):
+        turn += message["role"] == "user"
+        called[turn].extend(calls)
+        messages.append(message)
     for u in range(task.n_turns):
         if collections.Counter(called[u]) != collections.Counter(task.turn_calls(u)):
             raise ValueError(f"task {task.id}: the expert's calls of user turn {u} are not its ground truth")
