@@ -150,6 +150,11 @@ class Trainer:
         except ValueError as err:
             raise TrainConfigError(str(err)) from None
 
+    def _call_format_kwargs(self) -> dict[str, Any]:
+        """What every environment of the run is made with on top of its config: the resolved call format
+        (``env.kwargs.call_format=native|auto`` made concrete), or nothing when the environment takes none."""
+        return {"call_format": self.call_format} if self.call_format is not None else {}
+
     def _expert_env(self) -> Any:
         """Where the expert trajectories come from: the training environment, or, with ``env.expert_kwargs``
         (e.g. ``{path: sft.jsonl}``), one made with those on top of the training kwargs: the CHORD paper
@@ -159,10 +164,9 @@ class Trainer:
         extra = {k: v for k, v in (extra or {}).items() if v is not None}
         if not extra:
             return self.train_env
-        overrides = {"call_format": self.call_format} if self.call_format is not None else {}
         try:
             return env_config(self.cfg).make(self.cfg.env.train_split, training=True, split_key="env.expert_kwargs",
-                                             **{**overrides, **extra})
+                                             **{**self._call_format_kwargs(), **extra})
         except EnvConfigError as err:
             raise TrainConfigError(f"env.expert_kwargs: {err}") from None
 
@@ -174,9 +178,9 @@ class Trainer:
         verl and TRL take separate train and validation reward functions.
         """
         split_key = "env.train_split" if training else "env.eval_split"
-        overrides = {"call_format": self.call_format} if self.call_format is not None else {}
         try:
-            return env_config(self.cfg).make(split, training=training, split_key=split_key, **overrides)
+            return env_config(self.cfg).make(split, training=training, split_key=split_key,
+                                             **self._call_format_kwargs())
         except EnvConfigError as err:
             raise TrainConfigError(str(err)) from None
 
