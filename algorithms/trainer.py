@@ -82,17 +82,20 @@ class Trainer:
         self.ckpt_root = self.run_dir / "checkpoints"
         self.total_steps = self.t.total_steps
 
-        # The call format (env.kwargs.call_format=native|auto) is read off the chat template, so the tokenizer
-        # comes before the environments; a bad env.kwargs / env.train_kwargs / split fails before the model loads.
-        self.call_format = self._call_format()
+        # The call format (env.kwargs.call_format=native|auto) is read off the chat template, so then the
+        # tokenizer comes before the environments, and load_model takes that one rather than loading it again;
+        # a bad env.kwargs / env.train_kwargs / split fails before the model loads.
+        self.call_format, tokenizer = self._call_format()
         self.train_env = self._make_env(cfg.env.train_split, training=True)
         self.num_train_tasks = self.train_env.num_tasks
         self.eval_envs: list[Any] = [self._make_env(cfg.env.eval_split)] if self.t.eval_every > 0 else []
         self._warn_on_shared_tasks()
 
         torch.manual_seed(int(cfg.seed))
-        self.model, self.tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed))
-        set_chat_template(self.tokenizer, cfg.model.get("chat_template"))
+        self.model, self.tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed),
+                                                tokenizer=tokenizer)
+        if tokenizer is None:  # one from _call_format has its chat template already
+            set_chat_template(self.tokenizer, cfg.model.get("chat_template"))
         self.renderer = renderer_for(self.tokenizer, self.call_format)
         self.dtype = cfg.model.dtype
         self.experts = ExpertSource(self._expert_env(), self.renderer, seed=int(cfg.seed), per_step=self.t.expert_per_step,
@@ -138,15 +141,17 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
 
     # -- construction ------------------------------------------------------------------------------------
-    def _call_format(self) -> str | None:
+    def _call_format(self) -> tuple[str | None, Any]:
         """``env.kwargs.call_format`` resolved with the model's chat template (``agents.call_format``): a
-        concrete format unchanged, None when the environment takes no call format."""
+        concrete format unchanged, None when the environment takes no call format. With it, the tokenizer
+        (chat template set) that ``native``/``auto`` was resolved with, for ``load_model`` to take, or None
+        when none was needed (``load_model`` loads it with the model)."""
         setting = (self.cfg.env.get("kwargs") or {}).get("call_format")
         if setting not in CALL_FORMAT_SETTINGS:
-            return setting
+            return setting, None
         try:
             tokenizer = set_chat_template(load_tokenizer(str(self.cfg.model.spec)), self.cfg.model.get("chat_template"))
-            return resolve_call_format(setting, tokenizer)
+            return resolve_call_format(setting, tokenizer), tokenizer
         except ValueError as err:
             raise TrainConfigError(str(err)) from None
 
