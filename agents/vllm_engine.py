@@ -457,21 +457,19 @@ class VLLMEngine:
     # -- weights -------------------------------------------------------------------------------------
 
     def update_weights(self, model: Any) -> None:
-        """Copy ``model``'s parameters (HF names; a DDP/DeepSpeed wrapper's ``.module`` is unwrapped) into
-        vLLM and drop vLLM's prefix cache, whose KV came from the old weights. Call after each optimizer
-        step. In-process the tensors are cast one at a time and never serialised."""
+        """Copy ``model``'s parameters (HF names; a DDP/DeepSpeed wrapper's ``.module`` is unwrapped; a LoRA
+        model's adapters merged in, ZeRO-3 partitions gathered: ``agents.lora.policy_weights``) into vLLM and
+        drop vLLM's prefix cache, whose KV came from the old weights. Call after each optimizer step.
+        In-process the tensors are cast one at a time and never serialised."""
         import torch  # noqa: PLC0415
 
         module = getattr(model, "module", model)
         target = torch.bfloat16 if self.dtype == "bf16" else torch.float32
         start = time.perf_counter()
 
-        def weights() -> Iterator[tuple[str, torch.Tensor]]:
-            with torch.no_grad():
-                for name, p in module.named_parameters():
-                    yield name, p.detach().to(device="cpu", dtype=target)
+        from agents.lora import policy_weights  # noqa: PLC0415
 
-        self.load_weights(weights())
+        self.load_weights(policy_weights(module, dtype=target))
         self.stats.weight_syncs += 1
         self.stats.sync_seconds += time.perf_counter() - start
 

@@ -4,7 +4,8 @@ Layout under ``<run_dir>/checkpoints``::
 
     step-000010/           one checkpoint, complete or absent
         deepspeed/         engine.save_checkpoint (model, optimizer, scheduler)
-        hf/                save_pretrained + tokenizer
+        hf/                the policy as a plain Hugging Face model + tokenizer (a LoRA run's adapters merged)
+        adapter/           a LoRA run's adapter alone (peft's save_pretrained)
         trainer_state.json step, RNG state, metrics needed to continue
         MANIFEST.json      size and sha256 of every other file, and the step; written last
     LATEST                 the name of the newest complete checkpoint
@@ -35,6 +36,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from agents.lora import is_lora, save_adapter, save_merged
 
 LATEST = "LATEST"
 MANIFEST = "MANIFEST.json"
@@ -435,9 +438,12 @@ def save_checkpoint(engine: Any, tokenizer: Any, ckpt_root: Path, step: int, sta
                 shutil.rmtree(tmp)
         barrier()
         engine.save_checkpoint(str(tmp / "deepspeed"), tag="state", save_latest=False)
+        # hf/: the policy as a plain Hugging Face model (LoRA merged in, ZeRO-3 partitions gathered: a
+        # collective, so every rank takes part); adapter/: a LoRA run's adapter alone, for peft users
+        save_merged(engine.module, tmp / "hf", tokenizer, write=is_main)
+        if is_main and is_lora(engine.module):
+            save_adapter(engine.module, tmp / "adapter")
         if is_main:
-            engine.module.save_pretrained(tmp / "hf", safe_serialization=True)
-            tokenizer.save_pretrained(tmp / "hf")
             (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
             write_manifest(tmp, step)  # last: its presence says every other file is complete
     except Exception as err:  # noqa: BLE001 - whatever failed: one line, and no partial checkpoint left

@@ -17,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from agents.engines import EngineConfig, EngineConfigError, resolve_engine
+from agents.lora import LoraConfigError, LoraSettings
 from algorithms.chord import AlgorithmConfig
 from algorithms.lr_schedule import check_schedule
 from envs.env_config import EnvConfig, EnvConfigError
@@ -85,6 +86,8 @@ class TrainerConfig:
     rollout_guided_calls: str = "none"
     use_sampler_logprobs: bool
     prompt_grad: str = "full"
+    # -- memory
+    gradient_checkpointing: bool = False
     # -- held-out evaluation
     eval_every: int
     eval_size: int
@@ -210,6 +213,15 @@ def env_config(cfg: DictConfig) -> EnvConfig:
     return env
 
 
+def lora_settings(cfg: DictConfig) -> LoraSettings | None:
+    """``model.lora`` checked (``agents.lora``): ``None`` when LoRA is off (no section, or ``r: null``)."""
+    section = cfg.model.get("lora")
+    try:
+        return LoraSettings.from_config(OmegaConf.to_container(section, resolve=True) if section is not None else None)
+    except LoraConfigError as err:
+        raise TrainConfigError(str(err)) from None
+
+
 def validate_train_config(cfg: DictConfig, algo: AlgorithmConfig, world_size: int) -> TrainerConfig:
     """The run's trainer settings, checked with the algorithm, environment, model and world size; raises
     ``TrainConfigError`` naming the offending key."""
@@ -221,6 +233,7 @@ def validate_train_config(cfg: DictConfig, algo: AlgorithmConfig, world_size: in
     _need(t.expert_per_step % world_size == 0,
           f"trainer.expert_per_step={t.expert_per_step} does not divide over {world_size} ranks")
     _need(str(cfg.model.dtype) in ("bf16", "fp32"), f"model.dtype must be bf16 or fp32, got {cfg.model.dtype!r}")
+    lora_settings(cfg)
     if algo.uses_expert:
         _need(t.expert_per_step >= 1,
               f"algorithm.name={algo.name} uses expert data (mu > 0) but trainer.expert_per_step=0")

@@ -15,6 +15,7 @@ seeded by (seed, step, rank), so a run resumed from a checkpoint continues exact
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from agents.call_format import SETTINGS as CALL_FORMAT_SETTINGS
 from agents.call_format import renderer_for, resolve_call_format, set_chat_template
 from agents.engines import make_engine
 from agents.heldout import evaluate_tasks
+from agents.lora import LoraConfigError, apply_lora
 from agents.models import load_tokenizer
 from agents.trajectory import Trajectory
 from algorithms.checkpoint import (
@@ -44,6 +46,7 @@ from algorithms.config import (
     TrainConfigError,
     TrainerConfig,
     env_config,
+    lora_settings,
     rollout_engine,
     validate_train_config,
 )
@@ -53,6 +56,7 @@ from algorithms.lr_schedule import lr_at
 from algorithms.metrics import MetricsLogger
 from algorithms.prompt_kv import DetachedPromptKV
 from algorithms.reporting import training_summary, write_eval_transcripts, write_run_report
+from algorithms.zero3 import gathered_for_generation
 from envs import EnvConfigError
 
 
@@ -94,6 +98,7 @@ class Trainer:
         torch.manual_seed(int(cfg.seed))
         self.model, self.tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed),
                                                 tokenizer=tokenizer)
+        self.model = self._adapt_for_training(self.model)
         if tokenizer is None:  # one from _call_format has its chat template already
             set_chat_template(self.tokenizer, cfg.model.get("chat_template"))
         self.renderer = renderer_for(self.tokenizer, self.call_format)
@@ -206,6 +211,20 @@ class Trainer:
                       f"{eval_split!r}) are also training tasks (env.train_split={train_split!r}), e.g. "
                       f"{sorted(shared)[0]!r}", file=sys.stderr, flush=True)
 
+    def _adapt_for_training(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model.lora``: the model wrapped with trainable LoRA adapters (``agents.lora``; the base frozen).
+        ``trainer.gradient_checkpointing``: each decoder layer's activations recomputed in the backward pass
+        instead of stored (non-reentrant, so frozen inputs and LoRA need no special casing)."""
+        settings = lora_settings(self.cfg)
+        if settings is not None:
+            try:
+                model = apply_lora(model, settings)
+            except LoraConfigError as err:
+                raise TrainConfigError(str(err)) from None
+        if self.t.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return model
+
     def _reference_model(self) -> torch.nn.Module:
         """The KL term's reference policy: the initial weights, frozen (bf16 where training runs in bf16)."""
         import copy
@@ -218,8 +237,15 @@ class Trainer:
 
         t = self.t
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=t.lr, betas=t.adam_betas, weight_decay=t.weight_decay, eps=1e-8)
         ds_config = OmegaConf.to_container(self.cfg.deepspeed, resolve=True)
+        offload = ((ds_config.get("zero_optimization") or {}).get("offload_optimizer") or {}).get("device")
+        if offload == "cpu":  # ZeRO-Offload steps on the CPU: DeepSpeed's vectorised Adam (AdamW mode)
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+            optimizer = DeepSpeedCPUAdam(params, lr=t.lr, betas=t.adam_betas, weight_decay=t.weight_decay, eps=1e-8,
+                                         adamw_mode=True)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=t.lr, betas=t.adam_betas, weight_decay=t.weight_decay, eps=1e-8)
         ds_config.update({
             "train_micro_batch_size_per_gpu": 1,
             "gradient_accumulation_steps": 1,
@@ -284,10 +310,11 @@ class Trainer:
         episode_seeds = [(int(self.cfg.seed) * 1_000_003 + step) * 100_000 + slot for slot in slots]
         t0 = time.time()
         self.engine.eval()
-        trajectories = rollout(self.rollout_envs[:n], self.sampler, self.renderer, reset_kwargs=reset_kwargs,
-                               group_ids=group_ids, sampling=self._sampling(step), episode_seeds=episode_seeds,
-                               max_turns=self.t.max_turns,
-                               guided_calls=self.t.rollout_guided_calls)
+        with self._sampling_weights():
+            trajectories = rollout(self.rollout_envs[:n], self.sampler, self.renderer, reset_kwargs=reset_kwargs,
+                                   group_ids=group_ids, sampling=self._sampling(step), episode_seeds=episode_seeds,
+                                   max_turns=self.t.max_turns,
+                                   guided_calls=self.t.rollout_guided_calls)
         self.engine.train()
         generated = sum(int(sum(t.loss_mask)) for t in trajectories)
         return trajectories, time.time() - t0, generated
@@ -334,6 +361,11 @@ class Trainer:
             metrics["rollout/truncated"] = float(sum(bool(t.info.get("truncation")) for t in batch.on_policy))
         return metrics
 
+    def _sampling_weights(self) -> Any:
+        """Around sampling: the HF engine samples from the training module itself, whose ZeRO-3 partitions
+        are then gathered for the whole rollout (``algorithms.zero3``); vLLM holds its own synced copy."""
+        return gathered_for_generation(self.engine) if self.engine_kind == "hf" else contextlib.nullcontext()
+
     def _set_lr(self, step: int) -> None:
         """Step ``step``'s learning rate (``algorithms.lr_schedule``) on every parameter group."""
         lr = lr_at(step, self.total_steps, self.t.lr, **self.t.lr_schedule_settings)
@@ -349,10 +381,11 @@ class Trainer:
             self.eval_envs.append(self._make_env(self.cfg.env.eval_split))
         t0 = time.time()
         self.engine.eval()
-        records = evaluate_tasks(self.eval_envs, self._rank_share(list(range(len(self.eval_envs)))), self.sampler,
-                                 self.renderer,
-                                 self._sampling(step, greedy=True, max_new_tokens=self.t.eval_max_new_tokens),
-                                 max_turns=self.t.max_turns, guided_calls=self.t.eval_guided_calls)
+        with self._sampling_weights():
+            records = evaluate_tasks(self.eval_envs, self._rank_share(list(range(len(self.eval_envs)))),
+                                     self.sampler, self.renderer,
+                                     self._sampling(step, greedy=True, max_new_tokens=self.t.eval_max_new_tokens),
+                                     max_turns=self.t.max_turns, guided_calls=self.t.eval_guided_calls)
         self.engine.train()
         if self.dist.is_main:
             write_eval_transcripts(self.run_dir, step, records)

@@ -1,4 +1,4 @@
-"""Two CPU ranks (torchrun + gloo) split the prompts and reproduce one rank's first-step loss."""
+"""Two CPU ranks (torchrun + gloo) split the prompts and reproduce one rank's first-step loss, under ZeRO-2 and ZeRO-3."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ pytestmark = pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(s
                                 reason="torchrun not installed")
 
 
-def first_step(run_dir: Path, nproc: int, algorithm: str) -> dict:
+def first_step(run_dir: Path, nproc: int, algorithm: str, *extra: str, save: bool = False) -> dict:
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     overrides = [f"run_dir={run_dir}", *TINY, f"algorithm={algorithm}", "trainer.prompts_per_step=4",
-                 "trainer.expert_per_step=4", "trainer.max_new_tokens=24", "trainer.total_steps=1", "trainer.eval_every=0", "trainer.save_every=0"]
+                 "trainer.expert_per_step=4", "trainer.max_new_tokens=24", "trainer.total_steps=1", "trainer.eval_every=0",
+                 f"trainer.save_every={int(save)}", *extra]
     torchrun = str(Path(sys.executable).parent / "torchrun")
     cmd = [torchrun, "--standalone", f"--nproc_per_node={nproc}", "-m", "algorithms.train", *overrides]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -33,13 +34,28 @@ def first_step(run_dir: Path, nproc: int, algorithm: str) -> dict:
 @pytest.mark.parametrize("algorithm", ["chord_mu"])
 def test_two_ranks_give_the_one_rank_first_step_loss(tmp_path: Path, algorithm: str) -> None:
     one = first_step(tmp_path / "one", 1, algorithm)
-    two = first_step(tmp_path / "two", 2, algorithm)
+    two = first_step(tmp_path / "two", 2, algorithm, save=True)
     # The same rollouts: every episode samples from a stream named by its global slot, not its rank.
     assert two["reward/mean"] == pytest.approx(one["reward/mean"], abs=1e-9)
     assert two["rollout/generated_tokens"] == one["rollout/generated_tokens"]
     assert one["loss/sft"] > 0  # the expert term (split 2 + 2 over the ranks) is live
     for key in ("loss/grpo", "loss/sft", "loss/total"):
         assert two[key] == pytest.approx(one[key], abs=1e-4), key
+
+
+    # deepspeed=zero3: parameters partitioned over the ranks (sampling gathers them, algorithms.zero3), the
+    # same losses, and the same trained weights in the checkpoint's hf/ export (gathered by every rank)
+    zero3 = first_step(tmp_path / "zero3", 2, algorithm, "deepspeed=zero3", save=True)
+    assert zero3["rollout/generated_tokens"] == two["rollout/generated_tokens"]
+    for key in ("loss/grpo", "loss/sft", "loss/total"):
+        assert zero3[key] == pytest.approx(two[key], abs=1e-4), key
+    from safetensors.torch import load_file
+
+    ref, got = (load_file(tmp_path / name / "checkpoints" / "step-000001" / "hf" / "model.safetensors")
+                for name in ("two", "zero3"))
+    assert sorted(got) == sorted(ref)
+    for name, tensor in ref.items():
+        assert got[name].shape == tensor.shape and (got[name] - tensor).abs().max() < 1e-5, name
 
 
 @pytest.mark.slow  # 25 s: make test-slow; the gathering itself: test_all_reduce_sum_list_gathers_each_ranks_entries

@@ -267,3 +267,40 @@ def test_engine_stats_count_the_work(engine):
     s = engine.stats
     assert s.calls > 0 and s.generated_tokens > 0 and s.weight_syncs >= 2 and s.load_seconds > 0
     assert dataclasses.asdict(s)["sync_seconds"] > 0
+
+
+def test_weight_sync_of_a_lora_policy_merges_its_adapters(hf, engine, renderer):
+    """A LoRA policy (peft) trained until its greedy output changes: after ``update_weights`` vLLM samples the
+    merged model (W + scale * B A, under the base model's names), exactly the adapted model's greedy output.
+    Restores vLLM's weights after."""
+    import copy
+
+    from agents.lora import LoraSettings, apply_lora
+
+    model, tok = hf
+    policy = apply_lora(copy.deepcopy(model), LoraSettings.from_config({"r": 8, "alpha": 16}))
+    policy_engine = HFEngine(policy, tok, dtype="bf16")
+    prompt = renderer.render_prompt([{"role": "user", "content": "What is the weather in Paris?"}])
+    target = tok("[get_weather(city=\"Paris\")]<|im_end|>", add_special_tokens=False)["input_ids"]
+    before = policy_engine.generate([prompt], greedy(12))[0].token_ids
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    ids = torch.tensor([prompt + target])
+    labels = torch.full_like(ids, -100)
+    labels[0, len(prompt):] = ids[0, len(prompt):]
+    try:
+        for _ in range(12):
+            policy.train()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = policy(input_ids=ids, labels=labels).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            policy.eval()
+            after = policy_engine.generate([prompt], greedy(12))[0].token_ids
+            if after == target:
+                break
+        assert after == target != before, "the LoRA steps did not change the greedy output to the target"
+        engine.update_weights(policy)
+        assert engine.generate([prompt], greedy(12))[0].token_ids == after
+    finally:
+        engine.update_weights(model)
