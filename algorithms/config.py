@@ -134,6 +134,9 @@ class TrainerConfig:
         _need(bool(self.resume), f"trainer.resume must be auto, never or a checkpoint path, got {self.resume!r}")
         _need(self.prompt_grad in ("full", "detached"),
               f"trainer.prompt_grad must be full or detached, got {self.prompt_grad!r}")
+        _need(not (self.gradient_checkpointing and self.prompt_grad == "detached"),
+              "trainer.gradient_checkpointing=true does not combine with trainer.prompt_grad=detached (the detached "
+              "prompts' KV cache needs the cache that checkpointing turns off in training mode); choose one")
         for key in ("rollout_guided_calls", "eval_guided_calls"):
             _need(getattr(self, key) in GUIDED_CALLS,
                   f"trainer.{key} must be one of {', '.join(GUIDED_CALLS)}, got {getattr(self, key)!r}")

@@ -134,9 +134,10 @@ def test_resume_continues_the_same_data_stream(tmp_path: Path) -> None:
     ("model.spec=tests/missing-checkpoint", "model path tests/missing-checkpoint does not exist"),
     ("trainer.prompt_grad=none", "trainer.prompt_grad"),
     ("trainer.eval_guided_calls=always", "trainer.eval_guided_calls"),
+    ("trainer.gradient_checkpointing=true trainer.prompt_grad=detached", "trainer.gradient_checkpointing=true does not combine"),
 ])
 def test_bad_config_stops_before_work_naming_the_key(tmp_path: Path, override: str, key: str) -> None:
-    proc = run_train(tmp_path / "bad", "algorithm=chord_mu", override, timeout=300)
+    proc = run_train(tmp_path / "bad", "algorithm=chord_mu", *override.split(" "), timeout=300)
     assert proc.returncode != 0
     assert key in proc.stderr
     assert not (tmp_path / "bad" / "metrics.jsonl").exists()
