@@ -6,8 +6,8 @@ One step (1-based ``step``):
   3. expert batch: E expert trajectories (skipped when mu == 0)
   4. the step's learning rate (``algorithms.lr_schedule``), then ``chord_step``: L = (1 - mu) L_grpo + mu L_sft
      back-propagated over micro-batches, one optimizer step
-  5. metrics (JSONL, TensorBoard, progress bar); every ``eval_every`` steps a greedy held-out evaluation;
-     every ``save_every`` steps an atomic checkpoint.
+  5. metrics (to the loggers ``logger`` names: JSONL, TensorBoard, W&B; and a progress bar); every
+     ``eval_every`` steps a greedy held-out evaluation; every ``save_every`` steps an atomic checkpoint.
 
 Which prompts and expert samples a step uses is a pure function of (seed, step), and rollout sampling is
 seeded by (seed, step, rank), so a run resumed from a checkpoint continues exactly where it stopped.
@@ -44,6 +44,7 @@ from algorithms.config import (
     TrainConfigError,
     TrainerConfig,
     env_config,
+    logging_config,
     rollout_engine,
     validate_train_config,
 )
@@ -52,7 +53,7 @@ from algorithms.expert_data import ExpertSource, load_expert_pool
 from algorithms.lr_schedule import lr_at
 from algorithms.metrics import MetricsLogger
 from algorithms.prompt_kv import DetachedPromptKV
-from algorithms.reporting import training_summary, write_eval_transcripts, write_run_report
+from algorithms.reporting import training_summary, write_run_report
 from envs import EnvConfigError
 
 
@@ -77,6 +78,7 @@ class Trainer:
             raise TrainConfigError(f"algorithm: {err}") from err
         self.dist: DistInfo = init_distributed()
         self.t: TrainerConfig = validate_train_config(cfg, self.algo, self.dist.world_size)
+        self.logging = logging_config(cfg)
         self.engine_config, self.engine_kind = rollout_engine(cfg, self.t)
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
@@ -132,7 +134,9 @@ class Trainer:
         self.state: dict[str, Any] = {"eval_history": []}
         self._maybe_resume()
         self.logger = MetricsLogger(self.run_dir, enabled=self.dist.is_main, resume_step=self.start_step,
-                                    total_steps=self.total_steps, show_progress=self.t.progress)
+                                    total_steps=self.total_steps, show_progress=self.t.progress,
+                                    loggers=self.logging.loggers, wandb=self.logging.wandb,
+                                    run_config=OmegaConf.to_container(cfg, resolve=True))
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
@@ -349,8 +353,7 @@ class Trainer:
                                  self._sampling(step, greedy=True, max_new_tokens=self.t.eval_max_new_tokens),
                                  max_turns=self.t.max_turns, guided_calls=self.t.eval_guided_calls)
         self.engine.train()
-        if self.dist.is_main:
-            write_eval_transcripts(self.run_dir, step, records)
+        self.logger.log_transcripts(step, records)  # rank 0's share (what the JSONL files always held)
         total = all_reduce_sum(len(records))
         score = all_reduce_sum(sum(r.reward for r in records)) / max(total, 1.0)
         # Which tasks were solved (all ranks'): the accuracy, and kept in the checkpointed state for the
