@@ -210,11 +210,9 @@ def _wandb_settings(section: Any) -> WandbSettings:
     known = [f.name for f in fields(WandbSettings)]
     unknown = sorted(set(values) - set(known))
     _need(not unknown, f"wandb.{unknown[0] if unknown else ''} is not a W&B setting (known: {', '.join(known)})")
-    for key in ("entity", "name", "group", "mode"):
-        _need(values.get(key) is None or isinstance(values[key], str),
-              f"wandb.{key} must be a string or null, got {values.get(key)!r}")
-    _need(isinstance(values.get("project", "chordgym"), str) and bool(values.get("project", "chordgym")),
-          f"wandb.project must be a non-empty string, got {values.get('project')!r}")
+    for key in ("project", "entity", "name", "group", "mode"):
+        _need(values.get(key) is None or (isinstance(values[key], str) and values[key] != ""),
+              f"wandb.{key} must be a non-empty string or null, got {values.get(key)!r}")
     tags = values.get("tags") or []
     _need(isinstance(tags, list) and all(isinstance(t, str) for t in tags),
           f"wandb.tags must be a list of strings, got {tags!r}")

@@ -50,7 +50,7 @@ class WandbSettings:
     """The ``wandb:`` section of ``configs/train.yaml`` (used with ``logger=[...,wandb]``; checked by
     ``algorithms.config.logging_config``)."""
 
-    project: str = "chordgym"
+    project: str | None = None  # null: $WANDB_PROJECT, else chordgym
     entity: str | None = None
     name: str | None = None  # null: the run directory's name
     group: str | None = None
@@ -60,6 +60,9 @@ class WandbSettings:
     def resolved_mode(self) -> str:
         """``mode``, else ``$WANDB_MODE``, else ``offline``: nothing leaves the machine unless asked to."""
         return self.mode or os.environ.get("WANDB_MODE") or "offline"
+
+    def resolved_project(self) -> str:
+        return self.project or os.environ.get("WANDB_PROJECT") or "chordgym"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -196,7 +199,7 @@ class WandbLogger(Logger):
         mode = settings.resolved_mode()
         try:
             self.run = wandb.init(
-                project=settings.project, entity=settings.entity, name=settings.name or run_dir.name,
+                project=settings.resolved_project(), entity=settings.entity, name=settings.name or run_dir.name,
                 group=settings.group, tags=list(settings.tags) or None, mode=mode, id=self.run_id,
                 resume="allow", config=dict(config or {}), allow_val_change=True,
                 dir=os.environ.get("WANDB_DIR") or str(run_dir))

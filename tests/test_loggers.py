@@ -222,7 +222,8 @@ def test_wandb_without_the_package_says_how_to_install_it(monkeypatch) -> None:
 @pytest.mark.parametrize("section, message", [
     ({"mode": "cloud"}, "wandb.mode must be one of online, offline, disabled"),
     ({"tags": "a,b"}, "wandb.tags must be a list of strings"),
-    ({"project": ""}, "wandb.project must be a non-empty string"),
+    ({"project": ""}, "wandb.project must be a non-empty string or null"),
+    ({"entity": 3}, "wandb.entity must be a non-empty string or null"),
     ({"team": "x"}, "wandb.team is not a W&B setting"),
 ])
 def test_bad_wandb_settings_name_the_key(section: dict, message: str) -> None:
@@ -230,14 +231,17 @@ def test_bad_wandb_settings_name_the_key(section: dict, message: str) -> None:
         logging_config(_cfg(logger=["jsonl"], wandb=section))
 
 
-def test_wandb_mode_defaults_to_wandb_mode_else_offline(monkeypatch) -> None:
+def test_wandb_mode_and_project_default_to_wandbs_variables(monkeypatch) -> None:
     from algorithms.metrics import WandbSettings
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    assert WandbSettings().resolved_mode() == "offline"
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    assert WandbSettings().resolved_mode() == "offline" and WandbSettings().resolved_project() == "chordgym"
     monkeypatch.setenv("WANDB_MODE", "online")
-    assert WandbSettings().resolved_mode() == "online"
-    assert WandbSettings(mode="disabled").resolved_mode() == "disabled"  # the config's own value wins
+    monkeypatch.setenv("WANDB_PROJECT", "toolace")
+    assert WandbSettings().resolved_mode() == "online" and WandbSettings().resolved_project() == "toolace"
+    settings = WandbSettings(mode="disabled", project="mine")  # the config's own values win
+    assert settings.resolved_mode() == "disabled" and settings.resolved_project() == "mine"
 
 
 def test_the_shipped_config_has_the_default_loggers() -> None:
@@ -249,7 +253,7 @@ def test_the_shipped_config_has_the_default_loggers() -> None:
         cfg = compose("train")
     settings = logging_config(cfg)
     assert settings.loggers == ("jsonl", "tensorboard") and settings.wandb.mode is None
-    assert settings.wandb.project == "chordgym" and settings.wandb.name is None
+    assert settings.wandb.project is None and settings.wandb.name is None
 
 
 def test_a_bad_logger_name_stops_the_run_before_any_work(tmp_path: Path) -> None:
