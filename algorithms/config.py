@@ -34,9 +34,11 @@ class TrainConfigError(ValueError):
 def exit_on_start_up_errors(model_spec: str) -> Iterator[None]:
     """For the command-line entry points: a bad config, environment or model ends the process with one
     ``config error:`` line naming the key or path (exit 2), a failed checkpoint write with one ``error:``
-    line naming the path and the cause (exit 1); no traceback for what the user can fix."""
+    line naming the path and the cause (exit 1), a launch the process cannot take its place in with one
+    ``launch error:`` line (exit 2); no traceback for what the user can fix."""
     from agents.models import ModelLoadError
     from algorithms.checkpoint import CheckpointWriteError
+    from algorithms.distributed import LaunchError
 
     try:
         yield
@@ -45,6 +47,9 @@ def exit_on_start_up_errors(model_spec: str) -> Iterator[None]:
         sys.exit(2)
     except ModelLoadError as err:
         print(f"config error: model.spec={model_spec}: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except LaunchError as err:
+        print(f"launch error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
     except CheckpointWriteError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)

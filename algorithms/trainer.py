@@ -77,6 +77,9 @@ class Trainer:
         except (TypeError, ValueError) as err:
             raise TrainConfigError(f"algorithm: {err}") from err
         self.dist: DistInfo = init_distributed()
+        if self.dist.is_main and self.dist.world_size > 1:  # a multi-node launch that formed one world says so
+            print(f"distributed: {self.dist.world_size} ranks, {self.dist.local_world_size} on this node",
+                  flush=True)
         self.t: TrainerConfig = validate_train_config(cfg, self.algo, self.dist.world_size)
         self.logging = logging_config(cfg)
         self.engine_config, self.engine_kind = rollout_engine(cfg, self.t)
@@ -253,7 +256,18 @@ class Trainer:
         return np.random.default_rng([int(self.cfg.seed), step, stream])
 
     def _rank_share(self, items: list) -> list:
+        """This rank's items: every ``world_size``-th from its ``rank`` (over all nodes), so the ranks' shares are
+        disjoint and cover ``items``; ``prompts_per_step`` and ``expert_per_step`` divide evenly."""
         return items[self.dist.rank::self.dist.world_size]
+
+    def prompt_share(self, prompts: list[int]) -> list[tuple[int, int]]:
+        """This rank's part of a step's on-policy batch ``prompts`` (``step_prompts``): ``(slot in the global
+        batch, train-task index)`` pairs."""
+        return self._rank_share(list(enumerate(prompts)))
+
+    def eval_share(self, num_tasks: int) -> list[int]:
+        """The indices of the held-out tasks this rank evaluates, of the first ``num_tasks``."""
+        return self._rank_share(list(range(num_tasks)))
 
     def _sampling(self, step: int, greedy: bool = False, max_new_tokens: int | None = None) -> SamplingParams:
         return SamplingParams(temperature=self.t.temperature, top_p=self.t.top_p,
@@ -272,7 +286,7 @@ class Trainer:
         # each episode's reset seed and sampling stream are named by its global slot, so splitting the
         # batch over ranks changes nothing about what is sampled.
         group = int(self.algo.group_size)
-        mine = self._rank_share(list(enumerate(prompts)))
+        mine = self.prompt_share(prompts)
         n = len(mine) * group
         while len(self.rollout_envs) < n:
             self.rollout_envs.append(self._make_env(self.cfg.env.train_split, training=True))
@@ -348,7 +362,7 @@ class Trainer:
             self.eval_envs.append(self._make_env(self.cfg.env.eval_split))
         t0 = time.time()
         self.engine.eval()
-        records = evaluate_tasks(self.eval_envs, self._rank_share(list(range(len(self.eval_envs)))), self.sampler,
+        records = evaluate_tasks(self.eval_envs, self.eval_share(len(self.eval_envs)), self.sampler,
                                  self.renderer,
                                  self._sampling(step, greedy=True, max_new_tokens=self.t.eval_max_new_tokens),
                                  max_turns=self.t.max_turns, guided_calls=self.t.eval_guided_calls)
