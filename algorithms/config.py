@@ -1,12 +1,14 @@
 """The training config, typed and checked before any work, so that a bad key fails in a second, not an hour.
 
 ``TrainerConfig`` is the ``trainer:`` section, ``algorithms.chord.AlgorithmConfig`` the ``algorithm:`` one
-(whose defaults this module registers as Hydra's ``algorithm/base``); ``validate_train_config`` checks them
-together with the environment, the model's dtype and the world size.
+(whose defaults this module registers as Hydra's ``algorithm/base``), ``LoggingConfig`` the ``logger`` list
+and the ``wandb:`` section; ``validate_train_config`` checks them together with the environment, the model's
+dtype and the world size.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from agents.engines import EngineConfig, EngineConfigError, resolve_engine
 from agents.lora import LoraConfigError, LoraSettings
 from algorithms.chord import AlgorithmConfig
 from algorithms.lr_schedule import check_schedule
+from algorithms.metrics import DEFAULT_LOGGERS, LOGGERS, WANDB_MODES, LoggerStartError, WandbSettings
 from envs.env_config import EnvConfig, EnvConfigError
 from tools.call_grammar import GUIDED_CALLS
 
@@ -32,17 +35,22 @@ class TrainConfigError(ValueError):
 def exit_on_start_up_errors(model_spec: str) -> Iterator[None]:
     """For the command-line entry points: a bad config, environment or model ends the process with one
     ``config error:`` line naming the key or path (exit 2), a failed checkpoint write with one ``error:``
-    line naming the path and the cause (exit 1); no traceback for what the user can fix."""
+    line naming the path and the cause (exit 1), a launch the process cannot take its place in with one
+    ``launch error:`` line (exit 2); no traceback for what the user can fix."""
     from agents.models import ModelLoadError
     from algorithms.checkpoint import CheckpointWriteError
+    from algorithms.distributed import LaunchError
 
     try:
         yield
-    except (TrainConfigError, EnvConfigError) as err:
+    except (TrainConfigError, EnvConfigError, LoggerStartError) as err:
         print(f"config error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
     except ModelLoadError as err:
         print(f"config error: model.spec={model_spec}: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except LaunchError as err:
+        print(f"launch error: {err}", file=sys.stderr, flush=True)
         sys.exit(2)
     except CheckpointWriteError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
@@ -179,6 +187,52 @@ _KIND_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false"
                "tuple[float, float]": "a list of two numbers"}
 
 
+@dataclass(frozen=True, kw_only=True)
+class LoggingConfig:
+    """Where the run's metrics go: ``logger`` (names from ``LOGGERS``, in order) and the ``wandb:`` section."""
+
+    loggers: tuple[str, ...]
+    wandb: WandbSettings
+
+
+def logging_config(cfg: DictConfig) -> LoggingConfig:
+    """The run's ``logger`` list and ``wandb:`` section, checked: an unknown logger, ``wandb`` without the
+    package or a bad ``wandb.*`` value raises ``TrainConfigError`` naming the key."""
+    names = cfg.get("logger", list(DEFAULT_LOGGERS))
+    names = OmegaConf.to_container(names, resolve=True) if OmegaConf.is_config(names) else names
+    if names is None:
+        names = []
+    if isinstance(names, str):
+        names = [names]  # logger=wandb
+    _need(isinstance(names, list) and all(isinstance(n, str) for n in names),
+          f"logger must be a list of logger names (known: {', '.join(LOGGERS)}), got {names!r}")
+    unknown = [n for n in names if n not in LOGGERS]
+    _need(not unknown, f"logger: unknown logger {unknown[0] if unknown else ''!r} (known: {', '.join(LOGGERS)})")
+    if "wandb" in names:
+        _need(importlib.util.find_spec("wandb") is not None,
+              "logger: wandb needs the wandb package, which is not installed: pip install chordgym[wandb]")
+    return LoggingConfig(loggers=tuple(dict.fromkeys(names)), wandb=_wandb_settings(cfg.get("wandb")))
+
+
+def _wandb_settings(section: Any) -> WandbSettings:
+    values = OmegaConf.to_container(section, resolve=True) if OmegaConf.is_config(section) else section
+    values = values or {}
+    _need(isinstance(values, dict), f"wandb must be a mapping of W&B settings, got {values!r}")
+    known = [f.name for f in fields(WandbSettings)]
+    unknown = sorted(set(values) - set(known))
+    _need(not unknown, f"wandb.{unknown[0] if unknown else ''} is not a W&B setting (known: {', '.join(known)})")
+    for key in ("project", "entity", "name", "group", "mode"):
+        _need(values.get(key) is None or (isinstance(values[key], str) and values[key] != ""),
+              f"wandb.{key} must be a non-empty string or null, got {values.get(key)!r}")
+    tags = values.get("tags") or []
+    _need(isinstance(tags, list) and all(isinstance(t, str) for t in tags),
+          f"wandb.tags must be a list of strings, got {tags!r}")
+    _need(values.get("mode") in (None, *WANDB_MODES),
+          f"wandb.mode must be one of {', '.join(WANDB_MODES)} or null ($WANDB_MODE, else offline), "
+          f"got {values.get('mode')!r}")
+    return WandbSettings(**{**values, "tags": tuple(tags)})
+
+
 def trainer_config(cfg: DictConfig) -> TrainerConfig:
     """The run's ``trainer`` section as a checked ``TrainerConfig``."""
     return TrainerConfig.from_mapping(OmegaConf.to_container(cfg.trainer, resolve=True))
@@ -229,6 +283,7 @@ def validate_train_config(cfg: DictConfig, algo: AlgorithmConfig, world_size: in
     """The run's trainer settings, checked with the algorithm, environment, model and world size; raises
     ``TrainConfigError`` naming the offending key."""
     t = trainer_config(cfg)
+    logging_config(cfg)
     env_config(cfg)
     _need(int(algo.group_size) >= 1, f"algorithm.group_size must be >= 1, got {algo.group_size}")
     _need(t.prompts_per_step % world_size == 0,

@@ -1,11 +1,16 @@
 """Process-group set-up for DeepSpeed training, launched by ``deepspeed``, ``torchrun`` or plain ``python``.
 
-A plain ``python -m algorithms.train`` is a world of one: we set the rendezvous variables ourselves so
-that the same code path (``deepspeed.init_distributed``) runs under every launcher.
+Every launcher describes the process in environment variables, on one node or many (docs/training.md,
+"Several nodes"): ``torchrun`` and DeepSpeed's launcher set ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+``MASTER_ADDR`` and ``MASTER_PORT`` (and the node's process count: ``LOCAL_WORLD_SIZE``, DeepSpeed's
+``LOCAL_SIZE``); DeepSpeed's MPI launchers (``--launcher openmpi|mpich|impi|mvapich``) leave the ranks to
+MPI, which ``deepspeed.init_distributed`` asks through mpi4py. A plain ``python -m algorithms.train`` is a
+world of one: we set the rendezvous variables ourselves so that the same code path runs under every launcher.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import sys
@@ -18,11 +23,16 @@ import torch
 import torch.distributed as dist
 
 
+class LaunchError(RuntimeError):
+    """A launch this process cannot take its place in; the message says what to change."""
+
+
 @dataclass(frozen=True)
 class DistInfo:
-    rank: int
+    rank: int  # 0 .. world_size - 1 over all nodes: what the data is split by
     world_size: int
-    local_rank: int
+    local_rank: int  # 0 .. local_world_size - 1 on this node: which GPU the process takes
+    local_world_size: int = 1  # the processes on this node
 
     @property
     def is_main(self) -> bool:
@@ -56,22 +66,63 @@ def clear_stale_build_locks(max_age_s: float = STALE_LOCK_S) -> list[Path]:
     return removed
 
 
+# Where each kind of launcher puts the process's place on its node: torchrun and DeepSpeed's launcher first,
+# then Open MPI, MVAPICH, MPICH / Intel MPI and Slurm (before DeepSpeed's MPI discovery has set LOCAL_RANK).
+LOCAL_RANK_VARS = ("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
+                   "SLURM_LOCALID")
+LOCAL_SIZE_VARS = ("LOCAL_WORLD_SIZE", "LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE", "MV2_COMM_WORLD_LOCAL_SIZE",
+                   "MPI_LOCALNRANKS")
+MPI_SIZE_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def _env_int(names: tuple[str, ...], default: int) -> int:
+    """The first of ``names`` that is set, as an integer."""
+    for name in names:
+        if os.environ.get(name, "").strip():
+            return int(os.environ[name])
+    return default
+
+
+def launched_by_mpi() -> bool:
+    """An MPI launcher started several processes without the torch-style variables (``RANK`` ...): DeepSpeed's
+    ``--launcher openmpi|mpich|impi|mvapich`` runs ``mpirun`` that way and the ranks come from MPI."""
+    return any(_env_int((name,), 1) > 1 for name in MPI_SIZE_VARS)
+
+
+def _device_index(local_rank: int) -> int:
+    """The GPU of the process at ``local_rank`` on its node: the local rank, or 0 where the launcher showed
+    each process only its own GPU (``CUDA_VISIBLE_DEVICES`` of one device, as Slurm's ``--gpus-per-task=1``)."""
+    count = torch.cuda.device_count()
+    if count == 1:
+        return 0
+    if local_rank >= count:
+        raise LaunchError(f"local rank {local_rank} has no GPU of its own: this node shows {count} GPUs; start "
+                          f"at most {count} processes per node (torchrun --nproc_per_node, deepspeed --num_gpus)")
+    return local_rank
+
+
 def init_distributed() -> DistInfo:
-    """Initialise (once) the default process group through DeepSpeed and describe this process."""
+    """Initialise (once) the default process group through DeepSpeed and describe this process: its rank and
+    the world size over all nodes, its local rank and the process count on its node."""
     import deepspeed
 
-    if "RANK" not in os.environ:
+    if "RANK" not in os.environ and not launched_by_mpi() and _env_int(("WORLD_SIZE",), 1) <= 1:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(_free_port()))
+    if "RANK" not in os.environ and importlib.util.find_spec("mpi4py") is None:
+        raise LaunchError("several processes (an MPI launcher, or WORLD_SIZE > 1) but no RANK: DeepSpeed reads "
+                          "the ranks from MPI through mpi4py, which is not installed (pip install mpi4py); or "
+                          "launch with torchrun or with deepspeed's default launcher, which set RANK")
     # DS_ACCELERATOR=cpu on a GPU machine trains on the CPU: then gloo, and no GPU is claimed.
     on_gpu = torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR", "cuda") == "cuda"
     if on_gpu:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))  # one GPU per rank
+        torch.cuda.set_device(_device_index(_env_int(LOCAL_RANK_VARS, 0)))  # one GPU per rank
     if not dist.is_initialized():
         clear_stale_build_locks()
         deepspeed.init_distributed(dist_backend=None if on_gpu else "gloo")
-    return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                    local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+    world_size = dist.get_world_size()
+    return DistInfo(rank=dist.get_rank(), world_size=world_size, local_rank=_env_int(LOCAL_RANK_VARS, 0),
+                    local_world_size=_env_int(LOCAL_SIZE_VARS, 1 if world_size == 1 else world_size))
 
 
 def _all_reduce_tensor(tensor: torch.Tensor, op: Any = None) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""What a training run reports about itself: held-out transcripts, ``summary.json``, the printed summary and
-``training.png``.
+"""What a training run reports about itself: ``summary.json``, the printed summary and ``training.png`` (the
+held-out transcripts are the loggers', ``algorithms.metrics``).
 
 The summary compares the base model (the step-0 evaluation) with the final one on the same held-out tasks:
 accuracy and mean reward, each accuracy's 95% Wilson interval, and the tasks gained and lost with McNemar's
@@ -15,22 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.heldout import TaskRecord
 from agents.scores import paired_change, wilson_interval
 from algorithms.metrics import read_jsonl
-
-
-def write_eval_transcripts(run_dir: Path, step: int, records: Sequence[TaskRecord]) -> Path:
-    """What the model said on the held-out tasks and, for a failed task, why (its environment's ``failure``):
-    one JSON line per record in ``<run_dir>/eval/step-NNNNNN.jsonl``."""
-    out = run_dir / "eval"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"step-{step:06d}.jsonl"
-    with path.open("w") as f:
-        for r in records:
-            f.write(json.dumps({"task_id": r.id, "reward": r.reward, "failure": r.failure, "assistant": r.output,
-                                "environment": r.environment}, default=str) + "\n")
-    return path
 
 
 def training_summary(history: Sequence[dict[str, Any]], solved: dict[str, Sequence[bool]], *, env: str,
@@ -123,7 +109,9 @@ def write_training_plot(run_dir: Path) -> Path:
 
 
 def write_run_report(run_dir: Path, summary: dict[str, Any]) -> str:
-    """Write ``summary.json`` and ``training.png`` into ``run_dir``; the summary's text, to print."""
+    """Write ``summary.json`` and ``training.png`` into ``run_dir``; the summary's text, to print. The plot is
+    drawn from ``metrics.jsonl``: a run without the ``jsonl`` logger gets none."""
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    write_training_plot(run_dir)
+    if (run_dir / "metrics.jsonl").exists():
+        write_training_plot(run_dir)
     return format_summary(summary)

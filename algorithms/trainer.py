@@ -6,8 +6,8 @@ One step (1-based ``step``):
   3. expert batch: E expert trajectories (skipped when mu == 0)
   4. the step's learning rate (``algorithms.lr_schedule``), then ``chord_step``: L = (1 - mu) L_grpo + mu L_sft
      back-propagated over micro-batches, one optimizer step
-  5. metrics (JSONL, TensorBoard, progress bar); every ``eval_every`` steps a greedy held-out evaluation;
-     every ``save_every`` steps an atomic checkpoint.
+  5. metrics (to the loggers ``logger`` names: JSONL, TensorBoard, W&B; and a progress bar); every
+     ``eval_every`` steps a greedy held-out evaluation; every ``save_every`` steps an atomic checkpoint.
 
 Which prompts and expert samples a step uses is a pure function of (seed, step), and rollout sampling is
 seeded by (seed, step, rank), so a run resumed from a checkpoint continues exactly where it stopped.
@@ -46,6 +46,7 @@ from algorithms.config import (
     TrainConfigError,
     TrainerConfig,
     env_config,
+    logging_config,
     lora_settings,
     rollout_engine,
     validate_train_config,
@@ -55,7 +56,7 @@ from algorithms.expert_data import ExpertSource, load_expert_pool
 from algorithms.lr_schedule import lr_at
 from algorithms.metrics import MetricsLogger
 from algorithms.prompt_kv import DetachedPromptKV
-from algorithms.reporting import training_summary, write_eval_transcripts, write_run_report
+from algorithms.reporting import training_summary, write_run_report
 from algorithms.zero3 import gathered_for_generation
 from envs import EnvConfigError
 
@@ -80,7 +81,11 @@ class Trainer:
         except (TypeError, ValueError) as err:
             raise TrainConfigError(f"algorithm: {err}") from err
         self.dist: DistInfo = init_distributed()
+        if self.dist.is_main and self.dist.world_size > 1:  # a multi-node launch that formed one world says so
+            print(f"distributed: {self.dist.world_size} ranks, {self.dist.local_world_size} on this node",
+                  flush=True)
         self.t: TrainerConfig = validate_train_config(cfg, self.algo, self.dist.world_size)
+        self.logging = logging_config(cfg)
         self.engine_config, self.engine_kind = rollout_engine(cfg, self.t)
         self.run_dir = Path(cfg.run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
@@ -140,7 +145,9 @@ class Trainer:
         self.state: dict[str, Any] = {"eval_history": []}
         self._maybe_resume()
         self.logger = MetricsLogger(self.run_dir, enabled=self.dist.is_main, resume_step=self.start_step,
-                                    total_steps=self.total_steps, show_progress=self.t.progress)
+                                    total_steps=self.total_steps, show_progress=self.t.progress,
+                                    loggers=self.logging.loggers, wandb=self.logging.wandb,
+                                    run_config=OmegaConf.to_container(cfg, resolve=True))
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
@@ -280,7 +287,18 @@ class Trainer:
         return np.random.default_rng([int(self.cfg.seed), step, stream])
 
     def _rank_share(self, items: list) -> list:
+        """This rank's items: every ``world_size``-th from its ``rank`` (over all nodes), so the ranks' shares are
+        disjoint and cover ``items``; ``prompts_per_step`` and ``expert_per_step`` divide evenly."""
         return items[self.dist.rank::self.dist.world_size]
+
+    def prompt_share(self, prompts: list[int]) -> list[tuple[int, int]]:
+        """This rank's part of a step's on-policy batch ``prompts`` (``step_prompts``): ``(slot in the global
+        batch, train-task index)`` pairs."""
+        return self._rank_share(list(enumerate(prompts)))
+
+    def eval_share(self, num_tasks: int) -> list[int]:
+        """The indices of the held-out tasks this rank evaluates, of the first ``num_tasks``."""
+        return self._rank_share(list(range(num_tasks)))
 
     def _sampling(self, step: int, greedy: bool = False, max_new_tokens: int | None = None) -> SamplingParams:
         return SamplingParams(temperature=self.t.temperature, top_p=self.t.top_p,
@@ -299,7 +317,7 @@ class Trainer:
         # each episode's reset seed and sampling stream are named by its global slot, so splitting the
         # batch over ranks changes nothing about what is sampled.
         group = int(self.algo.group_size)
-        mine = self._rank_share(list(enumerate(prompts)))
+        mine = self.prompt_share(prompts)
         n = len(mine) * group
         while len(self.rollout_envs) < n:
             self.rollout_envs.append(self._make_env(self.cfg.env.train_split, training=True))
@@ -382,13 +400,12 @@ class Trainer:
         t0 = time.time()
         self.engine.eval()
         with self._sampling_weights():
-            records = evaluate_tasks(self.eval_envs, self._rank_share(list(range(len(self.eval_envs)))),
-                                     self.sampler, self.renderer,
+            records = evaluate_tasks(self.eval_envs, self.eval_share(len(self.eval_envs)), self.sampler,
+                                     self.renderer,
                                      self._sampling(step, greedy=True, max_new_tokens=self.t.eval_max_new_tokens),
                                      max_turns=self.t.max_turns, guided_calls=self.t.eval_guided_calls)
         self.engine.train()
-        if self.dist.is_main:
-            write_eval_transcripts(self.run_dir, step, records)
+        self.logger.log_transcripts(step, records)  # rank 0's share (what the JSONL files always held)
         total = all_reduce_sum(len(records))
         score = all_reduce_sum(sum(r.reward for r in records)) / max(total, 1.0)
         # Which tasks were solved (all ranks'): the accuracy, and kept in the checkpointed state for the

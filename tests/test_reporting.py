@@ -1,5 +1,5 @@
-"""``algorithms.reporting``: the training run's summary, its printed form, the plot and the held-out
-transcripts, from explicit inputs (no trainer)."""
+"""``algorithms.reporting``: the training run's summary, its printed form and the plot, and the held-out
+transcripts (``algorithms.metrics.write_eval_transcripts``), from explicit inputs (no trainer)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,8 @@ import pytest
 
 from agents.heldout import TaskRecord
 from agents.scores import wilson_interval
-from algorithms.reporting import (
-    format_summary,
-    training_summary,
-    write_eval_transcripts,
-    write_run_report,
-)
+from algorithms.metrics import write_eval_transcripts
+from algorithms.reporting import format_summary, training_summary, write_run_report
 
 FACTS = dict(env="toolace", algorithm="chord_mu", model="tiny", steps=3, eval_split="val",
              final_checkpoint="runs/x/checkpoints/step-000003", run_dir="runs/x", device="cpu", world_size=2)
