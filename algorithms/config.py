@@ -260,6 +260,22 @@ def rollout_engine(cfg: DictConfig, t: TrainerConfig) -> tuple[EngineConfig, str
     return config, kind
 
 
+def apply_data_shorthand(cfg: DictConfig) -> DictConfig:
+    """``data.path`` / ``data.format``: the data file and format of a dataset-backed environment
+    (``env=toolcalls data.path=train.jsonl``), written into ``env.kwargs.path`` / ``env.kwargs.format``.
+    An environment without those kwargs (ToolACE generates its tasks) refuses them, naming the key."""
+    data = cfg.get("data") or {}
+    kwargs = cfg.env.get("kwargs") or {}  # keys(): a mandatory ``???`` value is "not in" a DictConfig
+    for key in ("path", "format"):
+        value = data.get(key)
+        if value is None:
+            continue
+        _need(key in list(kwargs.keys()), f"data.{key} is for a dataset-backed environment (env=toolcalls); env.name="
+                             f"{cfg.env.get('name')} has no kwargs.{key} (its own data: docs/new-tool-env.md)")
+        cfg.env.kwargs[key] = value
+    return cfg
+
+
 def env_config(cfg: DictConfig) -> EnvConfig:
     """The run's ``env`` section, checked, with its environment registered (``envs.env_config``)."""
     try:

@@ -45,6 +45,7 @@ from algorithms.chord import AlgorithmConfig, StepContext, chord_step
 from algorithms.config import (
     TrainConfigError,
     TrainerConfig,
+    apply_data_shorthand,
     env_config,
     logging_config,
     lora_settings,
@@ -75,7 +76,7 @@ class Trainer:
     """Builds everything from a Hydra config and runs the loop; see the module docstring."""
 
     def __init__(self, cfg: DictConfig):
-        self.cfg = cfg
+        self.cfg = apply_data_shorthand(cfg)
         try:
             self.algo = AlgorithmConfig.from_dict(OmegaConf.to_container(cfg.algorithm, resolve=True))
         except (TypeError, ValueError) as err:

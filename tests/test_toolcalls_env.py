@@ -253,3 +253,19 @@ def test_sft_split_experts_think_before_they_call():
         assert first.startswith("<think>") and "<tool_call>" in first
         reward, last = play_expert(env, i)
         assert reward == 1.0, last
+
+
+def test_data_path_is_the_shorthand_for_the_dataset_envs_file():
+    """``env=toolcalls data.path=... data.format=...`` sets the env's kwargs; ToolACE (no data file) refuses it."""
+    from hydra import compose, initialize_config_dir
+
+    from algorithms.config import TrainConfigError, apply_data_shorthand
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+        cfg = apply_data_shorthand(compose(config_name="train", overrides=[
+            "env=toolcalls", f"data.path={OPENAI}", "data.format=openai"]))
+        assert cfg.env.kwargs.path == str(OPENAI) and cfg.env.kwargs.format == "openai"
+        untouched = apply_data_shorthand(compose(config_name="train", overrides=["env=toolcalls"]))
+        assert untouched.env.kwargs.format == "auto"
+        with pytest.raises(TrainConfigError, match="data.path is for a dataset-backed environment"):
+            apply_data_shorthand(compose(config_name="train", overrides=["env=toolace", "data.path=x.jsonl"]))
