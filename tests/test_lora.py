@@ -17,6 +17,7 @@ from agents.lora import LoraConfigError, LoraSettings, apply_lora, policy_weight
 from agents.models import load_tokenizer, tiny_random_model
 from agents.trajectory import Trajectory, collate
 from algorithms.chord import expert_micro_loss, preset
+from algorithms.lr_schedule import lr_at
 from tests.helpers import REPO, metric_rows
 from tests.test_train_e2e import TINY, run_train, train_steps
 
@@ -135,7 +136,7 @@ def test_lora_run_killed_resumes_and_exports_a_merged_model(tmp_path: Path, toke
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "algorithms.train", f"run_dir={run_dir}", *TINY, *LORA, "algorithm=chord_mu",
            "trainer.total_steps=4", "trainer.save_every=2", "trainer.eval_every=0", "trainer.lr=1e-2",
-           "rollout.engine=hf"]
+           "trainer.lr_schedule=cosine", "trainer.warmup_steps=1", "rollout.engine=hf"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     pointer = run_dir / "checkpoints" / "LATEST"
     deadline = time.time() + 400
@@ -151,7 +152,9 @@ def test_lora_run_killed_resumes_and_exports_a_merged_model(tmp_path: Path, toke
     assert done.returncode == 0, done.stderr[-4000:]
     assert f"at step {resumed_from}" in done.stdout
     assert train_steps(run_dir) == [1, 2, 3, 4]
-    assert all("loss/total" not in r or r["loss/total"] == r["loss/total"] for r in metric_rows(run_dir))
+    assert (run_dir / "checkpoints" / "LATEST").read_text().strip() == "step-000004"
+    lrs = [r["lr"] for r in metric_rows(run_dir) if "loss/total" in r]  # the schedule continues across the kill
+    assert lrs == pytest.approx([lr_at(s, 4, 1e-2, "cosine", warmup_steps=1) for s in range(1, 5)])
 
     ckpt = run_dir / "checkpoints" / "step-000004"
     merged = AutoModelForCausalLM.from_pretrained(ckpt / "hf", dtype=torch.float32).eval()

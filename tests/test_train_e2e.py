@@ -73,6 +73,7 @@ def test_three_steps_of_each_algorithm(tmp_path: Path, algorithm: str) -> None:
     assert (run_dir / "training.png").stat().st_size > 1000
 
 
+@pytest.mark.slow  # make test-slow; the default suite kills and resumes a LoRA run the same way (test_lora.py)
 def test_sigkill_then_resume_repeats_and_loses_no_step(tmp_path: Path) -> None:
     """Also: the resumed run continues the learning-rate schedule (each step's lr is lr_at(step))."""
     run_dir = tmp_path / "killed"
