@@ -35,9 +35,8 @@ from agents.models import autocast_context
 from agents.trajectory import Trajectory, collate
 from algorithms.advantages import group_advantages
 from algorithms.distributed import all_reduce_max, all_reduce_sum
-from algorithms.forward import completion_logits, plan_micro_batches, trainable_start
+from algorithms.forward import completion_logprobs, plan_micro_batches, trainable_start
 from algorithms.idft import IDFTParams, centred_loglik, idft_lambda
-from algorithms.logprobs import token_logprobs_and_entropy
 from algorithms.losses import (
     AGG_MODES,
     aggregation_units,
@@ -232,7 +231,8 @@ def on_policy_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], advan
                          algo: AlgorithmConfig, temperature: float, use_sampler_logprobs: bool,
                          max_len: int | None, prompt_kv: DetachedPromptKV | None = None,
                          ref_model: torch.nn.Module | None = None,
-                         ref_prompt_kv: DetachedPromptKV | None = None) -> MicroBatchOutput:
+                         ref_prompt_kv: DetachedPromptKV | None = None, padding_free: bool = False
+                         ) -> MicroBatchOutput:
     """L_grpo, GRPO's clipped surrogate, on one micro-batch of on-policy trajectories (mean over it).
 
     Old log-probs are the detached current ones (one optimizer step per rollout batch, the paper's
@@ -241,20 +241,20 @@ def on_policy_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], advan
     is weighted by min(pi_old / pi_sampler, tis_cap) (``truncated_is_weight``; ``grpo/tis_clipped_share``).
     With ``algo.kl_coef != 0`` the frozen ``ref_model`` (the initial weights) scores the same tokens and
     the k3 estimate of KL(pi || pi_ref) is added with that weight, as TRL's ``beta`` and verl's
-    ``kl_loss_coef`` do (metric ``grpo/kl``).
+    ``kl_loss_coef`` do (metric ``grpo/kl``). ``padding_free``: the micro-batch's rows run packed into one
+    sequence (``algorithms.packed``), each cut to its own window; the values are the same.
     """
     ref_logp = None
     if algo.kl_coef != 0.0:
         if ref_model is None:
             raise ValueError("algorithm.kl_coef != 0 needs the reference model")
         with torch.no_grad():
-            ref_logits, ref_window = completion_logits(ref_model, batch, ref_prompt_kv)
-            ref_logp, _ = token_logprobs_and_entropy(ref_logits, ref_window["input_ids"], temperature=temperature,
-                                                     with_entropy=False)
-    logits, batch = completion_logits(model, batch, prompt_kv)
+            ref_logp, _, _ = completion_logprobs(ref_model, batch, ref_prompt_kv, temperature=temperature,
+                                                 with_entropy=False, padding_free=padding_free)
     need_entropy = algo.entropy_coef != 0.0 or temperature == 1.0
-    logp, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], temperature=temperature,
-                                               with_entropy=need_entropy, entropy_grad=algo.entropy_coef != 0.0)
+    logp, entropy, batch = completion_logprobs(model, batch, prompt_kv, temperature=temperature,
+                                               with_entropy=need_entropy, entropy_grad=algo.entropy_coef != 0.0,
+                                               padding_free=padding_free)
     mask = batch["loss_mask"]
     sampler_logp = batch["old_logprobs"]
     old_logp = sampler_logp if use_sampler_logprobs else logp.detach()
@@ -278,15 +278,15 @@ def on_policy_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], advan
 
 
 def expert_micro_loss(model: torch.nn.Module, batch: dict[str, Tensor], algo: AlgorithmConfig, step: int,
-                      total_steps: int, max_len: int | None, prompt_kv: DetachedPromptKV | None = None
-                      ) -> MicroBatchOutput:
+                      total_steps: int, max_len: int | None, prompt_kv: DetachedPromptKV | None = None,
+                      padding_free: bool = False) -> MicroBatchOutput:
     """L_sft, the weighted SFT term, on one micro-batch of expert trajectories (mean over it).
 
     The entropy pass is always run: IDFT needs it, and the centred log-likelihood of the expert tokens is
     the diagnostic that shows how far off-policy the expert data is.
     """
-    logits, batch = completion_logits(model, batch, prompt_kv)
-    logp, entropy = token_logprobs_and_entropy(logits, batch["input_ids"], temperature=1.0, with_entropy=True)
+    logp, entropy, batch = completion_logprobs(model, batch, prompt_kv, temperature=1.0, with_entropy=True,
+                                               padding_free=padding_free)
     mask = batch["loss_mask"]
     loss, sft_metrics = sft_loss(logp, mask, weighting=algo.sft_weighting, agg=algo.loss_agg, entropy=entropy,
                                  idft_params=algo.idft_params(step, total_steps), max_len=max_len)
@@ -323,6 +323,7 @@ class StepContext:
     prompt_kv: DetachedPromptKV | None = None  # trainer.prompt_grad=detached
     ref_model: torch.nn.Module | None = None  # kl_coef != 0
     ref_prompt_kv: DetachedPromptKV | None = None
+    padding_free: bool = False  # trainer.padding_free: each micro-batch's rows packed into one sequence
 
     @property
     def device(self) -> torch.device:
@@ -383,13 +384,13 @@ def chord_step(ctx: StepContext, algo: AlgorithmConfig, on_policy: list[Trajecto
             ctx, algo, on_policy, live, grpo_weight, means,
             lambda data, rows, max_len: on_policy_micro_loss(
                 ctx.engine, data, advantages[rows].to(device), algo, ctx.temperature, ctx.use_sampler_logprobs,
-                max_len, ctx.prompt_kv, ctx.ref_model, ctx.ref_prompt_kv))
+                max_len, ctx.prompt_kv, ctx.ref_model, ctx.ref_prompt_kv, padding_free=ctx.padding_free))
         backward_calls += calls
     if sft_weight > 0.0 and all_reduce_max(len(expert)) > 0:
         sft_value, calls = _backward_term(
             ctx, algo, expert, list(range(len(expert))), sft_weight, means,
             lambda data, rows, max_len: expert_micro_loss(ctx.engine, data, algo, step, total_steps, max_len,
-                                                          ctx.prompt_kv))
+                                                          ctx.prompt_kv, padding_free=ctx.padding_free))
         backward_calls += calls
     if ctx.prompt_kv is not None:
         means.add({"train/prompt_kv_computed_share":
@@ -452,12 +453,14 @@ def _zero_backward(ctx: StepContext) -> None:
 
 def _micro_batches(ctx: StepContext, trajectories: list[Trajectory]) -> list[list[int]]:
     """Micro-batches capped by the tokens that keep activations for the backward pass: whole rows, or
-    with detached prompts only each row's span from its first trainable token on."""
+    with detached prompts only each row's span from its first trainable token on. Packed
+    (``ctx.padding_free``, full prompts) the cap is on the sum of the rows' lengths, not rows x longest."""
     if ctx.prompt_kv is not None:
         lengths = [t.num_tokens - trainable_start(t.loss_mask) for t in trajectories]
     else:
         lengths = [t.num_tokens for t in trajectories]
-    return plan_micro_batches(lengths, ctx.micro_batch_size, ctx.micro_batch_tokens)
+    packed = ctx.padding_free and ctx.prompt_kv is None
+    return plan_micro_batches(lengths, ctx.micro_batch_size, ctx.micro_batch_tokens, packed=packed)
 
 
 def _norm_length(algo: AlgorithmConfig, term: list[Trajectory]) -> int | None:

@@ -12,16 +12,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from algorithms.logprobs import token_logprobs_and_entropy
+from algorithms.packed import packed_logprobs, trainable_start
 from algorithms.prompt_kv import DetachedPromptKV, detached_prompt_row_logits
 
 
-def plan_micro_batches(lengths: list[int], max_rows: int, max_tokens: int) -> list[list[int]]:
+def plan_micro_batches(lengths: list[int], max_rows: int, max_tokens: int, packed: bool = False) -> list[list[int]]:
     """Row indices sorted by length, grouped into micro-batches of at most ``max_rows`` rows and
     ``max_tokens`` padded tokens (rows x longest row; a longer row gets a micro-batch of its own).
 
     The token cap bounds activation memory whatever the lengths: short rows (math) share a pass, long
     ones (ToolACE) go one or two at a time.
+
+    ``packed`` (``trainer.padding_free``): the cap is on real tokens, the sum of the rows' lengths, since a
+    packed micro-batch holds no padding; rows are placed longest first, each into the first micro-batch
+    it fits (first-fit decreasing), so few micro-batches run nearly full.
     """
+    if packed:
+        return _first_fit_decreasing(lengths, max_rows, max_tokens)
     batches: list[list[int]] = []
     for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
         current = batches[-1] if batches else None
@@ -29,6 +37,21 @@ def plan_micro_batches(lengths: list[int], max_rows: int, max_tokens: int) -> li
             current.append(i)
         else:
             batches.append([i])
+    return batches
+
+
+def _first_fit_decreasing(lengths: list[int], max_rows: int, max_tokens: int) -> list[list[int]]:
+    batches: list[list[int]] = []
+    totals: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        for k, batch in enumerate(batches):
+            if len(batch) < max_rows and totals[k] + lengths[i] <= max_tokens:
+                batch.append(i)
+                totals[k] += lengths[i]
+                break
+        else:
+            batches.append([i])
+            totals.append(lengths[i])
     return batches
 
 
@@ -83,16 +106,29 @@ def completion_logits(model: torch.nn.Module, batch: dict[str, Tensor], prompt_k
     return _stack_rows(rows), window
 
 
+def completion_logprobs(model: torch.nn.Module, batch: dict[str, Tensor], prompt_kv: DetachedPromptKV | None = None,
+                        *, temperature: float = 1.0, with_entropy: bool = True, entropy_grad: bool = False,
+                        padding_free: bool = False) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+    """``(logp, entropy, window)``: the per-token log-probs (and entropies, ``algorithms.logprobs``) of the
+    trainable window and the batch cut to match, whichever way the forward pass runs.
+
+    ``padding_free`` (``trainer.padding_free``, ``algorithms.packed``): the rows packed into one sequence,
+    each row's own window; otherwise ``completion_logits``. The values on every trainable token are the
+    same either way; ``prompt_kv`` (detached prompts) runs rows one by one and takes precedence.
+    """
+    if padding_free and prompt_kv is None:
+        return packed_logprobs(model, batch, temperature=temperature, with_entropy=with_entropy,
+                               entropy_grad=entropy_grad)
+    logits, window = completion_logits(model, batch, prompt_kv)
+    logp, entropy = token_logprobs_and_entropy(logits, window["input_ids"], temperature=temperature,
+                                               with_entropy=with_entropy, entropy_grad=entropy_grad)
+    return logp, entropy, window
+
+
 def _stack_rows(rows: list[Tensor | None]) -> Tensor:
     """Per-row logits of equal shape stacked into a batch; a row with nothing to train (None) gets zeros."""
     ref = next(r for r in rows if r is not None)
     return torch.stack([r if r is not None else ref.new_zeros(ref.shape) for r in rows])
-
-
-def trainable_start(loss_mask: list[int] | Tensor) -> int:
-    """The position whose logits predict a row's first trainable token (0 for a row with none)."""
-    mask = torch.as_tensor(loss_mask)
-    return max(int(mask.argmax()) - 1, 0) if bool(mask.any()) else 0
 
 
 def _detached_prompt_logits(model: torch.nn.Module, batch: dict[str, Tensor], lengths: list[int],

@@ -139,7 +139,7 @@ class Trainer:
             engine=self.engine, micro_batch_size=self.t.micro_batch_size, micro_batch_tokens=self.t.micro_batch_tokens,
             temperature=self.t.temperature, use_sampler_logprobs=self.t.use_sampler_logprobs, dtype=self.dtype,
             world_size=self.dist.world_size, pad_token_id=self.tokenizer.pad_token_id or 0, prompt_kv=self.prompt_kv,
-            ref_model=self.ref_model, ref_prompt_kv=self.ref_prompt_kv)
+            ref_model=self.ref_model, ref_prompt_kv=self.ref_prompt_kv, padding_free=self.t.padding_free)
 
         self.start_step = 0
         self.skipped_steps = 0

@@ -26,10 +26,12 @@ def test_the_shipped_section_loads_with_its_types(section: dict) -> None:
 
 
 def test_optional_keys_take_their_defaults(section: dict) -> None:
-    for key in ("prompt_grad", "resume_fallback", "rollout_guided_calls", "eval_guided_calls", "expert_data"):
+    for key in ("prompt_grad", "resume_fallback", "rollout_guided_calls", "eval_guided_calls", "expert_data",
+                "padding_free"):
         section.pop(key)
     t = TrainerConfig.from_mapping(section)
     assert (t.prompt_grad, t.resume_fallback, t.rollout_guided_calls, t.expert_data) == ("full", True, "none", None)
+    assert t.padding_free is False
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -41,6 +43,7 @@ def test_optional_keys_take_their_defaults(section: dict) -> None:
     ({"adam_betas": [0.9]}, "trainer.adam_betas must be a list of two numbers, got [0.9]"),
     ({"progress": "yes"}, "trainer.progress must be true or false, got 'yes'"),
     ({"resume_fallback": "yes"}, "trainer.resume_fallback must be true or false, got 'yes'"),
+    ({"padding_free": 1}, "trainer.padding_free must be true or false, got 1"),
     ({"micro_batch_size": 0}, "trainer.micro_batch_size must be >= 1, got 0"),
     ({"top_p": 1.5}, "trainer.top_p must be in (0, 1], got 1.5"),
     ({"warmup_steps": 99}, "trainer.warmup_steps"),
