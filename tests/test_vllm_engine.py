@@ -278,17 +278,18 @@ def test_weight_sync_of_a_lora_policy_merges_its_adapters(hf, engine, renderer):
     from agents.lora import LoraSettings, apply_lora
 
     model, tok = hf
+    torch.manual_seed(0)  # LoRA's A is drawn from the global RNG: fixed here, whatever ran before
     policy = apply_lora(copy.deepcopy(model), LoraSettings.from_config({"r": 8, "alpha": 16}))
     policy_engine = HFEngine(policy, tok, dtype="bf16")
     prompt = renderer.render_prompt([{"role": "user", "content": "What is the weather in Paris?"}])
     target = tok("[get_weather(city=\"Paris\")]<|im_end|>", add_special_tokens=False)["input_ids"]
     before = policy_engine.generate([prompt], greedy(12))[0].token_ids
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.0)
     ids = torch.tensor([prompt + target])
     labels = torch.full_like(ids, -100)
     labels[0, len(prompt):] = ids[0, len(prompt):]
     try:
-        for _ in range(12):
+        for _ in range(24):
             policy.train()
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 loss = policy(input_ids=ids, labels=labels).loss
