@@ -95,6 +95,10 @@ class TrainerConfig:
     rollout_guided_calls: str = "none"
     use_sampler_logprobs: bool
     prompt_grad: str = "full"
+    dynamic_sampling: bool = False
+    max_extra_batches: int = 2
+    informative_groups: int | None = None
+    prompt_filter_visits: int = 0
     # -- memory
     gradient_checkpointing: bool = False
     # -- held-out evaluation
@@ -131,7 +135,8 @@ class TrainerConfig:
     def _check_ranges(self) -> None:
         for key in ("total_steps", "prompts_per_step", "micro_batch_size", "micro_batch_tokens"):
             _need(getattr(self, key) >= 1, f"trainer.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("expert_per_step", "eval_every", "save_every", "eval_size"):
+        for key in ("expert_per_step", "eval_every", "save_every", "eval_size", "max_extra_batches",
+                    "prompt_filter_visits"):
             _need(getattr(self, key) >= 0, f"trainer.{key} must be >= 0, got {getattr(self, key)}")
         _need(self.lr > 0, f"trainer.lr must be > 0, got {self.lr}")
         try:
@@ -149,6 +154,9 @@ class TrainerConfig:
         for key in ("rollout_guided_calls", "eval_guided_calls"):
             _need(getattr(self, key) in GUIDED_CALLS,
                   f"trainer.{key} must be one of {', '.join(GUIDED_CALLS)}, got {getattr(self, key)!r}")
+        _need(self.informative_groups is None or 1 <= self.informative_groups <= self.prompts_per_step,
+              f"trainer.informative_groups must be null or in [1, trainer.prompts_per_step="
+              f"{self.prompts_per_step}], got {self.informative_groups}")
         _need(self.expert_tasks is None or self.expert_tasks >= 1,
               f"trainer.expert_tasks must be null or >= 1, got {self.expert_tasks}")
 

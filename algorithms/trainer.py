@@ -53,6 +53,15 @@ from algorithms.config import (
     validate_train_config,
 )
 from algorithms.distributed import DistInfo, all_reduce_sum, all_reduce_sum_list, init_distributed
+from algorithms.dynamic_sampling import (
+    GroupOutcome,
+    PromptHistory,
+    draw_prompts,
+    is_informative,
+    kept_groups,
+    pass_rate,
+    pass_rate_histogram,
+)
 from algorithms.expert_data import ExpertSource, load_expert_pool
 from algorithms.lr_schedule import lr_at
 from algorithms.metrics import MetricsLogger
@@ -60,6 +69,17 @@ from algorithms.prompt_kv import DetachedPromptKV
 from algorithms.reporting import training_summary, write_run_report
 from algorithms.zero3 import gathered_for_generation
 from envs import EnvConfigError
+
+
+@dataclass
+class Rollouts:
+    """A step's sampling (this rank's share): the trajectories trained on, all those drawn (with dynamic
+    sampling, also the dropped tied groups and the redraws), and what the sampling cost and found."""
+    trajectories: list[Trajectory]
+    drawn: list[Trajectory]
+    seconds: float
+    generated_tokens: int
+    metrics: dict[str, float]
 
 
 @dataclass
@@ -145,6 +165,7 @@ class Trainer:
         self.skipped_steps = 0
         self.state: dict[str, Any] = {"eval_history": []}
         self._maybe_resume()
+        self.prompt_history = PromptHistory(self.t.prompt_filter_visits, self.state.get("prompt_history"))
         self.logger = MetricsLogger(self.run_dir, enabled=self.dist.is_main, resume_step=self.start_step,
                                     total_steps=self.total_steps, show_progress=self.t.progress,
                                     loggers=self.logging.loggers, wandb=self.logging.wandb,
@@ -306,46 +327,110 @@ class Trainer:
                               max_new_tokens=max_new_tokens or self.t.max_new_tokens, greedy=greedy,
                               seed=int(self.cfg.seed) * 1_000_003 + step * 101)
 
-    def step_prompts(self, step: int) -> list[int]:
-        """The train-task indices of step ``step``'s on-policy batch (all ranks): a pure function of (seed, step)."""
-        rng = self._rng(step, 0)
-        size = self.t.prompts_per_step
-        return [int(i) for i in rng.choice(self.num_train_tasks, size=size, replace=self.num_train_tasks < size)]
+    def step_prompts(self, step: int, batch: int = 0, exclude: set[int] | None = None) -> list[int]:
+        """The train-task indices of step ``step``'s on-policy batch (all ranks): a pure function of (seed, step,
+        batch) and, with ``trainer.prompt_filter_visits``, of the prompt history every rank shares. ``batch``
+        > 0 is a dynamic-sampling redraw, which leaves out the step's earlier prompts (``exclude``)."""
+        return self._draw_prompts(step, batch, exclude)[0]
 
-    def _rollouts(self, step: int) -> tuple[list[Trajectory], float, int]:
-        prompts = self.step_prompts(step)
+    def _draw_prompts(self, step: int, batch: int, exclude: set[int] | None) -> tuple[list[int], int]:
+        skip = self.prompt_history.skip if self.t.prompt_filter_visits > 0 else None
+        return draw_prompts(self._rng(step, 0 if batch == 0 else 1000 + batch), self.num_train_tasks,
+                            self.t.prompts_per_step, exclude=exclude, skip=skip)
+
+    def _rollout_batch(self, step: int, batch: int, prompts: list[int]) -> list[Trajectory]:
+        """This rank's share of ``prompts``, each rolled out ``group_size`` times (``agents.rollout``)."""
         # Slot k of the global batch: prompt k // G, sample k % G. A rank takes every world_size-th prompt;
-        # each episode's reset seed and sampling stream are named by its global slot, so splitting the
-        # batch over ranks changes nothing about what is sampled.
+        # each episode's reset seed and sampling stream are named by its global slot (a redraw's slots follow
+        # the step's earlier ones), so splitting the batch over ranks changes nothing about what is sampled.
         group = int(self.algo.group_size)
         mine = self.prompt_share(prompts)
         n = len(mine) * group
         while len(self.rollout_envs) < n:
             self.rollout_envs.append(self._make_env(self.cfg.env.train_split, training=True))
-        slots = [k * group + g for k, _ in mine for g in range(group)]
-        reset_kwargs = [{"seed": step * 100_000 + slot, "options": {"index": prompts[slot // group]}}
+        offset = batch * len(prompts) * group
+        slots = [offset + k * group + g for k, _ in mine for g in range(group)]
+        reset_kwargs = [{"seed": step * 100_000 + slot, "options": {"index": prompts[(slot - offset) // group]}}
                         for slot in slots]
-        group_ids = [f"{step}-{k}" for k, _ in mine for _ in range(group)]
+        group_ids = [f"{step}-{k}" if batch == 0 else f"{step}-{batch}-{k}" for k, _ in mine for _ in range(group)]
         episode_seeds = [(int(self.cfg.seed) * 1_000_003 + step) * 100_000 + slot for slot in slots]
-        t0 = time.time()
         self.engine.eval()
         with self._sampling_weights():
             trajectories = rollout(self.rollout_envs[:n], self.sampler, self.renderer, reset_kwargs=reset_kwargs,
-                                   group_ids=group_ids, sampling=self._sampling(step), episode_seeds=episode_seeds,
-                                   max_turns=self.t.max_turns,
+                                   group_ids=group_ids, sampling=self._sampling(step),
+                                   episode_seeds=episode_seeds, max_turns=self.t.max_turns,
                                    guided_calls=self.t.rollout_guided_calls)
         self.engine.train()
-        generated = sum(int(sum(t.loss_mask)) for t in trajectories)
-        return trajectories, time.time() - t0, generated
+        return trajectories
+
+    def _group_outcomes(self, batch: int, prompts: list[int], trajectories: list[Trajectory]) -> list[GroupOutcome]:
+        """Every group of a draw (all ranks'), from this rank's trajectories and one all-reduce."""
+        group = int(self.algo.group_size)
+        rates, informative = [0.0] * len(prompts), [0.0] * len(prompts)
+        for i, (k, _) in enumerate(self.prompt_share(prompts)):
+            rewards = [t.reward for t in trajectories[i * group:(i + 1) * group]]
+            rates[k], informative[k] = pass_rate(rewards), float(is_informative(rewards))
+        merged = all_reduce_sum_list(rates + informative)
+        return [GroupOutcome(batch, k, task, merged[k], merged[len(prompts) + k] > 0.5)
+                for k, task in enumerate(prompts)]
+
+    def _rollouts(self, step: int) -> Rollouts:
+        """The step's on-policy batch. With ``trainer.dynamic_sampling`` further batches of fresh prompts are
+        drawn (at most ``trainer.max_extra_batches``) until ``informative_groups`` groups have differing rewards,
+        and only those are kept (``algorithms.dynamic_sampling``); every draw's groups update the prompt history."""
+        t = self.t
+        dynamic = t.dynamic_sampling
+        target = t.informative_groups or t.prompts_per_step
+        group = int(self.algo.group_size)
+        t0 = time.time()
+        drawn: list[Trajectory] = []
+        kept: list[Trajectory] = []
+        outcomes: list[GroupOutcome] = []
+        seen: set[int] = set()
+        passed_over = 0
+        for batch in range(1 + (t.max_extra_batches if dynamic else 0)):
+            prompts, skipped = self._draw_prompts(step, batch, seen)
+            passed_over += skipped
+            seen.update(prompts)
+            trajectories = self._rollout_batch(step, batch, prompts)
+            drawn += trajectories
+            these = self._group_outcomes(batch, prompts, trajectories)
+            outcomes += these
+            for outcome in these:
+                self.prompt_history.record(outcome.task, outcome.informative)
+            if not dynamic:
+                kept = trajectories
+                break
+            wanted = kept_groups(outcomes, target)
+            kept += [traj for i, (k, _) in enumerate(self.prompt_share(prompts)) if (batch, k) in wanted
+                     for traj in trajectories[i * group:(i + 1) * group]]
+            if sum(o.informative for o in outcomes) >= target:
+                break
+        self.state["prompt_history"] = self.prompt_history.state_dict()
+        informative = sum(o.informative for o in outcomes)
+        metrics = {"sampling/groups_drawn": float(len(outcomes)), "sampling/informative_groups": float(informative),
+                   "sampling/informative_share": informative / max(1, len(outcomes)),
+                   "sampling/groups_trained": float(min(informative, target) if dynamic else len(outcomes)),
+                   "sampling/extra_batches": float(outcomes[-1].batch),
+                   "sampling/extra_rollouts": float(sum(o.batch > 0 for o in outcomes) * group),
+                   "sampling/prompts_filtered": float(passed_over),
+                   **pass_rate_histogram(o.pass_rate for o in outcomes)}
+        generated = sum(int(sum(traj.loss_mask)) for traj in drawn)
+        return Rollouts(kept, drawn, time.time() - t0, generated, metrics)
 
     # -- one optimizer step ------------------------------------------------------------------------------
     def train_step(self, step: int) -> dict[str, float]:
         t0 = time.time()
         algo = self.algo
         batch = StepBatch()
+        sampling: dict[str, float] = {}
+        rewards: list[float] = []
         if algo.needs_rollouts(step, self.total_steps):
-            batch.on_policy, batch.rollout_seconds, batch.generated_tokens = self._rollouts(step)
-        rewards = [t.reward for t in batch.on_policy]
+            drawn = self._rollouts(step)
+            batch.on_policy, batch.rollout_seconds, batch.generated_tokens = (drawn.trajectories, drawn.seconds,
+                                                                              drawn.generated_tokens)
+            sampling = drawn.metrics
+            rewards = [t.reward for t in drawn.drawn]  # the policy's reward on all it sampled, kept or not
         mean_reward = all_reduce_sum(sum(rewards)) / max(1.0, all_reduce_sum(len(rewards)))
         mu = algo.mu(step, self.total_steps, mean_reward=mean_reward)
         if mu > 0.0:
@@ -361,7 +446,7 @@ class Trainer:
         sync_seconds = time.time() - t_sync
         train_seconds = time.time() - t_train
         trained_tokens = sum(t.num_tokens for t in batch.on_policy + batch.expert)
-        metrics = {**result.metrics, "optimizer/skipped_steps": float(self.skipped_steps)}
+        metrics = {**result.metrics, **sampling, "optimizer/skipped_steps": float(self.skipped_steps)}
         metrics.update({
             "step": step, "mu": mu, "reward/mean": mean_reward,
             "reward/accuracy": all_reduce_sum(sum(r >= 1.0 for r in rewards)) / max(1.0, all_reduce_sum(len(rewards))),

@@ -106,7 +106,7 @@ def measure(option: str, out: Path, model: str) -> None:
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
             cfg = compose(config_name="train", overrides=overrides)
         trainer = Trainer(cfg)
-        on_policy, _, _ = trainer._rollouts(1)
+        on_policy = trainer._rollouts(1).trajectories
         expert = trainer.experts.sample(1, trainer.dist.rank, trainer.dist.world_size)
         mu = trainer.algo.mu(1, trainer.total_steps, mean_reward=0.0)
         trainer._set_lr(1)

@@ -142,11 +142,11 @@ def patch_ours(trainer: Any, captured: dict[int, Any], timers: dict[str, float])
     trainer.engine.step = timed_step
 
     def rollouts(step: int):
-        trajs, seconds, generated = original(step)
-        for t in trajs:
+        sampled = original(step)
+        for t in sampled.drawn:  # the trained trajectories are among these (the same objects)
             t.reward = float(t.reward) + LENGTH_BONUS * len(completion_text(t, trainer.tokenizer))
-        captured[step] = trajs
-        return trajs, seconds, generated
+        captured[step] = sampled.trajectories
+        return sampled
 
     trainer._rollouts = rollouts
 
