@@ -1,7 +1,8 @@
 """The paper's comparison at small scale: every method trained under one budget, then judged on BFCL.
 
-    python bench/compare.py                                    # all methods, default budget
+    python bench/compare.py                                    # the seven methods, full BFCL, 200 ToolACE tasks
     python bench/compare.py --methods sft chord_phi --steps 10 --bfcl-limit 50
+    python bench/compare.py --methods grpo grpo_ds chord_mu chord_mu_ds   # with and without dynamic sampling
     python bench/compare.py --methods sft chord_mu --lr 1e-4 --val-only      # tuning: validation score only
     python bench/compare.py --parallel 10 ...                  # on a GPU: all methods at once
     OMP_NUM_THREADS=1 python bench/compare.py --parallel 2 ... # on 2 CPU cores: one core per run
@@ -19,8 +20,11 @@ comparison resumes where it stopped; the trainer itself resumes from its last ch
 wall time is in ``compare.json`` and the trainer's per-step split (rollout, train, eval) in each run's
 ``metrics.jsonl``. The ToolACE validation score (the one to tune on) is taken by each trainer at its last
 step; the untrained model's is measured once, in the "original" row, instead of at step 0 of every run.
-Writes ``<out>/compare.json``, a Markdown table in the shape of the paper's Table 1
-(``<out>/compare.md``) and ``<out>/compare.png``.
+Every score carries its 95% Wilson interval, and the pairs the comparison is about (CHORD against SFT,
+SFT-then-GRPO, GRPO and IDFT; each ``_ds`` method against the same without dynamic sampling; every method
+against the untrained model) get McNemar's exact test on the entries both scored.
+Writes ``<out>/compare.json``, a Markdown table in the shape of the paper's Table 1 with the paired tests
+below it (``<out>/compare.md``) and ``<out>/compare.png``.
 """
 
 from __future__ import annotations
@@ -36,12 +40,30 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# method -> (algorithm config, trains on the Hinted-Decoding rewrite of the expert pool)
-METHODS: dict[str, tuple[str | None, bool]] = {
-    "original": (None, False), "sft": ("sft", False), "grpo": ("grpo", False),
-    "sft_then_grpo": ("sft_then_grpo", False), "chord_mu": ("chord_mu", False), "chord_phi": ("chord_phi", False),
-    "idft": ("idft", False), "hd_sft": ("sft", True), "hd_idft": ("idft", True), "hd_chord": ("chord_mu", True),
+sys.path.insert(0, str(REPO))
+
+from agents.scores import mcnemar_exact, wilson_interval  # noqa: E402
+from envs.bfcl.scores import IRRELEVANCE, LIVE_AST, NON_LIVE_AST  # noqa: E402
+
+# method -> (algorithm config, trains on the Hinted-Decoding rewrite of the expert pool, extra overrides)
+DYNAMIC = ("trainer.dynamic_sampling=true",)
+METHODS: dict[str, tuple[str | None, bool, tuple[str, ...]]] = {
+    "original": (None, False, ()), "sft": ("sft", False, ()), "grpo": ("grpo", False, ()),
+    "sft_then_grpo": ("sft_then_grpo", False, ()), "chord_mu": ("chord_mu", False, ()),
+    "chord_phi": ("chord_phi", False, ()), "idft": ("idft", False, ()),
+    "grpo_ds": ("grpo", False, DYNAMIC), "sft_then_grpo_ds": ("sft_then_grpo", False, DYNAMIC),
+    "chord_mu_ds": ("chord_mu", False, DYNAMIC), "chord_phi_ds": ("chord_phi", False, DYNAMIC),
+    "hd_sft": ("sft", True, ()), "hd_idft": ("idft", True, ()), "hd_chord": ("chord_mu", True, ()),
 }
+DEFAULT_METHODS = ["original", "sft", "grpo", "sft_then_grpo", "chord_mu", "chord_phi", "idft"]
+# The comparisons the issue's bar is stated on, and each method against the untrained model.
+GOAL_PAIRS = [("chord_phi", "sft"), ("chord_mu", "sft"), ("chord_phi", "sft_then_grpo"),
+              ("chord_mu", "sft_then_grpo"), ("chord_mu", "grpo"), ("chord_phi", "idft"),
+              ("grpo_ds", "grpo"), ("chord_mu_ds", "chord_mu"), ("chord_phi_ds", "chord_phi")]
+# Metric -> the results.json suites whose entries it pools (BFCL's headline aggregates take unweighted means
+# over categories, envs/bfcl/scores.py; intervals and paired tests are over the pooled entries).
+POOLS = {"non_live_ast": tuple(f"bfcl/{c}" for c in NON_LIVE_AST), "live_ast": tuple(f"bfcl/{c}" for c in LIVE_AST),
+         "irrelevance": tuple(f"bfcl/{c}" for c in IRRELEVANCE), "toolace_test": ("toolace/test",)}
 BFCL_CATEGORIES = ["simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance",
                    "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple"]
 _realign_lock = threading.Lock()
@@ -73,7 +95,7 @@ def realigned_pool(args: argparse.Namespace, out: Path) -> tuple[Path, float]:
 
 def train(method: str, args: argparse.Namespace, out: Path) -> tuple[Path | None, float, float]:
     """Train ``method``; returns (final HF checkpoint, training seconds, realign seconds)."""
-    algorithm, hinted = METHODS[method]
+    algorithm, hinted, extra = METHODS[method]
     if algorithm is None:
         return None, 0.0, 0.0
     run_dir = out / "runs" / method
@@ -92,7 +114,7 @@ def train(method: str, args: argparse.Namespace, out: Path) -> tuple[Path | None
            f"trainer.lr={args.lr}", f"seed={args.seed}", "trainer.progress=false",
            f"trainer.max_new_tokens={args.max_new_tokens}", f"trainer.eval_max_new_tokens={args.max_new_tokens}",
            f"trainer.eval_every={args.steps}", f"trainer.eval_size={args.val_size}", "env.eval_split=val",
-           f"trainer.save_every={args.steps}", "trainer.eval_at_start=false", *data, *args.train_override]
+           f"trainer.save_every={args.steps}", "trainer.eval_at_start=false", *data, *extra, *args.train_override]
     seconds = run(cmd, out / f"train-{method}.log")
     return final, seconds, realign_s
 
@@ -111,18 +133,18 @@ def evaluation(name: str, overrides: list[str], args: argparse.Namespace, out: P
 def evaluate(method: str, checkpoint: Path | None, args: argparse.Namespace, out: Path) -> tuple[dict, float]:
     """BFCL and the ToolACE held-out split for ``method``'s checkpoint (None: the untrained model)."""
     overrides = ["suites=[bfcl,toolace]", f"bfcl.categories=[{','.join(args.bfcl_categories)}]",
-                 f"bfcl.limit={args.bfcl_limit}", f"toolace.limit={args.toolace_limit}",
+                 f"bfcl.limit={'null' if args.bfcl_limit is None else args.bfcl_limit}", f"toolace.limit={args.toolace_limit}",
                  f"max_new_tokens={args.eval_max_new_tokens}"]
     return evaluation(method, overrides + ([f"model_path={checkpoint}"] if checkpoint is not None else []), args, out)
 
 
-def original_validation(args: argparse.Namespace, out: Path) -> tuple[float, float]:
+def original_validation(args: argparse.Namespace, out: Path) -> tuple[float, list[float], float]:
     """The untrained model's ToolACE validation accuracy, scored as the trainer scores it (greedy, same
-    tasks and turn length); returns (accuracy, seconds)."""
+    tasks and turn length); returns (accuracy, its 95% interval, seconds)."""
     summary, seconds = evaluation("original-val", ["suites=[toolace]", "toolace.split=val",
                                                    f"toolace.limit={args.val_size}",
                                                    f"max_new_tokens={args.max_new_tokens}"], args, out)
-    return summary["accuracy"]["toolace/val"], seconds
+    return summary["accuracy"]["toolace/val"], summary["interval95"]["toolace/val"], seconds
 
 
 def run_method(method: str, args: argparse.Namespace) -> dict:
@@ -130,9 +152,9 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
     score is read: BFCL and the test split stay unseen."""
     checkpoint, train_s, realign_s = train(method, args, args.out)
     if method == "original":
-        val, val_s = original_validation(args, args.out)
+        val, val_interval, val_s = original_validation(args, args.out)
     else:
-        val, val_s = validation_accuracy(args.out, method), 0.0
+        (val, val_interval), val_s = validation_accuracy(args.out, method), 0.0
     if args.val_only:
         summary, eval_s = {"accuracy": {}}, 0.0
     else:
@@ -141,7 +163,7 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
             print(f"{method}: train {train_s:.0f} s, eval {eval_s:.0f} s, BFCL {summary.get('bfcl_aggregates', {})}",
                   flush=True)
     return {"method": method, "summary": summary, "train_seconds": train_s, "eval_seconds": eval_s + val_s,
-            "realign_seconds": realign_s, "val_accuracy": val}
+            "realign_seconds": realign_s, "val_accuracy": val, "val_interval": val_interval}
 
 
 def method_row(method: str, future) -> dict:
@@ -154,10 +176,14 @@ def method_row(method: str, future) -> dict:
                 "train_seconds": 0.0, "eval_seconds": 0.0, "realign_seconds": 0.0, "val_accuracy": None}
 
 
-def validation_accuracy(out: Path, method: str) -> float | None:
-    """The trainer's last held-out evaluation (ToolACE val split): the number hyper-parameters are chosen on."""
+def validation_accuracy(out: Path, method: str) -> tuple[float | None, list[float] | None]:
+    """The trainer's last held-out evaluation (ToolACE val split), the number hyper-parameters are chosen on,
+    and its 95% interval."""
     path = out / "runs" / method / "summary.json"
-    return json.loads(path.read_text()).get("final_eval_accuracy") if path.exists() else None
+    if not path.exists():
+        return None, None
+    summary = json.loads(path.read_text())
+    return summary.get("final_eval_accuracy"), summary.get("final_eval_interval")
 
 
 def metric_rows(out: Path, method: str) -> list[dict]:
@@ -177,17 +203,70 @@ def training_curve(out: Path, method: str) -> list[tuple[int, float]]:
             if "reward/mean" in r and r.get("mu", 1.0) < 1.0]
 
 
+def entry_verdicts(out: Path, method: str) -> dict[tuple[str, str], bool]:
+    """``(suite, entry id) -> solved`` for every entry ``method``'s evaluation scored (empty if none)."""
+    path = out / "eval" / method / "results.json"
+    if not path.exists():
+        return {}
+    return {(e["suite"], str(e["id"])): bool(e["correct"]) for e in json.loads(path.read_text())["entries"]}
+
+
+def pooled(verdicts: dict[tuple[str, str], bool], metric: str) -> dict[tuple[str, str], bool]:
+    """The entries of ``verdicts`` that ``metric`` pools (``POOLS``)."""
+    return {k: v for k, v in verdicts.items() if k[0] in POOLS[metric]}
+
+
+def pooled_interval(verdicts: dict[tuple[str, str], bool], metric: str) -> tuple[float, float, int] | None:
+    """The 95% Wilson interval of ``metric``'s pooled entries and their number (None when none was scored)."""
+    entries = pooled(verdicts, metric)
+    if not entries:
+        return None
+    lo, hi = wilson_interval(sum(entries.values()), len(entries))
+    return lo, hi, len(entries)
+
+
+def paired_tests(rows: list[dict], out: Path) -> list[dict]:
+    """Each ``GOAL_PAIRS`` pair (and each method against ``original``) that both rows have, per metric: entries
+    gained and lost by the first against the second on the same entries, McNemar's exact p-value."""
+    present = {r["method"] for r in rows if "error" not in r}
+    pairs = [p for p in GOAL_PAIRS if set(p) <= present]
+    pairs += [(m, "original") for m in sorted(present) if m != "original" and "original" in present]
+    verdicts = {m: entry_verdicts(out, m) for m in present}
+    tests = []
+    for a, b in pairs:
+        for metric in POOLS:
+            va, vb = pooled(verdicts[a], metric), pooled(verdicts[b], metric)
+            shared = sorted(set(va) & set(vb))
+            if not shared:
+                continue
+            gained = sum(va[k] and not vb[k] for k in shared)
+            lost = sum(vb[k] and not va[k] for k in shared)
+            tests.append({"method": a, "against": b, "metric": metric, "n": len(shared),
+                          "accuracy": sum(va[k] for k in shared) / len(shared),
+                          "against_accuracy": sum(vb[k] for k in shared) / len(shared),
+                          "gained": gained, "lost": lost, "p_value": mcnemar_exact(gained, lost)})
+    return tests
+
+
 def table(rows: list[dict], args: argparse.Namespace) -> str:
     def pct(x: float | None) -> str:
         return "—" if x is None else f"{100 * x:.1f}"
 
+    def cell(x: float | None, interval: tuple[float, float, int] | list | None) -> str:
+        if x is None:
+            return "—"
+        return pct(x) + (f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else "")
+
+    limit = "all" if args.bfcl_limit is None else f"first {args.bfcl_limit}"
     lines = [
         f"Budget: {args.steps} optimizer steps; per step {args.prompts} prompts x {args.group_size} rollouts "
-        f"(methods that roll out) and {args.expert} expert trajectories (methods that imitate); lr {args.lr}; "
-        f"seed {args.seed}; {args.max_new_tokens} new tokens per turn; expert pool: the first {args.expert_tasks} "
-        f"ToolACE train tasks (hd_*: rewritten by Hinted Decoding). BFCL: first {args.bfcl_limit} entries per "
-        f"category; ToolACE held-out (test): first {args.toolace_limit} tasks; ToolACE val: first {args.val_size} "
-        f"validation tasks, scored by the trainer at its last step.",
+        f"(methods that roll out; `_ds`: with dynamic sampling, which draws more) and {args.expert} expert "
+        f"trajectories (methods that imitate); lr {args.lr}; seed {args.seed}; {args.max_new_tokens} new tokens per "
+        f"turn; expert pool: the first {args.expert_tasks} ToolACE train tasks (hd_*: rewritten by Hinted "
+        f"Decoding). BFCL: {limit} entries per category; ToolACE held-out (test): first {args.toolace_limit} "
+        f"tasks; ToolACE val: first {args.val_size} validation tasks, scored by the trainer at its last step. "
+        f"Percent, with the 95% Wilson interval in brackets; a BFCL aggregate is BFCL's own (non-live AST and "
+        f"irrelevance: unweighted means of their categories), its interval is over the pooled entries.",
         "",
         "| method | BFCL non-live AST | BFCL live AST | BFCL irrelevance | ToolACE held-out (test) | ToolACE val "
         "| training time (s) |",
@@ -195,10 +274,22 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
     ]
     for r in rows:
         agg = r["summary"].get("bfcl_aggregates", {})
+        verdicts = entry_verdicts(args.out, r["method"])
         toolace = next((v for k, v in r["summary"]["accuracy"].items() if k.startswith("toolace/")), None)
-        lines.append(f"| {r['method']} | {pct(agg.get('non_live_ast'))} | {pct(agg.get('live_ast'))} | "
-                     f"{pct(agg.get('irrelevance'))} | {pct(toolace)} | {pct(r.get('val_accuracy'))} | "
+        lines.append(f"| {r['method']} | {cell(agg.get('non_live_ast'), pooled_interval(verdicts, 'non_live_ast'))} | "
+                     f"{cell(agg.get('live_ast'), pooled_interval(verdicts, 'live_ast'))} | "
+                     f"{cell(agg.get('irrelevance'), pooled_interval(verdicts, 'irrelevance'))} | "
+                     f"{cell(toolace, pooled_interval(verdicts, 'toolace_test'))} | "
+                     f"{cell(r.get('val_accuracy'), r.get('val_interval'))} | "
                      f"{training_seconds(args.out, r['method']):.0f} |")
+    tests = paired_tests(rows, args.out)
+    if tests:
+        lines += ["", "Paired on the same entries (McNemar's exact test; gained / lost: entries the first method "
+                      "solves and the second does not, and the reverse):", "",
+                  "| method | against | metric | entries | accuracy | against | gained | lost | p |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {t['method']} | {t['against']} | {t['metric']} | {t['n']} | {pct(t['accuracy'])} | "
+                  f"{pct(t['against_accuracy'])} | {t['gained']} | {t['lost']} | {t['p_value']:.3g} |" for t in tests]
     return "\n".join(lines) + "\n"
 
 
@@ -233,7 +324,8 @@ def plot(rows: list[dict], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS),
+                        help="_ds: the same with trainer.dynamic_sampling=true; hd_*: on the Hinted-Decoding rewrite")
     parser.add_argument("--model", default="smollm2", help="a configs/model/ entry (tiny: the smoke test)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--prompts", type=int, default=4)
@@ -243,10 +335,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-new-tokens", type=int, default=128, help="per assistant turn, training and realign")
-    parser.add_argument("--val-size", type=int, default=24, help="ToolACE validation tasks scored during training")
+    parser.add_argument("--val-size", type=int, default=200, help="ToolACE validation tasks scored during training")
     parser.add_argument("--bfcl-categories", nargs="+", default=BFCL_CATEGORIES)
-    parser.add_argument("--bfcl-limit", type=int, default=50)
-    parser.add_argument("--toolace-limit", type=int, default=100)
+    parser.add_argument("--bfcl-limit", type=int, default=None, help="first N entries per BFCL category (default: all)")
+    parser.add_argument("--toolace-limit", type=int, default=200, help="ToolACE held-out (test) tasks")
     parser.add_argument("--eval-max-new-tokens", type=int, default=128)
     parser.add_argument("--eval-batch-size", type=int, default=32)
     parser.add_argument("--realign-batch-size", type=int, default=8)
@@ -270,7 +362,8 @@ def main() -> None:
         rows = [method_row(m, futures[m]) for m in args.methods]
     meta = {"args": {k: str(v) for k, v in vars(args).items()}, "wall_seconds": time.time() - t0,
             "command": " ".join([Path(sys.executable).name, *sys.argv])}
-    (args.out / "compare.json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
+    (args.out / "compare.json").write_text(json.dumps({**meta, "rows": rows, "paired": paired_tests(rows, args.out)},
+                                                      indent=1))
     (args.out / "compare.md").write_text(table(rows, args))
     plot(rows, args.out)
     print(table(rows, args))

@@ -1,0 +1,88 @@
+"""bench/compare.py's statistics: which entries each metric pools, the intervals and the paired tests."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from agents.scores import mcnemar_exact, wilson_interval
+from tests.helpers import REPO
+
+spec = importlib.util.spec_from_file_location("compare", REPO / "bench" / "compare.py")
+compare = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compare)
+
+
+def write_results(out: Path, method: str, solved: dict[tuple[str, str], bool]) -> None:
+    path = out / "eval" / method / "results.json"
+    path.parent.mkdir(parents=True)
+    entries = [{"suite": suite, "id": entry, "correct": ok} for (suite, entry), ok in solved.items()]
+    path.write_text(json.dumps({"summary": {}, "entries": entries}))
+
+
+def test_paired_tests_pool_each_metric_and_count_discordant_entries(tmp_path: Path) -> None:
+    ast = {("bfcl/simple_python", str(i)): i < 6 for i in range(10)} | {("bfcl/multiple", "m0"): True}
+    write_results(tmp_path, "sft", ast | {("bfcl/irrelevance", "r0"): True, ("toolace/test", "t0"): False})
+    chord = {k: not v if k[1] in ("0", "8", "9") else v for k, v in ast.items()}  # loses entry 0, gains 8 and 9
+    write_results(tmp_path, "chord_phi", chord | {("bfcl/irrelevance", "r0"): False, ("live_only", "x"): True})
+    write_results(tmp_path, "original", {("bfcl/simple_python", "0"): False})
+    rows = [{"method": m} for m in ("original", "sft", "chord_phi")]
+    tests = {(t["method"], t["against"], t["metric"]): t for t in compare.paired_tests(rows, tmp_path)}
+    ast_test = tests[("chord_phi", "sft", "non_live_ast")]
+    assert (ast_test["n"], ast_test["gained"], ast_test["lost"]) == (11, 2, 1)
+    assert ast_test["p_value"] == mcnemar_exact(2, 1)
+    assert ast_test["accuracy"] == 8 / 11 and ast_test["against_accuracy"] == 7 / 11
+    irr = tests[("chord_phi", "sft", "irrelevance")]
+    assert (irr["n"], irr["gained"], irr["lost"]) == (1, 0, 1)
+    assert ("chord_phi", "sft", "toolace_test") not in tests  # chord_phi scored no ToolACE entry: no pair
+    assert tests[("chord_phi", "original", "non_live_ast")]["n"] == 1  # only the shared entry is compared
+    assert not any(t["against"] == "chord_phi" for t in tests.values())
+
+
+def test_intervals_are_over_the_pooled_entries(tmp_path: Path) -> None:
+    write_results(tmp_path, "sft", {("bfcl/parallel", str(i)): i < 3 for i in range(12)}
+                  | {("bfcl/live_simple", "a"): True})
+    verdicts = compare.entry_verdicts(tmp_path, "sft")
+    lo, hi, n = compare.pooled_interval(verdicts, "non_live_ast")
+    assert n == 12 and (lo, hi) == wilson_interval(3, 12)
+    assert compare.pooled_interval(verdicts, "toolace_test") is None
+    assert compare.entry_verdicts(tmp_path, "never_ran") == {}
+
+
+def test_the_table_carries_intervals_and_the_paired_section(tmp_path: Path) -> None:
+    write_results(tmp_path, "original", {("bfcl/simple_python", "0"): False, ("bfcl/simple_python", "1"): True})
+    write_results(tmp_path, "sft", {("bfcl/simple_python", "0"): True, ("bfcl/simple_python", "1"): True})
+    args = Namespace(steps=1, prompts=2, group_size=2, expert=2, lr=1e-4, seed=0, max_new_tokens=8, expert_tasks=8,
+                     bfcl_limit=None, toolace_limit=2, val_size=2, out=tmp_path)
+    rows = [{"method": "original", "summary": {"bfcl_aggregates": {"non_live_ast": 0.5}, "accuracy": {}},
+             "val_accuracy": 0.25, "val_interval": [0.1, 0.5]},
+            {"method": "sft", "summary": {"bfcl_aggregates": {"non_live_ast": 1.0}, "accuracy": {}},
+             "val_accuracy": None}]
+    text = compare.table(rows, args)
+    lo, hi = wilson_interval(1, 2)
+    assert f"| original | 50.0 [{100 * lo:.1f}, {100 * hi:.1f}] |" in text
+    assert "25.0 [10.0, 50.0]" in text and "BFCL: all entries per category" in text
+    assert "| sft | original | non_live_ast | 2 | 100.0 | 50.0 | 1 | 0 | 1 |" in text
+
+
+@pytest.mark.slow
+def test_the_gpu_script_rehearses_every_stage_on_the_cpu(tmp_path: Path) -> None:
+    """bench/compare_gpu.sh with REHEARSE=1: training, validation, BFCL and ToolACE scoring, table and plot."""
+    out = tmp_path / "rehearsal"
+    proc = subprocess.run(["bash", "bench/compare_gpu.sh", str(out)], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "REHEARSE": "1", "METHODS": "original sft grpo_ds chord_phi"},
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((out / "compare.json").read_text())
+    assert [r["method"] for r in data["rows"]] == ["original", "sft", "grpo_ds", "chord_phi"]
+    assert not any("error" in r for r in data["rows"])
+    assert {(t["method"], t["against"]) for t in data["paired"]} >= {("chord_phi", "sft"), ("sft", "original")}
+    assert (out / "compare.png").stat().st_size > 0 and "McNemar" in (out / "compare.md").read_text()
+    assert "dynamic_sampling: true" in (out / "runs" / "grpo_ds" / "config.yaml").read_text()
+    assert "dynamic_sampling: false" in (out / "runs" / "chord_phi" / "config.yaml").read_text()
