@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 from argparse import Namespace
 from pathlib import Path
 
@@ -76,7 +77,8 @@ def test_the_gpu_script_rehearses_every_stage_on_the_cpu(tmp_path: Path) -> None
     """bench/compare_gpu.sh with REHEARSE=1: training, validation, BFCL and ToolACE scoring, table and plot."""
     out = tmp_path / "rehearsal"
     proc = subprocess.run(["bash", "bench/compare_gpu.sh", str(out)], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "REHEARSE": "1", "METHODS": "original sft grpo_ds chord_phi"},
+                          env={**os.environ, "REHEARSE": "1", "PY": sys.executable,
+                               "METHODS": "original sft grpo_ds chord_phi"},
                           timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((out / "compare.json").read_text())
