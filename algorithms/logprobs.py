@@ -30,6 +30,14 @@ def _chunks(n_pos: int, batch: int, chunk_tokens: int) -> list[tuple[int, int]]:
     return [(s, min(s + step, n_pos)) for s in range(0, n_pos, step)]
 
 
+def _scaled(logits: Tensor, temperature: float) -> Tensor:
+    """``logits / temperature`` in float32, a fresh tensor (at temperature 1 only the float copy: x / 1 == x)."""
+    z = logits.float()
+    if z.data_ptr() == logits.data_ptr():  # already float32: .float() returned the tensor itself
+        z = z.clone()
+    return z if temperature == 1.0 else z.div_(temperature)
+
+
 class _ShiftedTokenLogProb(torch.autograd.Function):
     """logp[b, t] = z[b, t, y[b, t]] - logsumexp(z[b, t]),  z = logits[:, :-1] / temperature, y = ids[:, 1:]."""
 
@@ -41,7 +49,7 @@ class _ShiftedTokenLogProb(torch.autograd.Function):
         logp = torch.empty(batch, n_pos, dtype=torch.float32, device=logits.device)
         lse = torch.empty_like(logp)
         for s, e in _chunks(n_pos, batch, chunk_tokens):
-            z = logits[:, s:e].float() / temperature
+            z = _scaled(logits[:, s:e], temperature)
             lse[:, s:e] = torch.logsumexp(z, dim=-1)
             logp[:, s:e] = z.gather(-1, targets[:, s:e].unsqueeze(-1)).squeeze(-1) - lse[:, s:e]
         ctx.save_for_backward(logits, targets, lse)
@@ -57,11 +65,13 @@ class _ShiftedTokenLogProb(torch.autograd.Function):
         grad_logp = grad_logp.float()
         # d logp / d z = onehot(y) - softmax(z);  d z / d logits = 1 / temperature
         for s, e in _chunks(seq_len - 1, batch, ctx.chunk_tokens):
-            z = logits[:, s:e].float() / ctx.temperature
             g = grad_logp[:, s:e].unsqueeze(-1)
-            grad_z = -torch.exp(z - lse[:, s:e].unsqueeze(-1)) * g
+            # in place on the chunk's own float copy: -softmax(z) * g, one vocabulary-wide buffer per chunk
+            grad_z = _scaled(logits[:, s:e], ctx.temperature).sub_(lse[:, s:e].unsqueeze(-1)).exp_().mul_(-g)
             grad_z.scatter_add_(-1, targets[:, s:e].unsqueeze(-1), g)
-            grad_logits[:, s:e] = (grad_z / ctx.temperature).to(logits.dtype)
+            if ctx.temperature != 1.0:
+                grad_z.div_(ctx.temperature)
+            grad_logits[:, s:e] = grad_z  # copy_ casts to the logits' dtype
         return grad_logits, None, None, None
 
 
@@ -70,7 +80,7 @@ def _shifted_entropy(logits: Tensor, temperature: float, chunk_tokens: int) -> T
     batch, seq_len, _ = logits.shape
     parts = []
     for s, e in _chunks(seq_len - 1, batch, chunk_tokens):
-        z = logits[:, s:e].float() / temperature
+        z = _scaled(logits[:, s:e], temperature)
         lse = torch.logsumexp(z, dim=-1, keepdim=True)
         probs = torch.exp(z - lse)
         parts.append(lse.squeeze(-1) - (probs * z).sum(-1))  # H = logsumexp(z) - E_p[z]

@@ -288,7 +288,8 @@ def main() -> None:
         trajs = captured.pop(step)
         live = [t for t in trajs]  # every row is live: rewards differ within groups (length bonus)
         flops = training_flops([t.num_tokens for t in live], n_params, n_layers, d_model)
-        padded = sum(len(c) * max(trajs[i].num_tokens for i in c) for c in _micro_batches(ours.step_context, trajs))
+        padded = (flops["tokens"] if ours.step_context.padding_free else  # packed: no padding is computed
+                  sum(len(c) * max(trajs[i].num_tokens for i in c) for c in _micro_batches(ours.step_context, trajs)))
         row = {"step": step, "phase": label, "step_s": wall, "rollout_s": m["time/rollout_s"],
                "train_s": m["time/train_s"], "other_s": wall - m["time/rollout_s"] - m["time/train_s"],
                "optimizer_s": ours_timers.get("optimizer_s", 0.0),
@@ -405,6 +406,7 @@ def main() -> None:
         "config": {"prompts": args.prompts, "group_size": args.group_size, "max_new_tokens": args.max_new_tokens,
                    "measured_steps": args.steps, "dtype": args.dtype,
                    "our_micro_batch_size": int(ours.t.micro_batch_size), "our_engine": ours.engine_kind,
+                   "our_micro_batch_tokens": int(ours.t.micro_batch_tokens), "our_padding_free": ours.t.padding_free,
                    "trl_use_vllm": args.trl_vllm,
                    "trl_micro_batch_size": args.prompts * args.group_size,
                    "model": "smollm2-135m-instruct", "n_params": n_params, "n_layers": n_layers, "d_model": d_model,

@@ -186,3 +186,32 @@ def test_chord_step_packed_equals_chord_step_padded():
     assert g0.abs().max() > 0
     assert torch.allclose(g1, g0, atol=1e-5, rtol=1e-5)
     assert m1["loss/total"] == pytest.approx(m0["loss/total"], abs=1e-6)
+
+
+def test_the_kl_term_scores_the_reference_packed_too(model):
+    """kl_coef > 0: the frozen reference runs the same packed pass; loss, KL metric and gradient as padded."""
+    import copy
+
+    reference = copy.deepcopy(model).requires_grad_(False)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel() % 89)))
+    algo = preset("grpo", kl_coef=0.1)
+    batch = collate(trajectories(MIXED), pad_token_id=0)
+    adv = torch.tensor([1.0, -0.5, 0.25, 0.7, -1.0])
+    out = {}
+    try:
+        for padding_free in (False, True):
+            model.zero_grad(set_to_none=True)
+            pg = on_policy_micro_loss(model, batch, adv, algo, 1.0, False, None, ref_model=reference,
+                                      padding_free=padding_free)
+            pg.loss.backward()
+            out[padding_free] = (pg.loss.item(), pg.metrics["grpo/kl"], grads(model))
+    finally:
+        with torch.no_grad():
+            for p, q in zip(model.parameters(), reference.parameters(), strict=True):
+                p.copy_(q)
+    assert out[False][1] > 0
+    assert out[True][0] == pytest.approx(out[False][0], abs=1e-6)
+    assert out[True][1] == pytest.approx(out[False][1], rel=1e-4)
+    assert torch.allclose(out[True][2], out[False][2], atol=1e-5, rtol=1e-5)
