@@ -36,7 +36,7 @@ def main(argv: list[str]) -> None:
     info = init_distributed()
     trainer = Trainer.__new__(Trainer)  # the data split only
     trainer.dist, trainer.cfg = info, OmegaConf.create({"seed": 0})
-    trainer.t = SimpleNamespace(prompts_per_step=PROMPTS_PER_STEP)
+    trainer.t = SimpleNamespace(prompts_per_step=PROMPTS_PER_STEP, prompt_filter_visits=0)
     trainer.num_train_tasks = TRAIN_TASKS
     steps = {step: {"all": trainer.step_prompts(step), "mine": trainer.prompt_share(trainer.step_prompts(step))}
              for step in (1, 2, 3)}

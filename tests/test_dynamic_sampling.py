@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +135,27 @@ def test_bad_dynamic_sampling_settings_are_named(change: dict, key: str) -> None
                "prompts_per_step": 2, **change}
     with pytest.raises(TrainConfigError, match=key):
         TrainerConfig.from_mapping(section)
+
+
+def test_two_ranks_draw_and_keep_what_one_rank_does(tmp_path: Path) -> None:
+    """Each group's outcome is all-reduced, so the redraws, the kept groups and the loss do not depend on how
+    the batch is split over ranks (torchrun, 2 CPU ranks, gloo)."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed")
+    rows = {}
+    for nproc in (1, 2):
+        run_dir = tmp_path / f"ranks{nproc}"
+        overrides = [f"run_dir={run_dir}", *COIN, "trainer.dynamic_sampling=true", "trainer.max_extra_batches=3",
+                     "trainer.total_steps=2", "trainer.save_every=0"]
+        env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.run([str(torchrun), "--standalone", f"--nproc_per_node={nproc}", "-m", "algorithms.train",
+                               *overrides], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        rows[nproc] = [r for r in metric_rows(run_dir) if "loss/total" in r]
+    assert len(rows[1]) == len(rows[2]) == 2
+    for one, two in zip(rows[1], rows[2], strict=True):
+        sampling = {k: v for k, v in one.items() if k.startswith(("sampling/", "pass_rate/"))}
+        assert sampling and sampling == {k: two[k] for k in sampling}
+        assert two["reward/mean"] == pytest.approx(one["reward/mean"], abs=1e-9)
+        assert two["loss/grpo"] == pytest.approx(one["loss/grpo"], abs=1e-4)
