@@ -1,7 +1,10 @@
 """Property tests: no text makes a call parser raise anything but ToolCallParseError.
 
 Over 10,000 examples in all: mutations of valid call strings (deleted, inserted and replaced characters,
-splices), random unicode, and deeply nested brackets. Whatever parses must also round-trip.
+splices), random unicode, and deeply nested brackets. Whatever parses must also round-trip. Every example
+also goes through each reply format of ``tools.call_formats`` (pythonic, Hermes, Llama-3 JSON, Tool-N1):
+a ``ParsedReply`` always comes back (a one-line error, never an exception), and what it reads renders back
+to the same calls.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from tools import (
     parse_pythonic,
     parse_tool_calls,
 )
+from tools.call_formats import CALL_FORMATS, ParsedReply, get_call_format
 
 SEEDS = [
     "[get_weather(city='Paris', unit='c')]",
@@ -28,7 +32,12 @@ SEEDS = [
     '[{"name": "f", "arguments": "{\\"a\\": 1}"}, {"name": "g", "parameters": {}}]',
     '<tool_call>\n{"name": "f", "arguments": {"a": "x"}}\n</tool_call>\n<tool_call>{"name": "g"}</tool_call>',
     "[f(a=true, b=null, c=1e10, d=0x1f, e='\\u00e9')]",
+    '<think>\nplan: call f\n</think>\n\n<tool_call>\n{"name": "f", "arguments": {"a": [1, {"b": "c"}]}}\n</tool_call>',
+    '<|python_tag|>{"name": "f", "parameters": {"a": 1}}; {"name": "g", "parameters": {}}',
+    '<think>x</think>\n<tool_call>\n[{"name": "f", "arguments": {"a": 1}}, {"name": "g", "arguments": {}}]\n</tool_call>',
+    'Sure.\n<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>',
 ]
+FORMATS = [get_call_format(name) for name in sorted(CALL_FORMATS)]
 ALPHABET = "[](){}=,.:'\"`\\ \n-+*/<>_#@!0123456789abcxyzéλ\U0001f600\x00"
 FUZZ = settings(deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
@@ -54,6 +63,17 @@ def parse_all(text: str) -> None:
         except ToolCallParseError:
             pass
         assert isinstance(looks_like_calls(text, syntax), bool)
+    for fmt in FORMATS:  # the model's own formats: never an exception, one-line errors, what reads renders back
+        reply = fmt.parse(text)
+        assert isinstance(reply, ParsedReply)
+        if reply.error is not None:
+            assert reply.calls == [] and "\n" not in reply.error
+            continue
+        try:
+            again = fmt.render(reply.calls, content=reply.content, think=reply.think)
+        except ValueError:  # e.g. calls beside text in a format that holds only one of them
+            continue
+        assert fmt.parse(again) == reply
 
 
 @st.composite
@@ -106,5 +126,9 @@ def test_deep_nesting(text: str) -> None:
 
 
 def test_seeds_parse() -> None:
+    """Every seed is a valid call list: for the legacy parser, or else in one of the model's own formats."""
     for seed in SEEDS:
-        parse_tool_calls(seed, "auto")
+        try:
+            parse_tool_calls(seed, "auto")
+        except ToolCallParseError:
+            assert any(fmt.parse(seed).calls and fmt.parse(seed).error is None for fmt in FORMATS), seed
