@@ -224,10 +224,10 @@ def test_native_needs_a_template_that_renders_tools(tmp_path):
 
 
 def test_the_paper_recipe_runs_at_a_tiny_budget(tmp_path):
-    """``+experiment=chord_toolace_paper`` (Tool-N1 format, think required, G = 8, tasks from the RL split,
+    """``experiment=chord_toolace_paper`` (Tool-N1 format, think required, G = 8, tasks from the RL split,
     experts from the SFT split) rehearsed on the tiny model with the fixtures, one step."""
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "algorithms.train", "+experiment=chord_toolace_paper", "model=tiny",
+    cmd = [sys.executable, "-m", "algorithms.train", "experiment=chord_toolace_paper", "model=tiny",
            f"env.kwargs.path={FIXTURES / 'tool_n1_rl.jsonl'}", f"env.expert_kwargs.path={FIXTURES / 'tool_n1_sft.jsonl'}",
            "trainer.total_steps=1", "trainer.prompts_per_step=2", "trainer.expert_per_step=2", "algorithm.group_size=2",
            "trainer.max_new_tokens=16", "trainer.eval_size=2", "trainer.eval_max_new_tokens=16", "trainer.eval_every=1",
