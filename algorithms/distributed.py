@@ -83,6 +83,12 @@ def _env_int(names: tuple[str, ...], default: int) -> int:
     return default
 
 
+def launched_world_size() -> int:
+    """The world size the launcher announces (``WORLD_SIZE``, or an MPI launcher's size), 1 without a launcher:
+    what a config can be checked against before the process group (and DeepSpeed's communication op) is set up."""
+    return _env_int(("WORLD_SIZE", *MPI_SIZE_VARS), 1)
+
+
 def launched_by_mpi() -> bool:
     """An MPI launcher started several processes without the torch-style variables (``RANK`` ...): DeepSpeed's
     ``--launcher openmpi|mpich|impi|mvapich`` runs ``mpirun`` that way and the ranks come from MPI."""

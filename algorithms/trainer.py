@@ -52,7 +52,13 @@ from algorithms.config import (
     rollout_engine,
     validate_train_config,
 )
-from algorithms.distributed import DistInfo, all_reduce_sum, all_reduce_sum_list, init_distributed
+from algorithms.distributed import (
+    DistInfo,
+    all_reduce_sum,
+    all_reduce_sum_list,
+    init_distributed,
+    launched_world_size,
+)
 from algorithms.dynamic_sampling import (
     GroupOutcome,
     PromptHistory,
@@ -101,11 +107,10 @@ class Trainer:
             self.algo = AlgorithmConfig.from_dict(OmegaConf.to_container(cfg.algorithm, resolve=True))
         except (TypeError, ValueError) as err:
             raise TrainConfigError(f"algorithm: {err}") from err
-        self.dist: DistInfo = init_distributed()
-        if self.dist.is_main and self.dist.world_size > 1:  # a multi-node launch that formed one world says so
-            print(f"distributed: {self.dist.world_size} ranks, {self.dist.local_world_size} on this node",
-                  flush=True)
-        self.t: TrainerConfig = validate_train_config(cfg, self.algo, self.dist.world_size)
+        # Checked against the launcher's announced world size first (the call format and the environments are
+        # made next), so that a bad config stops in seconds, before DeepSpeed sets up (and on a fresh machine
+        # compiles) its communication op; checked again against the world that formed, should the two differ.
+        self.t: TrainerConfig = validate_train_config(cfg, self.algo, launched_world_size())
         self.logging = logging_config(cfg)
         self.engine_config, self.engine_kind = rollout_engine(cfg, self.t)
         self.run_dir = Path(cfg.run_dir)
@@ -119,6 +124,12 @@ class Trainer:
         self.train_env = self._make_env(cfg.env.train_split, training=True)
         self.num_train_tasks = self.train_env.num_tasks
         self.eval_envs: list[Any] = [self._make_env(cfg.env.eval_split)] if self.t.eval_every > 0 else []
+        self.dist: DistInfo = init_distributed()
+        if self.dist.is_main and self.dist.world_size > 1:  # a multi-node launch that formed one world says so
+            print(f"distributed: {self.dist.world_size} ranks, {self.dist.local_world_size} on this node",
+                  flush=True)
+        if self.dist.world_size != launched_world_size():
+            self.t = validate_train_config(cfg, self.algo, self.dist.world_size)
         self._warn_on_shared_tasks()
 
         torch.manual_seed(int(cfg.seed))
