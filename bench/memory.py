@@ -175,7 +175,11 @@ def run_option(option: str, out: Path, model: str) -> None:
         cmd = [sys.executable, *me]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"bench/memory.py: option {option} failed:\n{proc.stderr[-3000:]}")
+        raise OptionFailed(f"option {option} failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}")
+
+
+class OptionFailed(RuntimeError):
+    """One option's measurement did not finish (e.g. killed for memory); the others are still measured."""
 
 
 def main() -> None:
@@ -190,32 +194,53 @@ def main() -> None:
         return
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, dict[str, Any]] = {}
-    per_rank: list[dict[str, Any]] = []
+    # Options measured by an earlier call (another --options subset) are kept unless measured again, and the
+    # file is rewritten after every option, so a failed or killed option loses nothing that was measured.
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    per_rank = [r for r in previous.get("measured", []) if r["option"] not in args.options]
+    failures = {k: v for k, v in previous.get("failed", {}).items() if k not in args.options}
     with tempfile.TemporaryDirectory() as tmp:
         for option in args.options:
-            run_option(option, Path(tmp), args.model)
+            try:
+                run_option(option, Path(tmp), args.model)
+            except OptionFailed as err:
+                failures[option] = str(err)
+                print(f"{option:8s} FAILED: {str(err).splitlines()[-1][:300]}", file=sys.stderr, flush=True)
+                write_results(out, per_rank, failures)
+                continue
             got = sorted((json.loads(p.read_text()) for p in Path(tmp).glob(f"{option}-rank*.json")),
                          key=lambda r: r["rank"])
             per_rank.extend(got)
-            rows[option] = max(got, key=lambda r: r["step_peak_gib"])
-            r = rows[option]
+            r = max(got, key=lambda r: r["step_peak_gib"])
             print(f"{option:8s} ranks {r['world_size']}  trainable {r['trainable_params'] / 1e6:7.2f}M  "
                   f"before model {r['rss_before_model_gib']:.2f}  after set-up {r['rss_after_setup_gib']:.2f}  "
                   f"step peak {r['step_peak_gib']:.2f}  training {r['training_gib']:.2f} GiB  "
                   f"(step {r['step_s']:.1f} s, {r['rows']} rows, {r['tokens']} tokens)", flush=True)
-    table = project(rows)
+            write_results(out, per_rank, failures)
+    table = write_results(out, per_rank, failures)
     print(f"\nProjected for one {GPU_GB} GB GPU (arithmetic from the measured activation bytes per token; "
           "4,096 tokens a micro-batch):")
     print(f"{'model':14s} {'full':>8s} {'full+gc':>8s} {'lora':>8s} {'lora+gc':>8s} {'zero3/8':>8s} {'zero3/8+gc':>10s}")
     for row in table:
         cells = [row.get(f"{k}_total_gb") for k in ("full", "full_gc", "lora", "lora_gc", "zero3_x8", "zero3_x8_gc")]
         print(f"{row['model']:14s} " + " ".join(f"{c:8.1f}" if c is not None else f"{'-':>8s}" for c in cells))
-    out.write_text(json.dumps({"measured": per_rank, "projected": table, "command": " ".join(sys.argv),
+    print(f"\nwrote {out}")
+    if failures:
+        raise SystemExit(f"bench/memory.py: {', '.join(sorted(failures))} failed (see {out}, key 'failed')")
+
+
+def write_results(out: Path, per_rank: list[dict[str, Any]], failures: dict[str, str]) -> list[dict[str, Any]]:
+    """``out`` with every measured rank's row, the failures, and the projection from what is measured."""
+    rows = {}
+    for r in per_rank:  # per option, the rank with the highest peak
+        if r["option"] not in rows or r["step_peak_gib"] > rows[r["option"]]["step_peak_gib"]:
+            rows[r["option"]] = r
+    table = project(rows)
+    out.write_text(json.dumps({"measured": per_rank, "failed": failures, "projected": table,
+                               "command": " ".join(sys.argv),
                                "activation_bytes_per_token": {k: activation_per_token(v) for k, v in rows.items()}},
                               indent=1))
-    print(f"\nwrote {out}")
-
+    return table
 
 if __name__ == "__main__":
     main()
