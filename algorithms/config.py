@@ -257,6 +257,21 @@ def register_algorithm_base() -> None:
 register_algorithm_base()
 
 
+def zero_stage(cfg: DictConfig) -> int:
+    """The DeepSpeed ZeRO stage of the run's ``deepspeed`` section (0 when it names none)."""
+    section = cfg.get("deepspeed") or {}
+    return int((section.get("zero_optimization") or {}).get("stage", 0) or 0)
+
+
+def packs_micro_batches(cfg: DictConfig, t: TrainerConfig) -> bool:
+    """Whether each micro-batch runs as one packed forward pass (``algorithms.packed``): ``trainer.padding_free``,
+    and always under ZeRO-3, whose forward passes gather each layer's parameters from every rank and so must
+    come in the same number on every rank; the padded path runs long rows one forward pass at a time, a
+    number that differs between ranks with the rows they hold (their collectives then pair up wrongly and
+    the step hangs)."""
+    return t.padding_free or zero_stage(cfg) == 3
+
+
 def rollout_engine(cfg: DictConfig, t: TrainerConfig) -> tuple[EngineConfig, str]:
     """The run's ``rollout:`` section and the engine it resolves to (``vllm`` or ``hf``, ``agents.engines``)."""
     try:
@@ -317,6 +332,9 @@ def validate_train_config(cfg: DictConfig, algo: AlgorithmConfig, world_size: in
           f"trainer.expert_per_step={t.expert_per_step} does not divide over {world_size} ranks")
     _need(str(cfg.model.dtype) in ("bf16", "fp32"), f"model.dtype must be bf16 or fp32, got {cfg.model.dtype!r}")
     lora_settings(cfg)
+    _need(not (zero_stage(cfg) == 3 and t.prompt_grad == "detached"),
+          "trainer.prompt_grad=detached does not combine with deepspeed=zero3 (ZeRO-3 needs one forward pass per "
+          "micro-batch on every rank, detached prompts run row by row); use trainer.prompt_grad=full")
     if algo.uses_expert:
         _need(t.expert_per_step >= 1,
               f"algorithm.name={algo.name} uses expert data (mu > 0) but trainer.expert_per_step=0")

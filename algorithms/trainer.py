@@ -49,6 +49,7 @@ from algorithms.config import (
     env_config,
     logging_config,
     lora_settings,
+    packs_micro_batches,
     rollout_engine,
     validate_train_config,
 )
@@ -170,8 +171,12 @@ class Trainer:
             engine=self.engine, micro_batch_size=self.t.micro_batch_size, micro_batch_tokens=self.t.micro_batch_tokens,
             temperature=self.t.temperature, use_sampler_logprobs=self.t.use_sampler_logprobs, dtype=self.dtype,
             world_size=self.dist.world_size, pad_token_id=self.tokenizer.pad_token_id or 0, prompt_kv=self.prompt_kv,
-            ref_model=self.ref_model, ref_prompt_kv=self.ref_prompt_kv, padding_free=self.t.padding_free)
+            ref_model=self.ref_model, ref_prompt_kv=self.ref_prompt_kv,
+            padding_free=packs_micro_batches(cfg, self.t))
 
+        if packs_micro_batches(cfg, self.t) and not self.t.padding_free and self.dist.is_main:
+            print("deepspeed ZeRO-3: micro-batches run packed, one forward pass each (as trainer.padding_free=true), "
+                  "so every rank gathers the parameters the same number of times", flush=True)
         self.start_step = 0
         self.skipped_steps = 0
         self.state: dict[str, Any] = {"eval_history": []}

@@ -60,3 +60,25 @@ def test_a_missing_required_key_is_named(section: dict) -> None:
     section.pop("grad_clip")
     with pytest.raises(TrainConfigError, match="trainer.grad_clip is missing"):
         TrainerConfig.from_mapping(section)
+
+
+def test_zero3_always_packs_micro_batches_and_refuses_detached_prompts() -> None:
+    """ZeRO-3 gathers each layer's parameters in every forward pass, so every rank must run the same number of
+    passes: one packed pass per micro-batch (the padded path runs long rows one at a time, a number that
+    depends on the rank's rows)."""
+    from hydra import compose, initialize_config_dir
+
+    from algorithms.chord import AlgorithmConfig
+    from algorithms.config import packs_micro_batches, validate_train_config, zero_stage
+
+    with initialize_config_dir(config_dir=str(TRAIN_YAML.parent), version_base=None):
+        zero2 = compose("train", overrides=["deepspeed=zero2"])
+        zero3 = compose("train", overrides=["deepspeed=zero3"])
+        detached = compose("train", overrides=["deepspeed=zero3", "trainer.prompt_grad=detached"])
+    algo = AlgorithmConfig.from_dict(OmegaConf.to_container(zero3.algorithm, resolve=True))
+    assert (zero_stage(zero2), zero_stage(zero3)) == (2, 3)
+    t2, t3 = validate_train_config(zero2, algo, 1), validate_train_config(zero3, algo, 1)
+    assert not t3.padding_free and packs_micro_batches(zero3, t3)
+    assert not packs_micro_batches(zero2, t2)
+    with pytest.raises(TrainConfigError, match="trainer.prompt_grad=detached does not combine with deepspeed=zero3"):
+        validate_train_config(detached, algo, 1)
