@@ -358,10 +358,12 @@ def _hub_reachable(timeout_s: float = 3.0) -> tuple[bool, str]:
         return False, f"{endpoint}: {type(e).__name__}: {e}"
 
 
-def _from_hub(repo_id: str, loader: Any, **kwargs: Any) -> Any:
-    """Load ``repo_id`` from the local HF cache if it is there, else from the hub if reachable, else a clear error."""
+def _from_hub(repo_id: str, loader: Any, local_only: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    """Load ``repo_id`` from the local HF cache if it is there, else from the hub if reachable, else a clear error.
+    ``local_only``: extra keyword arguments of the cache-only attempt (a model loader's adapter lookup does not
+    honour ``local_files_only`` by itself and would retry the network for ~20 s)."""
     try:
-        return loader(repo_id, local_files_only=True, **kwargs)
+        return loader(repo_id, local_files_only=True, **(local_only or {}), **kwargs)
     except Exception:
         pass
     ok, why = _hub_reachable()
@@ -450,7 +452,8 @@ def load_model(spec: str = EMBEDDED_SPEC, dtype: str = "bf16", device: str = "cp
         elif (hub := _hub_id(spec)) is not None:
             from transformers import AutoModelForCausalLM
 
-            model = _from_hub(hub, AutoModelForCausalLM.from_pretrained, dtype=weight_dtype)
+            model = _from_hub(hub, AutoModelForCausalLM.from_pretrained, dtype=weight_dtype,
+                              local_only={"adapter_kwargs": {"local_files_only": True}})
         else:
             model = _load_local_model(Path(spec).expanduser(), device, dtype)
         if tokenizer is None:  # after the weights: the embedded tokenizer is then read from the model's cache
