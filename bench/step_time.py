@@ -127,10 +127,8 @@ def completion_text(traj: Any, tokenizer: Any) -> str:
     return tokenizer.decode(ids, skip_special_tokens=True)
 
 
-def patch_ours(trainer: Any, captured: dict[int, Any], timers: dict[str, float]) -> None:
-    """Add the length bonus to the env's reward, keep each step's trajectories for token counts, and time
-    the DeepSpeed ``engine.step()`` (optimizer) inside the train phase."""
-    original = trainer._rollouts
+def time_optimizer_steps(trainer: Any, timers: dict[str, float]) -> None:
+    """Add the wall time of every DeepSpeed ``engine.step()`` (the optimizer) to ``timers["optimizer_s"]``."""
     engine_step = trainer.engine.step
 
     def timed_step(*a: Any, **kw: Any) -> Any:
@@ -140,6 +138,13 @@ def patch_ours(trainer: Any, captured: dict[int, Any], timers: dict[str, float])
         return out
 
     trainer.engine.step = timed_step
+
+
+def patch_ours(trainer: Any, captured: dict[int, Any], timers: dict[str, float]) -> None:
+    """Add the length bonus to the env's reward, keep each step's trajectories for token counts, and time
+    the DeepSpeed ``engine.step()`` (optimizer) inside the train phase."""
+    original = trainer._rollouts
+    time_optimizer_steps(trainer, timers)
 
     def rollouts(step: int):
         sampled = original(step)

@@ -63,6 +63,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from matmul_peak import matmul_peak  # noqa: E402
+from step_time import time_optimizer_steps  # noqa: E402
 
 from algorithms.chord import _micro_batches, chord_step  # noqa: E402
 from algorithms.forward import trainable_start  # noqa: E402
@@ -235,15 +236,7 @@ def main() -> None:
               flush=True)
 
     timers: dict[str, float] = {}
-    engine_step = trainer.engine.step
-
-    def timed_step(*a: Any, **kw: Any) -> Any:
-        t0 = time.perf_counter()
-        out = engine_step(*a, **kw)
-        timers["optimizer_s"] = timers.get("optimizer_s", 0.0) + time.perf_counter() - t0
-        return out
-
-    trainer.engine.step = timed_step
+    time_optimizer_steps(trainer, timers)
     trainer.engine.train()
     step_no = [0]
 
