@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,6 +19,27 @@ def run_train_process(run_dir: Path, *overrides: str, accelerator: str = "cpu",
     env = {**os.environ, "DS_ACCELERATOR": accelerator, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "algorithms.train", f"run_dir={run_dir}", *overrides]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def kill_at_checkpoint(run_dir: Path, *overrides: str, step: int, grace_s: float = 0.0,
+                       accelerator: str = "cpu") -> int:
+    """Start the real entry point, SIGKILL it once checkpoint ``step`` is the latest (``grace_s`` later, to
+    land inside a following step), and return the step of the checkpoint it left as LATEST."""
+    env = {**os.environ, "DS_ACCELERATOR": accelerator, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "algorithms.train", f"run_dir={run_dir}", *overrides]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    pointer = run_dir / "checkpoints" / "LATEST"
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None:
+        if pointer.exists() and pointer.read_text().strip() == f"step-{step:06d}":
+            break
+        time.sleep(0.2)
+    if proc.poll() is not None:
+        raise AssertionError("the run ended before it could be killed: " + proc.stderr.read()[-3000:])
+    time.sleep(grace_s)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return int(pointer.read_text().strip().split("-")[1])
 
 
 def metric_rows(run_dir: Path) -> list[dict]:

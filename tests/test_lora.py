@@ -3,11 +3,6 @@ checkpoint get, and that neither changes the gradients the losses define."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +13,7 @@ from agents.models import load_tokenizer, tiny_random_model
 from agents.trajectory import Trajectory, collate
 from algorithms.chord import expert_micro_loss, preset
 from algorithms.lr_schedule import lr_at
-from tests.helpers import REPO, metric_rows
+from tests.helpers import kill_at_checkpoint, metric_rows, run_train_process
 from tests.test_train_e2e import TINY, run_train, train_steps
 
 LORA = ["model.lora.r=4", "model.lora.alpha=8"]
@@ -133,22 +128,11 @@ def test_lora_run_killed_resumes_and_exports_a_merged_model(tmp_path: Path, toke
     from transformers import AutoModelForCausalLM
 
     run_dir = tmp_path / "lora"
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "algorithms.train", f"run_dir={run_dir}", *TINY, *LORA, "algorithm=chord_mu",
-           "trainer.total_steps=4", "trainer.save_every=2", "trainer.eval_every=0", "trainer.lr=1e-2",
-           "trainer.lr_schedule=cosine", "trainer.warmup_steps=1", "rollout.engine=hf"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    pointer = run_dir / "checkpoints" / "LATEST"
-    deadline = time.time() + 400
-    while time.time() < deadline and proc.poll() is None:
-        if pointer.exists() and pointer.read_text().strip() == "step-000002":
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read()[-3000:]
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    resumed_from = int(pointer.read_text().strip().split("-")[1])
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    overrides = [*TINY, *LORA, "algorithm=chord_mu", "trainer.total_steps=4", "trainer.save_every=2",
+                 "trainer.eval_every=0", "trainer.lr=1e-2", "trainer.lr_schedule=cosine", "trainer.warmup_steps=1",
+                 "rollout.engine=hf"]
+    resumed_from = kill_at_checkpoint(run_dir, *overrides, step=2)
+    done = run_train_process(run_dir, *overrides)
     assert done.returncode == 0, done.stderr[-4000:]
     assert f"at step {resumed_from}" in done.stdout
     assert train_steps(run_dir) == [1, 2, 3, 4]

@@ -6,17 +6,13 @@ These run the real entry point (`python -m algorithms.train`) in a subprocess, w
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from algorithms.lr_schedule import lr_at
-from tests.helpers import REPO, metric_rows, run_train_process
+from tests.helpers import REPO, kill_at_checkpoint, metric_rows, run_train_process
 
 # Small enough for CI: 2 prompts x 2 rollouts + 2 expert samples, short turns, tiny model.
 TINY = [
@@ -77,25 +73,13 @@ def test_three_steps_of_each_algorithm(tmp_path: Path, algorithm: str) -> None:
 def test_sigkill_then_resume_repeats_and_loses_no_step(tmp_path: Path) -> None:
     """Also: the resumed run continues the learning-rate schedule (each step's lr is lr_at(step))."""
     run_dir = tmp_path / "killed"
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "algorithms.train", f"run_dir={run_dir}", *TINY, "algorithm=chord_mu",
-           "trainer.total_steps=5", "trainer.save_every=2", "trainer.eval_every=0", "trainer.lr=1e-3",
-           "trainer.lr_schedule=cosine", "trainer.warmup_steps=1"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    pointer = run_dir / "checkpoints" / "LATEST"
-    deadline = time.time() + 400
-    while time.time() < deadline and proc.poll() is None:
-        if pointer.exists() and pointer.read_text().strip() == "step-000002":
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read()[-3000:]
-    time.sleep(1.0)  # let it get into step 3 (or 4): those steps must be redone, not kept twice
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert pointer.read_text().strip() in ("step-000002", "step-000004")
-    resumed_from = int(pointer.read_text().strip().split("-")[1])
+    overrides = [*TINY, "algorithm=chord_mu", "trainer.total_steps=5", "trainer.save_every=2", "trainer.eval_every=0",
+                 "trainer.lr=1e-3", "trainer.lr_schedule=cosine", "trainer.warmup_steps=1"]
+    # killed 1 s after the step-2 checkpoint, inside step 3 (or 4): those steps must be redone, not kept twice
+    resumed_from = kill_at_checkpoint(run_dir, *overrides, step=2, grace_s=1.0)
+    assert resumed_from in (2, 4)
 
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    done = run_train_process(run_dir, *overrides)
     assert done.returncode == 0, done.stderr[-4000:]
     assert f"at step {resumed_from}" in done.stdout
     assert train_steps(run_dir) == [1, 2, 3, 4, 5]
