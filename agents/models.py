@@ -304,6 +304,15 @@ def _check_checkpoint_dir(path: Path) -> None:
         _check_safetensors(shard)
 
 
+def check_model_spec(spec: str) -> None:
+    """Raise :class:`ModelLoadError` now if ``spec`` names a local checkpoint directory that is missing or broken:
+    a run checks this before its distributed set-up, so that a mistyped path stops in a second, not after
+    minutes of set-up. The embedded model, the tiny one and hub ids are checked when they load."""
+    if spec in (EMBEDDED_SPEC, TINY_SPEC) or _hub_id(spec) is not None:
+        return
+    _check_checkpoint_dir(Path(spec).expanduser())
+
+
 def _load_local_model(path: Path, device: str, dtype: str) -> Any:
     from transformers import AutoModelForCausalLM
 

@@ -32,7 +32,7 @@ from agents.call_format import renderer_for, resolve_call_format, set_chat_templ
 from agents.engines import make_engine
 from agents.heldout import evaluate_tasks
 from agents.lora import LoraConfigError, apply_lora
-from agents.models import load_tokenizer
+from agents.models import check_model_spec, load_tokenizer
 from agents.trajectory import Trajectory
 from algorithms.checkpoint import (
     CheckpointError,
@@ -112,6 +112,7 @@ class Trainer:
         # made next), so that a bad config stops in seconds, before DeepSpeed sets up (and on a fresh machine
         # compiles) its communication op; checked again against the world that formed, should the two differ.
         self.t: TrainerConfig = validate_train_config(cfg, self.algo, launched_world_size())
+        check_model_spec(str(cfg.model.spec))
         self.logging = logging_config(cfg)
         self.engine_config, self.engine_kind = rollout_engine(cfg, self.t)
         self.run_dir = Path(cfg.run_dir)

@@ -178,3 +178,15 @@ def test_cache_dir_env_override(monkeypatch, tmp_path):
     assert models.embedded_cache_dir() == Path(tmp_path / "c")
     monkeypatch.delenv(models.CACHE_ENV)
     assert models.embedded_cache_dir().parts[-3:] == ("chordgym", "models", "smollm2-135m-instruct")
+
+
+def test_check_model_spec_refuses_a_broken_local_directory_without_loading(tmp_path: Path) -> None:
+    from agents.models import check_model_spec
+
+    for spec in (models.EMBEDDED_SPEC, models.TINY_SPEC, "hub:org/name"):
+        check_model_spec(spec)  # checked when they load
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        check_model_spec(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        check_model_spec(str(tmp_path / "empty"))

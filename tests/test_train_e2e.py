@@ -121,10 +121,35 @@ def test_resume_continues_the_same_data_stream(tmp_path: Path) -> None:
     ("trainer.eval_guided_calls=always", "trainer.eval_guided_calls"),
     ("trainer.gradient_checkpointing=true trainer.prompt_grad=detached", "trainer.gradient_checkpointing=true does not combine"),
 ])
-def test_bad_config_stops_before_work_naming_the_key(tmp_path: Path, override: str, key: str) -> None:
-    proc = run_train(tmp_path / "bad", "algorithm=chord_mu", *override.split(" "), timeout=300)
-    assert proc.returncode != 0
-    assert key in proc.stderr
+def test_bad_config_stops_before_work_naming_the_key(tmp_path: Path, monkeypatch, capsys, override: str,
+                                                     key: str) -> None:
+    """In this process, through the command line's error handler: one ``config error:`` line naming the key,
+    exit 2, before the distributed set-up (which fails the test if reached) and before anything is written.
+    (test_a_bad_config_is_one_line_from_the_command_line runs the same path as a subprocess.)"""
+    from hydra import compose, initialize_config_dir
+
+    import algorithms.trainer
+    from algorithms.config import exit_on_start_up_errors
+
+    def reached(*args, **kwargs):
+        raise AssertionError("the bad config reached the distributed set-up")
+
+    monkeypatch.setattr(algorithms.trainer, "init_distributed", reached)
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"run_dir={tmp_path / 'bad'}", *TINY, "algorithm=chord_mu",
+                                          *override.split(" ")])
+    with pytest.raises(SystemExit) as stop, exit_on_start_up_errors(str(cfg.model.spec)):
+        algorithms.trainer.Trainer(cfg)
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2
+    assert key in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_a_bad_config_is_one_line_from_the_command_line(tmp_path: Path) -> None:
+    proc = run_train(tmp_path / "bad", "algorithm=chord_mu", "trainer.lr=fast", timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "config error: trainer.lr must be a number, got 'fast'"
     assert not (tmp_path / "bad" / "metrics.jsonl").exists()
 
 
