@@ -82,12 +82,35 @@ def test_unknown_suite_or_env_names_both_ways_before_any_model_loads(tmp_path: P
     ("baseline=missing.json", ["config error:", "baseline=missing.json"]),
     ("model_path=runs/missing", ["config error:", "model_path=runs/missing: no such checkpoint directory"]),
 ])
-def test_evaluate_start_up_errors_are_one_line(tmp_path: Path, override: str, words: list[str]) -> None:
-    proc = _run(["-m", "agents.evaluate", "suites=[toolace]", override, f"out_dir={tmp_path}"], tmp_path, timeout=120)
+def test_evaluate_start_up_errors_are_one_line(tmp_path: Path, monkeypatch, capsys, override: str,
+                                               words: list[str]) -> None:
+    """In this process (the subprocess below runs one through the command line): exit 2 with one line, before
+    the model loads (loading it fails the test)."""
+    from hydra import compose, initialize_config_dir
+
+    import agents.evaluate
+
+    def reached(*args, **kwargs):
+        raise AssertionError("the bad config reached the model loading")
+
+    monkeypatch.setattr(agents.evaluate, "load_model", reached)
+    monkeypatch.setattr(agents.evaluate, "load_tokenizer", reached)
+    monkeypatch.chdir(tmp_path)
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose("evaluate", overrides=["suites=[toolace]", override, f"out_dir={tmp_path}"])
+        with pytest.raises(SystemExit) as stop:  # inside: the suites are composed from their own config files
+            agents.evaluate.main.__wrapped__(cfg)
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and len(err.splitlines()) == 1, err
+    assert all(w in err for w in words), err
+
+
+def test_evaluate_start_up_error_from_the_command_line(tmp_path: Path) -> None:
+    proc = _run(["-m", "agents.evaluate", "suites=[toolace]", "+toolace.limit=0", f"out_dir={tmp_path}"], tmp_path,
+                timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert all(w in last for w in words), last
+    assert proc.stderr.strip().splitlines()[-1].startswith("config error: ") and "toolace.limit" in proc.stderr
 
 
 def test_config_entry_point_errors_name_the_key(tmp_path: Path) -> None:
