@@ -76,7 +76,7 @@ class TrainerConfig:
     expert_per_step: int
     micro_batch_size: int
     micro_batch_tokens: int
-    padding_free: bool = False
+    padding_free: bool = True
     expert_tasks: int | None = None
     expert_data: str | None = None
     # -- the optimizer

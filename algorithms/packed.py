@@ -66,13 +66,21 @@ def _hf_model(model: Any) -> Any:
     return inner if isinstance(inner, torch.nn.Module) and hasattr(inner, "config") else model
 
 
-@contextlib.contextmanager
-def _attention_implementation(model: Any, name: str) -> Iterator[None]:
-    """The model's attention implementation set to ``name`` for the duration of one forward call."""
+def require_attention_interface(model: Any) -> Any:
+    """The transformers model behind ``model``, if its attention goes through ``AttentionInterface`` (what the
+    packed pass switches); else ``ValueError`` naming the key that turns packing off. The trainer calls it at
+    start-up, so that a model without it stops before the first step, not inside it."""
     hf = _hf_model(model)
     if not getattr(hf, "_supports_attention_backend", False):
         raise ValueError(f"trainer.padding_free=true needs a transformers model whose attention goes through "
                          f"AttentionInterface; {type(hf).__name__} does not: set trainer.padding_free=false")
+    return hf
+
+
+@contextlib.contextmanager
+def _attention_implementation(model: Any, name: str) -> Iterator[None]:
+    """The model's attention implementation set to ``name`` for the duration of one forward call."""
+    hf = require_attention_interface(model)
     config = hf.config
     previous = config._attn_implementation
     config._attn_implementation = name

@@ -72,6 +72,7 @@ from algorithms.dynamic_sampling import (
 from algorithms.expert_data import ExpertSource, load_expert_pool
 from algorithms.lr_schedule import lr_at
 from algorithms.metrics import MetricsLogger
+from algorithms.packed import require_attention_interface
 from algorithms.prompt_kv import DetachedPromptKV
 from algorithms.reporting import training_summary, write_run_report
 from algorithms.zero3 import gathered_for_generation
@@ -175,6 +176,11 @@ class Trainer:
             ref_model=self.ref_model, ref_prompt_kv=self.ref_prompt_kv,
             padding_free=packs_micro_batches(cfg, self.t))
 
+        if packs_micro_batches(cfg, self.t):
+            try:
+                require_attention_interface(self.engine.module)
+            except ValueError as err:
+                raise TrainConfigError(str(err)) from None
         if packs_micro_batches(cfg, self.t) and not self.t.padding_free and self.dist.is_main:
             print("deepspeed ZeRO-3: micro-batches run packed, one forward pass each (as trainer.padding_free=true), "
                   "so every rank gathers the parameters the same number of times", flush=True)

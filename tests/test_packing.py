@@ -215,3 +215,18 @@ def test_the_kl_term_scores_the_reference_packed_too(model):
     assert out[True][0] == pytest.approx(out[False][0], abs=1e-6)
     assert out[True][1] == pytest.approx(out[False][1], rel=1e-4)
     assert torch.allclose(out[True][2], out[False][2], atol=1e-5, rtol=1e-5)
+
+
+def test_a_model_without_attention_interface_is_refused_naming_the_key(model) -> None:
+    """Packing is the default: a model whose attention does not go through transformers' AttentionInterface is
+    refused (the trainer does it at start-up) with the key that turns it off."""
+    from algorithms.packed import require_attention_interface
+
+    assert require_attention_interface(model) is model
+
+    class Legacy(torch.nn.Module):
+        config = model.config
+        _supports_attention_backend = False
+
+    with pytest.raises(ValueError, match="set trainer.padding_free=false"):
+        require_attention_interface(Legacy())
