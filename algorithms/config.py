@@ -268,8 +268,9 @@ def packs_micro_batches(cfg: DictConfig, t: TrainerConfig) -> bool:
     and always under ZeRO-3, whose forward passes gather each layer's parameters from every rank and so must
     come in the same number on every rank; the padded path runs long rows one forward pass at a time, a
     number that differs between ranks with the rows they hold (their collectives then pair up wrongly and
-    the step hangs)."""
-    return t.padding_free or zero_stage(cfg) == 3
+    the step hangs). Never with ``trainer.prompt_grad=detached``, whose rows each run against their own cached
+    prompt keys/values (and which ZeRO-3 refuses)."""
+    return (t.padding_free or zero_stage(cfg) == 3) and t.prompt_grad != "detached"
 
 
 def rollout_engine(cfg: DictConfig, t: TrainerConfig) -> tuple[EngineConfig, str]:

@@ -139,6 +139,12 @@ class Trainer:
         self.model, self.tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed),
                                                 tokenizer=tokenizer)
         self.model = self._adapt_for_training(self.model)
+        packs = packs_micro_batches(cfg, self.t)
+        if packs:  # before DeepSpeed and the rollout engine set up, not inside step 1
+            try:
+                require_attention_interface(self.model)
+            except ValueError as err:
+                raise TrainConfigError(str(err)) from None
         if tokenizer is None:  # one from _call_format has its chat template already
             set_chat_template(self.tokenizer, cfg.model.get("chat_template"))
         self.renderer = renderer_for(self.tokenizer, self.call_format)
@@ -174,14 +180,9 @@ class Trainer:
             temperature=self.t.temperature, use_sampler_logprobs=self.t.use_sampler_logprobs, dtype=self.dtype,
             world_size=self.dist.world_size, pad_token_id=self.tokenizer.pad_token_id or 0, prompt_kv=self.prompt_kv,
             ref_model=self.ref_model, ref_prompt_kv=self.ref_prompt_kv,
-            padding_free=packs_micro_batches(cfg, self.t))
+            padding_free=packs)
 
-        if packs_micro_batches(cfg, self.t):
-            try:
-                require_attention_interface(self.engine.module)
-            except ValueError as err:
-                raise TrainConfigError(str(err)) from None
-        if packs_micro_batches(cfg, self.t) and not self.t.padding_free and self.dist.is_main:
+        if packs and not self.t.padding_free and self.dist.is_main:
             print("deepspeed ZeRO-3: micro-batches run packed, one forward pass each (as trainer.padding_free=true), "
                   "so every rank gathers the parameters the same number of times", flush=True)
         self.start_step = 0

@@ -75,10 +75,13 @@ def test_zero3_always_packs_micro_batches_and_refuses_detached_prompts() -> None
         zero2 = compose("train", overrides=["deepspeed=zero2", "trainer.padding_free=false"])
         zero3 = compose("train", overrides=["deepspeed=zero3", "trainer.padding_free=false"])
         detached = compose("train", overrides=["deepspeed=zero3", "trainer.prompt_grad=detached"])
+        detached2 = compose("train", overrides=["deepspeed=zero2", "trainer.prompt_grad=detached"])
     algo = AlgorithmConfig.from_dict(OmegaConf.to_container(zero3.algorithm, resolve=True))
     assert (zero_stage(zero2), zero_stage(zero3)) == (2, 3)
     t2, t3 = validate_train_config(zero2, algo, 1), validate_train_config(zero3, algo, 1)
     assert not t3.padding_free and packs_micro_batches(zero3, t3)
     assert not packs_micro_batches(zero2, t2)
+    # padding_free is on by default, but detached prompts run row by row against their cached keys/values
+    assert not packs_micro_batches(detached2, validate_train_config(detached2, algo, 1))
     with pytest.raises(TrainConfigError, match="trainer.prompt_grad=detached does not combine with deepspeed=zero3"):
         validate_train_config(detached, algo, 1)
