@@ -117,3 +117,15 @@ def test_expert_check_rejects_a_task_whose_expert_does_not_replay():
     wrong = Task.from_dict({**task.to_dict(), "expert": [{"role": "assistant", "content": "No idea."}]})
     with pytest.raises(RuntimeError, match=f"task {task.id}: expert replay failed"):
         expert_check()(wrong)
+
+
+def test_first_calls_write_whole_numbers_as_integers(splits):
+    """A whole number the request states is an int in the expert's first calls (``amount=500``, not ``500.0``):
+    BFCL's checker takes ints for its float parameters but not ``500.0`` for its integer ones, and the model
+    copies the expert's form. (Later calls may copy a float out of a tool's result.)"""
+    whole_floats = [(t.id, c["name"], k, v) for s in ("train", "test") for t in splits[s] if t.ground_truth[0]
+                    for c in t.ground_truth[0][0] for k, v in c["arguments"].items()
+                    if isinstance(v, float) and v.is_integer()]
+    assert whole_floats == []
+    assert any(isinstance(v, float) for t in splits["train"] if t.ground_truth[0]
+               for c in t.ground_truth[0][0] for v in c["arguments"].values())   # 12.5 stays a float

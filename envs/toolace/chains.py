@@ -161,7 +161,7 @@ def _max_shares(c: dict[str, Any], rs: list[Any]) -> tuple[str, dict[str, Any]]:
 
 
 chain("max_shares", ("get_stock_quote", "place_stock_order"),
-      lambda r, w: {"symbol": r.choice(list(STOCKS)), "budget": float(r.choice((500, 1000, 2000, 2500, 5000)))},
+      lambda r, w: {"symbol": r.choice(list(STOCKS)), "budget": r.choice((500, 1000, 2000, 2500, 5000))},
       ("Buy as many {symbol} shares as I can with ${budget}.", "I have {budget} dollars. Buy the maximum whole number of {symbol} shares."),
       (lambda c, rs: ("get_stock_quote", {"symbol": c["symbol"]}), _max_shares),
       "buy shares within a budget", "Bought {r[quantity]} shares of {r[symbol]} at ${r[price]}; cash left ${r[cash_remaining]}.")

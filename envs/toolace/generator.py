@@ -32,7 +32,7 @@ from tools import ToolCall, format_pythonic
 from tools.catalog import TOOL_DOMAIN, World, build_catalog, tool_schema
 
 #: bumped whenever the output for a seed changes, so that cached splits are regenerated
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 KIND_WEIGHTS = {"single": 0.26, "parallel": 0.16, "dependent": 0.15, "multi_turn": 0.17, "no_tool": 0.26}
 NO_TOOL_WEIGHTS = {"irrelevant": 0.45, "missing_param": 0.4, "chitchat": 0.15}
 #: domains close enough that a request from one should not be used as "irrelevant" to the other

@@ -97,9 +97,16 @@ def with_opt(r: Random, args: dict[str, Any], p: float = 0.5, **optional: Any) -
     return args
 
 
-def num(r: Random, lo: float, hi: float, step: float = 1.0) -> float:
-    """A round number a person would type, as a float (for ``number`` parameters)."""
-    return float(round(r.uniform(lo, hi) / step) * step)
+def num(r: Random, lo: float, hi: float, step: float = 1.0) -> int | float:
+    """A round number a person would type, for ``number`` parameters: an int when it is whole (``1500``, not
+    ``1500.0``: the expert's calls then teach the form BFCL's checker takes for both its integer and float
+    parameters), otherwise a float (``12.5``)."""
+    return whole(round(r.uniform(lo, hi) / step) * step)
+
+
+def whole(value: float) -> int | float:
+    """``value`` as an int when it has no fractional part."""
+    return int(value) if float(value).is_integer() else float(value)
 
 
 def unit_pair(r: Random, units: tuple[str, ...]) -> list[str]:
@@ -243,7 +250,7 @@ add("search_train_tickets", lambda r, w: with_opt(r, dict(zip(("origin", "destin
     "Search first-class{first_class} train tickets from {origin} to {destination} on {date}.", "Find me a first class{first_class} train {origin} to {destination} on {date}."),
     "search train tickets", first_class=lambda v: "")
 add("search_hotel_rooms", lambda r, w: with_opt(r, {"city": city(r), "check_in": future(r, 3, 60), "nights": r.randint(1, 7)}, 0.3,
-                                           max_price_per_night=num(r, 100, 300, 10), min_rating=r.choice((3.5, 4.0, 4.5))), (
+                                           max_price_per_night=num(r, 100, 300, 10), min_rating=r.choice((3.5, 4, 4.5))), (
     "Find a hotel in {city} from {check_in} for {nights} nights.", "Search hotels in {city}, checking in {check_in}, {nights} nights.",
     "I need a place to stay in {city} for {nights} nights starting {check_in}.",
     "Find hotels in {city} from {check_in} for {nights} nights under {max_price_per_night} per night.",
@@ -298,16 +305,16 @@ add("convert_temperature", lambda r, w: dict(zip(("from_scale", "to_scale"), uni
     from_scale=lambda s: s.capitalize(), to_scale=lambda s: s.capitalize())
 
 # math
-add("describe_numbers", lambda r, w: with_opt(r, {"numbers": [float(r.randint(1, 99)) for _ in range(r.randint(4, 8))]}, 0.5,
+add("describe_numbers", lambda r, w: with_opt(r, {"numbers": [r.randint(1, 99) for _ in range(r.randint(4, 8))]}, 0.5,
                                                 measures=r.sample(["mean", "median", "stdev", "min", "max", "sum"], 2)), (
     "Compute summary statistics for {numbers}.", "Give me the statistics of these values: {numbers}.",
     "What are the {measures} of {numbers}?", "Calculate the {measures} for the data {numbers}."),
     "compute statistics", numbers=lambda xs: ", ".join(f"{x:g}" for x in xs))
-add("find_quadratic_roots", lambda r, w: {"a": float(r.choice((1, 2, 3, -1))), "b": float(r.randint(-10, 10)), "c": float(r.randint(-20, 20))}, (
+add("find_quadratic_roots", lambda r, w: {"a": r.choice((1, 2, 3, -1)), "b": r.randint(-10, 10), "c": r.randint(-20, 20)}, (
     "Solve {a}x^2 + {b}x + {c} = 0.", "Find the real roots of the quadratic with a={a}, b={b}, c={c}.",
     "What are the solutions of the equation with coefficients a = {a}, b = {b} and c = {c}?"),
     "solve a quadratic equation", "The discriminant is {r[discriminant]} and the real roots are {r[real_roots]}.")
-add("calculate_percentage", lambda r, w: with_opt(r, {"part": float(r.randint(1, 500)), "whole": float(r.randint(501, 2000))}, 0.3, decimals=r.choice((0, 1, 3))), (
+add("calculate_percentage", lambda r, w: with_opt(r, {"part": r.randint(1, 500), "whole": r.randint(501, 2000)}, 0.3, decimals=r.choice((0, 1, 3))), (
     "What percentage is {part} of {whole}?", "{part} out of {whole} is what percent?",
     "What percent of {whole} is {part}? Round to {decimals} decimal places."),
     "calculate a percentage", "{a[part]} is {r[percentage]}% of {a[whole]}.")
@@ -437,7 +444,7 @@ add("estimate_travel_duration", lambda r, w: with_opt(r, dict(zip(("origin", "de
 add("get_city_local_time", lambda r, w: {"city": city(r)}, ("What time is it in {city}?", "Current local time in {city}?", "What's the time right now in {city}?"),
     "get the local time", "It is {r[local_time]} in {r[city]} (UTC{r[utc_offset]:+d}).")
 add("find_nearby_places", lambda r, w: with_opt(r, {"city": city(r), "category": r.choice(("restaurant", "cafe", "museum", "pharmacy", "park", "gas_station", "hospital"))}, 0.3,
-                                                radius_km=r.choice((1.0, 3.0, 5.0)), open_now=True), (
+                                                radius_km=r.choice((1, 3, 5)), open_now=True), (
     "Find a {category} near the centre of {city}.", "Are there any {category}s close to downtown {city}?",
     "Find {category}s within {radius_km} km of central {city}.", "Find a {category} in {city} that is open now{open_now}.",
     "Find {category}s open now{open_now} within {radius_km} km in {city}."),
@@ -476,7 +483,7 @@ add("search_recipes", lambda r, w: with_opt(r, {"ingredients": r.sample(_INGREDI
 add("get_recipe_details", lambda r, w: with_opt(r, {"recipe_id": f"R-{r.randint(301, 312)}"}, 0.5, servings=r.randint(1, 8)), (
     "Show me recipe {recipe_id}.", "What do I need for recipe {recipe_id}?", "Get recipe {recipe_id} for {servings} servings."),
     "get a recipe", "{r[name]} takes {r[minutes]} minutes; you need {r[ingredients]}.")
-add("get_nutrition_facts", lambda r, w: with_opt(r, {"food": r.choice(list(FOODS))}, 0.6, grams=float(r.choice((50, 150, 200, 250)))), (
+add("get_nutrition_facts", lambda r, w: with_opt(r, {"food": r.choice(list(FOODS))}, 0.6, grams=r.choice((50, 150, 200, 250))), (
     "How many calories are in {food}?", "Nutrition facts for {food}, please.", "How many calories and how much protein in {grams} grams of {food}?",
     "Give me the macros for {grams} g of {food}."),
     "look up nutrition facts", "{r[grams]} g of {r[food]} has {r[calories]} kcal, {r[protein_g]} g protein, {r[carbs_g]} g carbs and {r[fat_g]} g fat.")
