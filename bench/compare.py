@@ -22,7 +22,8 @@ wall time is in ``compare.json`` and the trainer's per-step split (rollout, trai
 step; the untrained model's is measured once, in the "original" row, instead of at step 0 of every run.
 Every score carries its 95% Wilson interval, and the pairs the comparison is about (CHORD against SFT,
 SFT-then-GRPO, GRPO and IDFT; each ``_ds`` method against the same without dynamic sampling; every method
-against the untrained model) get McNemar's exact test on the entries both scored.
+against the untrained model) get McNemar's exact test on the entries both scored (ToolACE val too: each
+trainer's last held-out transcript, paired with the untrained model's val evaluation).
 Writes ``<out>/compare.json``, a Markdown table in the shape of the paper's Table 1 with the paired tests
 below it (``<out>/compare.md``) and ``<out>/compare.png``.
 """
@@ -43,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agents.scores import mcnemar_exact, wilson_interval  # noqa: E402
+from algorithms.compare_runs import held_out_verdicts  # noqa: E402
 from envs.bfcl.scores import IRRELEVANCE, LIVE_AST, NON_LIVE_AST  # noqa: E402
 
 # method -> (algorithm config, trains on the Hinted-Decoding rewrite of the expert pool, extra overrides)
@@ -63,7 +65,8 @@ GOAL_PAIRS = [("chord_phi", "sft"), ("chord_mu", "sft"), ("chord_phi", "sft_then
 # Metric -> the results.json suites whose entries it pools (BFCL's headline aggregates take unweighted means
 # over categories, envs/bfcl/scores.py; intervals and paired tests are over the pooled entries).
 POOLS = {"non_live_ast": tuple(f"bfcl/{c}" for c in NON_LIVE_AST), "live_ast": tuple(f"bfcl/{c}" for c in LIVE_AST),
-         "irrelevance": tuple(f"bfcl/{c}" for c in IRRELEVANCE), "toolace_test": ("toolace/test",)}
+         "irrelevance": tuple(f"bfcl/{c}" for c in IRRELEVANCE), "toolace_test": ("toolace/test",),
+         "toolace_val": ("toolace/val",)}
 BFCL_CATEGORIES = ["simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance",
                    "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple"]
 _realign_lock = threading.Lock()
@@ -204,11 +207,17 @@ def training_curve(out: Path, method: str) -> list[tuple[int, float]]:
 
 
 def entry_verdicts(out: Path, method: str) -> dict[tuple[str, str], bool]:
-    """``(suite, entry id) -> solved`` for every entry ``method``'s evaluation scored (empty if none)."""
-    path = out / "eval" / method / "results.json"
-    if not path.exists():
-        return {}
-    return {(e["suite"], str(e["id"])): bool(e["correct"]) for e in json.loads(path.read_text())["entries"]}
+    """``(suite, entry id) -> solved`` for every entry ``method`` was scored on (empty if none): its evaluation
+    (BFCL, ToolACE test) and its ToolACE val tasks, from the trainer's last held-out transcript (the untrained
+    model's from its ``original-val`` evaluation), so that val is paired like the rest."""
+    verdicts: dict[tuple[str, str], bool] = {}
+    for path in (out / "eval" / method / "results.json", out / "eval" / f"{method}-val" / "results.json"):
+        if path.exists():
+            verdicts |= {(e["suite"], str(e["id"])): bool(e["correct"]) for e in json.loads(path.read_text())["entries"]}
+    transcripts = out / "runs" / method / "eval"
+    if transcripts.is_dir() and any(transcripts.glob("step-*.jsonl")):
+        verdicts |= {("toolace/val", task): ok for task, ok in held_out_verdicts(out / "runs" / method)[1].items()}
+    return verdicts
 
 
 def pooled(verdicts: dict[tuple[str, str], bool], metric: str) -> dict[tuple[str, str], bool]:
