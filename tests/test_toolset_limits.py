@@ -247,6 +247,54 @@ def test_copies_get_their_own_worker_and_the_state_so_far(tmp_path):
     assert call(ts, "inc").content == 2  # the copies never touched this one's worker
 
 
+def test_past_the_cap_the_least_recently_used_idle_worker_stops_and_its_state_replays(tmp_path, monkeypatch):
+    """A 200-task evaluation kept a worker per episode alive and ran a 24 GB machine out of memory; at most
+    CHORDGYM_MAX_TOOL_WORKERS workers now run, and a stopped one's toolset carries on where it was."""
+    from tools.toolset import LIVE_WORKERS
+    monkeypatch.setenv("CHORDGYM_MAX_TOOL_WORKERS", "3")
+    stopped = LIVE_WORKERS.stopped
+    toolsets = [stateful_toolset(tmp_path / "pids", timeout_s=5)[0] for _ in range(5)]
+    workers = []
+    for k, ts in enumerate(toolsets):
+        assert [call(ts, "inc").content for _ in range(k + 1)][-1] == k + 1
+        workers.append(call(ts, "pid").content)
+    assert sum(not gone(w) for w in workers) == 3 and len(LIVE_WORKERS) == 3
+    assert gone(workers[0]) and gone(workers[1]) and not gone(workers[2])  # least recently used first
+    assert LIVE_WORKERS.stopped - stopped == 2
+    assert call(toolsets[0], "inc").content == 2  # a fresh worker replayed its one inc() first
+    assert gone(workers[2]) and sum(not gone(w) for w in workers) == 2
+    for ts in toolsets:
+        ts.close()
+    assert len(LIVE_WORKERS) == 0
+
+
+def test_a_busy_worker_is_not_stopped_to_make_room(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHORDGYM_MAX_TOOL_WORKERS", "1")
+    busy, _ = stateful_toolset(tmp_path / "pids", timeout_s=5)
+    other, _ = stateful_toolset(tmp_path / "pids", timeout_s=5)
+    call(busy, "inc")
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(r=call(busy, "slow_set", value=7, seconds=0.5)))
+    thread.start()
+    while not (tmp_path / "pids").exists():
+        time.sleep(0.01)
+    assert call(other, "inc").content == 1  # over the cap for a while: the busy one is passed over
+    thread.join()
+    assert result["r"].content == 7 and call(busy, "get").content == 7
+    busy.close()
+    other.close()
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many"])
+def test_a_bad_worker_cap_is_one_line_naming_the_variable(value, monkeypatch):
+    from tools.toolset import max_live_workers
+    monkeypatch.setenv("CHORDGYM_MAX_TOOL_WORKERS", value)
+    with pytest.raises(ValueError, match=f"CHORDGYM_MAX_TOOL_WORKERS must be a positive integer, got '{value}'"):
+        max_live_workers()
+    monkeypatch.delenv("CHORDGYM_MAX_TOOL_WORKERS")
+    assert max_live_workers() == 32
+
+
 def test_pickled_toolset_runs_in_its_own_worker():
     ts = Toolset([f], timeout_s=1.0)
     assert call(ts, "f", x=1).content == 1

@@ -15,7 +15,13 @@ Limits (defaults in brackets):
   toolset as it was built and first replays, in order and under the same limits, the calls that had
   completed (tools are expected to be deterministic functions of their state: a seeded world). A call
   that kills its worker (``os._exit``, a crash, the CPU backstop) is reported and handled the same way.
-  The worker is killed when the toolset is garbage-collected and at interpreter exit. Its own state is
+  The worker is killed when the toolset is garbage-collected and at interpreter exit. At most
+  ``max_live_workers()`` toolsets of a process keep a worker at once (32; ``CHORDGYM_MAX_TOOL_WORKERS``):
+  each worker costs its page tables and the pages either side writes after the fork (measured: ~50 MB
+  each under a 4 GB trainer, and 124 of them under a 12 GB one ran a 24 GB machine out of memory in a
+  200-task evaluation), so a toolset starting one past the cap first stops the least recently used idle
+  worker, whose toolset replays its completed calls into a fresh worker at its next call, as after a
+  time-out. A toolset busy in a call, or past the replay limit, is never the one stopped. Its own state is
   the worker's: the parent's objects (the ``World``) do not change when tools run, so read results, not
   the parent's state. ``isolation="thread"`` runs each call in a daemon thread instead, abandoned (not
   killed: Python cannot kill a thread) at the time-out, for tools that must share the parent's state or
@@ -43,10 +49,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
 import pickle
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from multiprocessing.connection import Connection
 from typing import Any, Literal
@@ -55,7 +63,7 @@ from tools import worker as _worker
 from tools.calls import ToolCall
 from tools.schema import Tool, tool
 
-__all__ = ["ToolResult", "Toolset", "tool_message"]
+__all__ = ["LIVE_WORKERS", "ToolResult", "Toolset", "max_live_workers", "tool_message"]
 
 _MAX_LISTED_NAMES = 40  # tool names listed in an "unknown tool" error
 _MIN_ERROR_CHARS = 256  # error texts are cut at max(max_output_chars, this)
@@ -65,6 +73,76 @@ _WORKER_STATE = ("_lock", "_worker", "_finalizer")
 _RESULT, _ERROR, _REPLAYED = b"R", b"E", b"."
 
 Isolation = Literal["process", "thread"]
+_DEFAULT_MAX_LIVE_WORKERS = 32
+
+
+def max_live_workers() -> int:
+    """How many toolsets of this process may keep a worker process at once: ``CHORDGYM_MAX_TOOL_WORKERS``
+    (a positive integer), else 32. Raise it on a machine with memory to spare and rollout batches larger
+    than that, where stopped workers would otherwise be re-forked (and their calls replayed) every turn."""
+    text = os.environ.get("CHORDGYM_MAX_TOOL_WORKERS", "").strip()
+    if not text:
+        return _DEFAULT_MAX_LIVE_WORKERS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"CHORDGYM_MAX_TOOL_WORKERS must be a positive integer, got {text!r}")
+    return value
+
+
+class _LiveWorkers:
+    """The toolsets of this process whose worker runs, least recently used first (weakly held), and how
+    many workers were stopped to keep them within ``max_live_workers()``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._order: OrderedDict[int, weakref.ref[Toolset]] = OrderedDict()
+        self.stopped = 0
+
+    def __len__(self) -> int:
+        return sum(t is not None and t._worker is not None for t in self._snapshot())
+
+    def touch(self, toolset: Toolset) -> None:
+        """``toolset`` (which has a worker) was just used."""
+        with self._lock:
+            self._order[id(toolset)] = weakref.ref(toolset)
+            self._order.move_to_end(id(toolset))
+
+    def drop(self, toolset: Toolset) -> None:
+        with self._lock:
+            ref = self._order.get(id(toolset))
+            if ref is not None and ref() in (toolset, None):
+                del self._order[id(toolset)]
+
+    def _snapshot(self) -> list[Toolset | None]:
+        with self._lock:
+            for key in [k for k, ref in self._order.items() if ref() is None]:
+                del self._order[key]
+            return [ref() for ref in self._order.values()]
+
+    def make_room(self, starting: Toolset) -> None:
+        """Before ``starting`` forks a worker: stop the least recently used idle workers of other toolsets
+        until one more fits under the cap. Busy toolsets (in a call, their lock held) and toolsets past
+        the replay limit (their state could not be restored) are passed over."""
+        running = [t for t in self._snapshot() if t is not None and t is not starting and t._worker is not None]
+        excess = len(running) + 1 - max_live_workers()
+        for toolset in running:
+            if excess <= 0:
+                return
+            if toolset._replay is None or not toolset._lock.acquire(blocking=False):
+                continue
+            try:
+                if toolset._worker is not None:
+                    toolset._stop_worker()
+                    self.stopped += 1
+                    excess -= 1
+            finally:
+                toolset._lock.release()
+
+
+LIVE_WORKERS = _LiveWorkers()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,6 +433,7 @@ class Toolset:
         """Kill the worker (if any) and wait for it: how it ended."""
         worker, finalizer = self._worker, self._finalizer
         self._worker = self._finalizer = None
+        LIVE_WORKERS.drop(self)
         if finalizer is not None:
             finalizer.detach()
         return worker.kill() if worker is not None else "not started"
@@ -389,6 +468,7 @@ class Toolset:
                 self._stop_worker()
                 return ToolResult(t.name, error=f"{t.name}: timed out after {self.timeout_s:g} s")
             self._record(t, request)
+            LIVE_WORKERS.touch(self)
         body = reply[1:].decode("utf-8", "surrogatepass")
         if reply[:1] == _RESULT:
             return ToolResult(t.name, content=json.loads(body))
@@ -400,8 +480,10 @@ class Toolset:
         if self._worker is not None and self._worker.alive:
             return None
         replay = list(self._replay or ())
+        LIVE_WORKERS.make_room(self)
         worker = _worker.Worker(lambda connection: self._serve(connection, replay), self.max_memory_bytes)
         self._worker = worker
+        LIVE_WORKERS.touch(self)
         self._finalizer = weakref.finalize(self, worker.kill, False)
         for k, (t, _) in enumerate(replay):
             try:
