@@ -234,6 +234,12 @@ def pooled_interval(verdicts: dict[tuple[str, str], bool], metric: str) -> tuple
     return lo, hi, len(entries)
 
 
+def pooled_accuracy(verdicts: dict[tuple[str, str], bool], metric: str) -> float | None:
+    """The share of ``metric``'s pooled entries solved (None when none was scored)."""
+    entries = pooled(verdicts, metric)
+    return sum(entries.values()) / len(entries) if entries else None
+
+
 def paired_tests(rows: list[dict], out: Path) -> list[dict]:
     """Each ``GOAL_PAIRS`` pair (and each method against ``original``) that both rows have, per metric: entries
     gained and lost by the first against the second on the same entries, McNemar's exact p-value."""
@@ -261,10 +267,15 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
     def pct(x: float | None) -> str:
         return "—" if x is None else f"{100 * x:.1f}"
 
-    def cell(x: float | None, interval: tuple[float, float, int] | list | None) -> str:
+    def cell(x: float | None, interval: tuple[float, float, int] | list | None, pooled: float | None = None) -> str:
+        """``x`` with its interval; where the interval is over pooled entries whose accuracy differs from ``x``
+        (BFCL's aggregate: a mean over categories), that pooled accuracy too, so the interval has its centre."""
         if x is None:
             return "—"
-        return pct(x) + (f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else "")
+        bounds = f"[{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else ""
+        if pooled is not None and interval and round(100 * pooled, 1) != round(100 * x, 1):
+            return f"{pct(x)} (pooled {pct(pooled)} {bounds})"
+        return f"{pct(x)} {bounds}".rstrip()
 
     limit = "all" if args.bfcl_limit is None else f"first {args.bfcl_limit}"
     lines = [
@@ -275,7 +286,8 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         f"Decoding). BFCL: {limit} entries per category; ToolACE held-out (test): first {args.toolace_limit} "
         f"tasks; ToolACE val: first {args.val_size} validation tasks, scored by the trainer at its last step. "
         f"Percent, with the 95% Wilson interval in brackets; a BFCL aggregate is BFCL's own (non-live AST and "
-        f"irrelevance: unweighted means of their categories), its interval is over the pooled entries.",
+        f"irrelevance: unweighted means of their categories); its interval is over the pooled entries, whose "
+        f"accuracy is given beside it where it differs.",
         "",
         "| method | BFCL non-live AST | BFCL live AST | BFCL irrelevance | ToolACE held-out (test) | ToolACE val "
         "| training time (s) |",
@@ -285,9 +297,9 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         agg = r["summary"].get("bfcl_aggregates", {})
         verdicts = entry_verdicts(args.out, r["method"])
         toolace = next((v for k, v in r["summary"]["accuracy"].items() if k.startswith("toolace/")), None)
-        lines.append(f"| {r['method']} | {cell(agg.get('non_live_ast'), pooled_interval(verdicts, 'non_live_ast'))} | "
-                     f"{cell(agg.get('live_ast'), pooled_interval(verdicts, 'live_ast'))} | "
-                     f"{cell(agg.get('irrelevance'), pooled_interval(verdicts, 'irrelevance'))} | "
+        bfcl = {m: cell(agg.get(m), pooled_interval(verdicts, m), pooled_accuracy(verdicts, m))
+                for m in ("non_live_ast", "live_ast", "irrelevance")}
+        lines.append(f"| {r['method']} | {bfcl['non_live_ast']} | {bfcl['live_ast']} | {bfcl['irrelevance']} | "
                      f"{cell(toolace, pooled_interval(verdicts, 'toolace_test'))} | "
                      f"{cell(r.get('val_accuracy'), r.get('val_interval'))} | "
                      f"{training_seconds(args.out, r['method']):.0f} |")

@@ -91,6 +91,10 @@ def test_the_table_carries_intervals_and_the_paired_section(tmp_path: Path) -> N
     assert f"| original | 50.0 [{100 * lo:.1f}, {100 * hi:.1f}] |" in text
     assert "25.0 [10.0, 50.0]" in text and "BFCL: all entries per category" in text
     assert "| sft | original | non_live_ast | 2 | 100.0 | 50.0 | 1 | 0 | 1 |" in text
+    # An aggregate that is a mean over categories (here 0.3) gets the pooled accuracy its interval is centred on.
+    rows[1]["summary"]["bfcl_aggregates"]["non_live_ast"] = 0.3
+    lo, hi = wilson_interval(2, 2)
+    assert f"| sft | 30.0 (pooled 100.0 [{100 * lo:.1f}, {100 * hi:.1f}]) |" in compare.table(rows, args)
 
 
 @pytest.mark.slow
