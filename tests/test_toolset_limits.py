@@ -292,7 +292,8 @@ def test_a_bad_worker_cap_is_one_line_naming_the_variable(value, monkeypatch):
     with pytest.raises(ValueError, match=f"CHORDGYM_MAX_TOOL_WORKERS must be a positive integer, got '{value}'"):
         max_live_workers()
     monkeypatch.delenv("CHORDGYM_MAX_TOOL_WORKERS")
-    assert max_live_workers() == 32
+    physical_gib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    assert max_live_workers() == max(8, int(0.2 * physical_gib * 1024 / 150))  # 32 on a 24 GiB machine
 
 
 def test_pickled_toolset_runs_in_its_own_worker():

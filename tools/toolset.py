@@ -16,7 +16,8 @@ Limits (defaults in brackets):
   completed (tools are expected to be deterministic functions of their state: a seeded world). A call
   that kills its worker (``os._exit``, a crash, the CPU backstop) is reported and handled the same way.
   The worker is killed when the toolset is garbage-collected and at interpreter exit. At most
-  ``max_live_workers()`` toolsets of a process keep a worker at once (32; ``CHORDGYM_MAX_TOOL_WORKERS``):
+  ``max_live_workers()`` toolsets of a process keep a worker at once (``CHORDGYM_MAX_TOOL_WORKERS``, else
+  a fifth of physical memory at 150 MB a worker: 32 on a 24 GiB machine):
   each worker costs its page tables and the pages either side writes after the fork (measured: ~50 MB
   each under a 4 GB trainer, and 124 of them under a 12 GB one ran a 24 GB machine out of memory in a
   200-task evaluation), so a toolset starting one past the cap first stops the least recently used idle
@@ -73,16 +74,27 @@ _WORKER_STATE = ("_lock", "_worker", "_finalizer")
 _RESULT, _ERROR, _REPLAYED = b"R", b"E", b"."
 
 Isolation = Literal["process", "thread"]
-_DEFAULT_MAX_LIVE_WORKERS = 32
+_WORKER_MEMORY_SHARE = 0.2  # of physical memory, budgeted for tool workers by the default cap
+_WORKER_BYTES = 150 << 20  # a worker's measured cost under an 11.5 GB trainer (copy-on-write, page tables)
+
+
+def default_max_live_workers() -> int:
+    """A fifth of physical memory at 150 MB a worker, at least 8: 32 on a 24 GiB machine, ~170 on 128 GiB,
+    so that a GPU host's large rollout batches keep their workers between turns."""
+    try:
+        physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 32
+    return max(8, int(_WORKER_MEMORY_SHARE * physical / _WORKER_BYTES))
 
 
 def max_live_workers() -> int:
     """How many toolsets of this process may keep a worker process at once: ``CHORDGYM_MAX_TOOL_WORKERS``
-    (a positive integer), else 32. Raise it on a machine with memory to spare and rollout batches larger
-    than that, where stopped workers would otherwise be re-forked (and their calls replayed) every turn."""
+    (a positive integer), else ``default_max_live_workers()``. Past it, stopped workers are re-forked (and
+    their calls replayed) at their toolset's next call."""
     text = os.environ.get("CHORDGYM_MAX_TOOL_WORKERS", "").strip()
     if not text:
-        return _DEFAULT_MAX_LIVE_WORKERS
+        return default_max_live_workers()
     try:
         value = int(text)
     except ValueError:
