@@ -17,13 +17,14 @@ its original episode), so the HD rows differ from SFT/IDFT/CHORD-mu in the data 
 
 Every stage writes its own output directory and is skipped when that output exists, so an interrupted
 comparison resumes where it stopped; the trainer itself resumes from its last checkpoint. Each stage's
-wall time is in ``compare.json`` and the trainer's per-step split (rollout, train, eval) in each run's
-``metrics.jsonl``. The ToolACE validation score (the one to tune on) is taken by each trainer at its last
-step; the untrained model's is measured once, in the "original" row, instead of at step 0 of every run.
+wall time is in ``compare.json`` and the trainer's per-step split (rollout, train) in each run's
+``metrics.jsonl``. The ToolACE validation score (the one to tune on) is a stage of its own after training
+(``agents.evaluate`` on the first ``--val-size`` val tasks, greedy, the training turn length), the same for
+every method and the untrained model; the trainers only train and save, so a run killed while it is scored
+keeps its checkpoint.
 Every score carries its 95% Wilson interval, and the pairs the comparison is about (CHORD against SFT,
 SFT-then-GRPO, GRPO and IDFT; each ``_ds`` method against the same without dynamic sampling; every method
-against the untrained model) get McNemar's exact test on the entries both scored (ToolACE val too: each
-trainer's last held-out transcript, paired with the untrained model's val evaluation).
+against the untrained model) get McNemar's exact test on the entries both scored (ToolACE val included).
 Writes ``<out>/compare.json``, a Markdown table in the shape of the paper's Table 1 with the paired tests
 below it (``<out>/compare.md``) and ``<out>/compare.png``.
 """
@@ -44,7 +45,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agents.scores import mcnemar_exact, wilson_interval  # noqa: E402
-from algorithms.compare_runs import held_out_verdicts  # noqa: E402
 from envs.bfcl.scores import IRRELEVANCE, LIVE_AST, NON_LIVE_AST  # noqa: E402
 
 # method -> (algorithm config, trains on the Hinted-Decoding rewrite of the expert pool, extra overrides)
@@ -116,8 +116,7 @@ def train(method: str, args: argparse.Namespace, out: Path) -> tuple[Path | None
            f"algorithm.group_size={args.group_size}", f"trainer.expert_per_step={args.expert}",
            f"trainer.lr={args.lr}", f"seed={args.seed}", "trainer.progress=false",
            f"trainer.max_new_tokens={args.max_new_tokens}", f"trainer.eval_max_new_tokens={args.max_new_tokens}",
-           f"trainer.eval_every={args.steps}", f"trainer.eval_size={args.val_size}", "env.eval_split=val",
-           f"trainer.save_every={args.steps}", "trainer.eval_at_start=false", *data, *extra, *args.train_override]
+           "trainer.eval_every=0", f"trainer.save_every={args.steps}", *data, *extra, *args.train_override]
     seconds = run(cmd, out / f"train-{method}.log")
     return final, seconds, realign_s
 
@@ -141,12 +140,14 @@ def evaluate(method: str, checkpoint: Path | None, args: argparse.Namespace, out
     return evaluation(method, overrides + ([f"model_path={checkpoint}"] if checkpoint is not None else []), args, out)
 
 
-def original_validation(args: argparse.Namespace, out: Path) -> tuple[float, list[float], float]:
-    """The untrained model's ToolACE validation accuracy, scored as the trainer scores it (greedy, same
-    tasks and turn length); returns (accuracy, its 95% interval, seconds)."""
-    summary, seconds = evaluation("original-val", ["suites=[toolace]", "toolace.split=val",
-                                                   f"toolace.limit={args.val_size}",
-                                                   f"max_new_tokens={args.max_new_tokens}"], args, out)
+def validation(method: str, checkpoint: Path | None, args: argparse.Namespace, out: Path
+               ) -> tuple[float, list[float], float]:
+    """``method``'s ToolACE validation accuracy (the number to tune on), greedy, with the training turn length,
+    into ``<out>/eval/<method>-val``; returns (accuracy, its 95% interval, seconds). A separate stage, not the
+    trainer's own last evaluation, so that a run killed while scoring keeps its saved checkpoint."""
+    overrides = ["suites=[toolace]", "toolace.split=val", f"toolace.limit={args.val_size}",
+                 f"max_new_tokens={args.max_new_tokens}"] + ([f"model_path={checkpoint}"] if checkpoint else [])
+    summary, seconds = evaluation(f"{method}-val", overrides, args, out)
     return summary["accuracy"]["toolace/val"], summary["interval95"]["toolace/val"], seconds
 
 
@@ -154,10 +155,7 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
     """Train then evaluate one method; its row of the table. With ``--val-only`` (tuning) only the validation
     score is read: BFCL and the test split stay unseen."""
     checkpoint, train_s, realign_s = train(method, args, args.out)
-    if method == "original":
-        val, val_interval, val_s = original_validation(args, args.out)
-    else:
-        (val, val_interval), val_s = validation_accuracy(args.out, method), 0.0
+    val, val_interval, val_s = validation(method, checkpoint, args, args.out)
     if args.val_only:
         summary, eval_s = {"accuracy": {}}, 0.0
     else:
@@ -179,16 +177,6 @@ def method_row(method: str, future) -> dict:
                 "train_seconds": 0.0, "eval_seconds": 0.0, "realign_seconds": 0.0, "val_accuracy": None}
 
 
-def validation_accuracy(out: Path, method: str) -> tuple[float | None, list[float] | None]:
-    """The trainer's last held-out evaluation (ToolACE val split), the number hyper-parameters are chosen on,
-    and its 95% interval."""
-    path = out / "runs" / method / "summary.json"
-    if not path.exists():
-        return None, None
-    summary = json.loads(path.read_text())
-    return summary.get("final_eval_accuracy"), summary.get("final_eval_interval")
-
-
 def metric_rows(out: Path, method: str) -> list[dict]:
     """Every row of ``method``'s ``metrics.jsonl`` (none if it did not train)."""
     path = out / "runs" / method / "metrics.jsonl"
@@ -208,15 +196,11 @@ def training_curve(out: Path, method: str) -> list[tuple[int, float]]:
 
 def entry_verdicts(out: Path, method: str) -> dict[tuple[str, str], bool]:
     """``(suite, entry id) -> solved`` for every entry ``method`` was scored on (empty if none): its evaluation
-    (BFCL, ToolACE test) and its ToolACE val tasks, from the trainer's last held-out transcript (the untrained
-    model's from its ``original-val`` evaluation), so that val is paired like the rest."""
+    (BFCL, ToolACE test) and its validation stage (ToolACE val)."""
     verdicts: dict[tuple[str, str], bool] = {}
     for path in (out / "eval" / method / "results.json", out / "eval" / f"{method}-val" / "results.json"):
         if path.exists():
             verdicts |= {(e["suite"], str(e["id"])): bool(e["correct"]) for e in json.loads(path.read_text())["entries"]}
-    transcripts = out / "runs" / method / "eval"
-    if transcripts.is_dir() and any(transcripts.glob("step-*.jsonl")):
-        verdicts |= {("toolace/val", task): ok for task, ok in held_out_verdicts(out / "runs" / method)[1].items()}
     return verdicts
 
 
@@ -284,7 +268,7 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         f"trajectories (methods that imitate); lr {args.lr}; seed {args.seed}; {args.max_new_tokens} new tokens per "
         f"turn; expert pool: the first {args.expert_tasks} ToolACE train tasks (hd_*: rewritten by Hinted "
         f"Decoding). BFCL: {limit} entries per category; ToolACE held-out (test): first {args.toolace_limit} "
-        f"tasks; ToolACE val: first {args.val_size} validation tasks, scored by the trainer at its last step. "
+        f"tasks; ToolACE val: first {args.val_size} validation tasks, {args.max_new_tokens} tokens a turn. "
         f"Percent, with the 95% Wilson interval in brackets; a BFCL aggregate is BFCL's own (non-live AST and "
         f"irrelevance: unweighted means of their categories); its interval is over the pooled entries, whose "
         f"accuracy is given beside it where it differs.",

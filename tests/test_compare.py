@@ -56,17 +56,10 @@ def test_intervals_are_over_the_pooled_entries(tmp_path: Path) -> None:
     assert compare.entry_verdicts(tmp_path, "never_ran") == {}
 
 
-def test_val_is_paired_from_the_trainers_transcript_and_the_untrained_models_evaluation(tmp_path: Path) -> None:
-    """The trained methods' val verdicts come from their trainer's last held-out transcript, the untrained
-    model's from its ``original-val`` evaluation; solved = reward >= 1, as the trainer counts it."""
+def test_val_is_paired_from_each_methods_validation_stage(tmp_path: Path) -> None:
     write_results(tmp_path, "original-val", {("toolace/val", f"val-{i:05d}"): i < 2 for i in range(4)})
     write_results(tmp_path, "sft", {("toolace/test", "test-00000"): True})
-    transcripts = tmp_path / "runs" / "sft" / "eval"
-    transcripts.mkdir(parents=True)
-    (transcripts / "step-000001.jsonl").write_text("".join(  # an earlier step, not the one read
-        json.dumps({"task_id": f"val-{i:05d}", "reward": 0.0}) + "\n" for i in range(4)))
-    (transcripts / "step-000002.jsonl").write_text("".join(
-        json.dumps({"task_id": f"val-{i:05d}", "reward": r}) + "\n" for i, r in enumerate((0.0, 1.0, 1.0, 0.5))))
+    write_results(tmp_path, "sft-val", {("toolace/val", f"val-{i:05d}"): i in (1, 2) for i in range(4)})
     verdicts = compare.entry_verdicts(tmp_path, "sft")
     assert verdicts[("toolace/val", "val-00002")] and not verdicts[("toolace/val", "val-00003")]
     assert verdicts[("toolace/test", "test-00000")]
