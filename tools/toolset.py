@@ -114,7 +114,7 @@ class _LiveWorkers:
         self.stopped = 0
 
     def __len__(self) -> int:
-        return sum(t is not None and t._worker is not None for t in self._snapshot())
+        return sum(t._worker is not None for t in self._snapshot())
 
     def touch(self, toolset: Toolset) -> None:
         """``toolset`` (which has a worker) was just used."""
@@ -128,17 +128,20 @@ class _LiveWorkers:
             if ref is not None and ref() in (toolset, None):
                 del self._order[id(toolset)]
 
-    def _snapshot(self) -> list[Toolset | None]:
+    def _snapshot(self) -> list[Toolset]:
+        """The registered toolsets still alive, least recently used first (forgetting the collected ones)."""
         with self._lock:
-            for key in [k for k, ref in self._order.items() if ref() is None]:
-                del self._order[key]
-            return [ref() for ref in self._order.values()]
+            alive = [(key, ref()) for key, ref in self._order.items()]
+            for key, toolset in alive:
+                if toolset is None:
+                    del self._order[key]
+            return [toolset for _, toolset in alive if toolset is not None]
 
     def make_room(self, starting: Toolset) -> None:
         """Before ``starting`` forks a worker: stop the least recently used idle workers of other toolsets
         until one more fits under the cap. Busy toolsets (in a call, their lock held) and toolsets past
         the replay limit (their state could not be restored) are passed over."""
-        running = [t for t in self._snapshot() if t is not None and t is not starting and t._worker is not None]
+        running = [t for t in self._snapshot() if t is not starting and t._worker is not None]
         excess = len(running) + 1 - max_live_workers()
         for toolset in running:
             if excess <= 0:

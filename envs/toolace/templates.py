@@ -101,11 +101,7 @@ def num(r: Random, lo: float, hi: float, step: float = 1.0) -> int | float:
     """A round number a person would type, for ``number`` parameters: an int when it is whole (``1500``, not
     ``1500.0``: the expert's calls then teach the form BFCL's checker takes for both its integer and float
     parameters), otherwise a float (``12.5``)."""
-    return whole(round(r.uniform(lo, hi) / step) * step)
-
-
-def whole(value: float) -> int | float:
-    """``value`` as an int when it has no fractional part."""
+    value = round(r.uniform(lo, hi) / step) * step
     return int(value) if float(value).is_integer() else float(value)
 
 
