@@ -529,28 +529,41 @@ class Trainer:
                 "eval/n": total, "time/eval_s": time.time() - t0}
 
     # -- the loop ----------------------------------------------------------------------------------------
+    def _eval_due(self, step: int) -> bool:
+        return self.t.eval_every > 0 and (step % self.t.eval_every == 0 or step == self.total_steps)
+
+    def _evaluate_and_log(self, step: int) -> None:
+        row = self.evaluate(step)
+        self.state.setdefault("eval_history", []).append(row)
+        self.logger.log(row)
+
     def train(self) -> dict[str, Any]:
+        """Train to ``total_steps`` (or ``max_steps_this_run`` more). A step due both a checkpoint and an
+        evaluation saves first: a run killed while evaluating keeps its steps, and resuming from that
+        checkpoint runs the evaluation it lacks before training on."""
         t = self.t
         history = self.state.setdefault("eval_history", [])
         if self.start_step == 0 and t.eval_every > 0 and t.eval_at_start:
-            row = self.evaluate(0)
-            history.append(row)
-            self.logger.log(row)
+            self._evaluate_and_log(0)
+        elif self.start_step > 0 and self._eval_due(self.start_step) and all(
+                row["step"] != self.start_step for row in history):
+            if self.dist.is_main:
+                print(f"evaluating step {self.start_step}: its checkpoint was saved before its evaluation ran",
+                      flush=True)
+            self._evaluate_and_log(self.start_step)
         stop_at = self.total_steps if t.max_steps_this_run is None else min(
             self.total_steps, self.start_step + t.max_steps_this_run)
         for step in range(self.start_step + 1, stop_at + 1):
             metrics = self.train_step(step)
             self.logger.log(metrics)
-            if t.eval_every > 0 and (step % t.eval_every == 0 or step == self.total_steps):
-                row = self.evaluate(step)
-                history.append(row)
-                self.logger.log(row)
             self.logger.progress(step, f"reward {metrics['reward/mean']:.3f}  mu {metrics['mu']:.3f}  "
                                        f"{metrics['throughput/tokens_per_s']:.0f} tok/s")
             if t.save_every > 0 and (step % t.save_every == 0 or step == self.total_steps):
                 self.state["step"] = step
                 save_checkpoint(self.engine, self.tokenizer, self.ckpt_root, step, self.state,
                                 is_main=self.dist.is_main, keep=t.keep_checkpoints)
+            if self._eval_due(step):
+                self._evaluate_and_log(step)
         self.logger.close()
         summary = training_summary(
             history, self.state.get("eval_solved", {}), env=self.cfg.env.name, algorithm=self.algo.name,

@@ -101,6 +101,26 @@ def test_resume_continues_the_same_data_stream(tmp_path: Path) -> None:
     assert a["loss/sft"] == pytest.approx(b["loss/sft"], rel=1e-5)
 
 
+def test_a_run_killed_while_evaluating_keeps_its_steps(tmp_path: Path) -> None:
+    """The last step is due a checkpoint and an evaluation: the checkpoint comes first, so a kill during the
+    evaluation (SIGKILL as soon as LATEST names step 2) loses no step, and the resumed run evaluates step 2
+    without training again. Evaluating first would leave no step-2 checkpoint and redo both steps."""
+    run_dir = tmp_path / "killed"
+    overrides = [*TINY, "algorithm=sft", "trainer.total_steps=2", "trainer.save_every=2", "trainer.eval_every=2",
+                 "trainer.eval_at_start=false", "trainer.eval_size=12"]
+    assert kill_at_checkpoint(run_dir, *overrides, step=2) == 2
+    assert train_steps(run_dir) == [1, 2]
+    assert not [r for r in metric_rows(run_dir) if "eval/accuracy" in r]  # the kill landed in the evaluation
+
+    done = run_train(run_dir, *overrides[len(TINY):])
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "at step 2" in done.stdout and "evaluating step 2" in done.stdout
+    assert train_steps(run_dir) == [1, 2]
+    assert [r["step"] for r in metric_rows(run_dir) if "eval/accuracy" in r] == [2]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["eval_n"] == 12 and summary["final_eval_accuracy"] is not None
+
+
 @pytest.mark.parametrize("override, key", [
     ("trainer.prompts_per_step=0", "trainer.prompts_per_step"),
     ("algorithm.group_size=1", "algorithm.group_size"),
