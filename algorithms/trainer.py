@@ -529,12 +529,13 @@ class Trainer:
                 "eval/n": total, "time/eval_s": time.time() - t0}
 
     # -- the loop ----------------------------------------------------------------------------------------
-    def _eval_due(self, step: int) -> bool:
-        return self.t.eval_every > 0 and (step % self.t.eval_every == 0 or step == self.total_steps)
+    def _due(self, every: int, step: int) -> bool:
+        """Whether ``step`` is due an action done ``every`` steps (0: never) and at the last step."""
+        return every > 0 and (step % every == 0 or step == self.total_steps)
 
     def _evaluate_and_log(self, step: int) -> None:
         row = self.evaluate(step)
-        self.state.setdefault("eval_history", []).append(row)
+        self.state["eval_history"].append(row)
         self.logger.log(row)
 
     def train(self) -> dict[str, Any]:
@@ -545,7 +546,7 @@ class Trainer:
         history = self.state.setdefault("eval_history", [])
         if self.start_step == 0 and t.eval_every > 0 and t.eval_at_start:
             self._evaluate_and_log(0)
-        elif self.start_step > 0 and self._eval_due(self.start_step) and all(
+        elif self.start_step > 0 and self._due(t.eval_every, self.start_step) and all(
                 row["step"] != self.start_step for row in history):
             if self.dist.is_main:
                 print(f"evaluating step {self.start_step}: its checkpoint was saved before its evaluation ran",
@@ -558,11 +559,11 @@ class Trainer:
             self.logger.log(metrics)
             self.logger.progress(step, f"reward {metrics['reward/mean']:.3f}  mu {metrics['mu']:.3f}  "
                                        f"{metrics['throughput/tokens_per_s']:.0f} tok/s")
-            if t.save_every > 0 and (step % t.save_every == 0 or step == self.total_steps):
+            if self._due(t.save_every, step):
                 self.state["step"] = step
                 save_checkpoint(self.engine, self.tokenizer, self.ckpt_root, step, self.state,
                                 is_main=self.dist.is_main, keep=t.keep_checkpoints)
-            if self._eval_due(step):
+            if self._due(t.eval_every, step):
                 self._evaluate_and_log(step)
         self.logger.close()
         summary = training_summary(
