@@ -65,12 +65,14 @@ parameters, calls the model's ``load_weights`` and re-runs the layer's ``process
 which on CPU re-packs the oneDNN/SGL GEMM weights; a plain ``model.load_weights`` would write into the
 0-element tensors that packing leaves behind). With tied embeddings the reload leaves ``lm_head`` on its
 old packed weights, so the engine re-ties it and re-packs it. Then it resets vLLM's prefix cache, whose KV
-came from the old weights.
+came from the old weights. vLLM's "Failed to load weights" warnings for the two layers an HF checkpoint has
+no weights for (the rotary cache, a tied ``lm_head``) are filtered; one for any other layer still shows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import tempfile
@@ -161,14 +163,39 @@ def _install_pre_truncation_logprobs(worker: Any) -> bool:
     return True
 
 
+_RELOAD_LOGGER = "vllm.model_executor.model_loader.reload.layerwise"
+
+
+class _NoWeightsExpected(logging.Filter):
+    """Drops vLLM's "<Layer>: Failed to load weights" warning for the layers that have no weights in an HF
+    checkpoint, which its reload logs at every sync: the rotary embedding (its cos/sin cache is computed) and
+    a tied ``lm_head`` (``_reload_weights`` re-ties it right after). A warning for any other layer is real
+    and passes."""
+
+    def __init__(self, tied_head: bool):
+        super().__init__()
+        self.expected = {"RotaryEmbedding: Failed to load weights"}
+        if tied_head:
+            self.expected.add("ParallelLMHead: Failed to load weights")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self.expected
+
+
 def _reload_weights(worker: Any, weights: Any) -> None:
     """vLLM's in-place layer-wise reload, then re-tie and re-pack a tied ``lm_head``."""
-    worker.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
     model = worker.model_runner.model
     config = getattr(model, "config", None)
     lm_head = getattr(model, "lm_head", None)
     embed = getattr(getattr(model, "model", None), "embed_tokens", None)
-    if getattr(config, "tie_word_embeddings", False) and lm_head is not None and embed is not None:
+    tied = getattr(config, "tie_word_embeddings", False) and lm_head is not None and embed is not None
+    reload_logger, quiet = logging.getLogger(_RELOAD_LOGGER), _NoWeightsExpected(tied)
+    reload_logger.addFilter(quiet)
+    try:
+        worker.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
+    finally:
+        reload_logger.removeFilter(quiet)
+    if tied:
         lm_head.weight = embed.weight
         method = getattr(lm_head, "quant_method", None)
         if method is not None:

@@ -22,6 +22,7 @@ autocast, which is what the trainer computes with ``model.dtype=bf16``). So:
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import pytest
@@ -92,6 +93,17 @@ def teacher_logprobs(model: Any, prompt: list[int], tokens: list[int], temperatu
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         logits = model(input_ids=ids).logits.float()
     return gather_token_logprobs(logits, ids, temperature)[0, len(prompt):]
+
+
+class RecordingHandler(logging.Handler):
+    """Keeps the messages of the records it is handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def greedy(n: int = NEW_TOKENS, **kw: Any) -> SamplingParams:
@@ -243,7 +255,15 @@ def test_weight_sync_after_an_sft_step(hf, hf_engine, renderer, where, request):
         model.eval()
         assert after_hf == target != before_hf, "the SFT steps did not change the greedy output to the target"
         stale = engine.generate([prompt], greedy(12))[0].token_ids
-        engine.update_weights(model)
+        reload_log = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+        seen = RecordingHandler()
+        reload_log.addHandler(seen)  # sees the records of an in-process engine only
+        try:
+            engine.update_weights(model)
+        finally:
+            reload_log.removeHandler(seen)
+        if engine.in_process:  # no "Failed to load weights" for the rotary cache or the tied (re-tied) lm_head
+            assert not [m for m in seen.messages if "Failed to load weights" in m]
         synced = engine.generate([prompt], greedy(12))[0].token_ids
         print(f"weight sync: {engine.stats.sync_seconds / engine.stats.weight_syncs:.2f} s")
         assert synced == after_hf and stale != synced
