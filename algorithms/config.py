@@ -113,6 +113,7 @@ class TrainerConfig:
     resume: str
     resume_fallback: bool = True
     max_steps_this_run: int | None
+    time_limit_minutes: float | None = None
     progress: bool
 
     @classmethod
@@ -157,6 +158,8 @@ class TrainerConfig:
         _need(self.informative_groups is None or 1 <= self.informative_groups <= self.prompts_per_step,
               f"trainer.informative_groups must be null or in [1, trainer.prompts_per_step="
               f"{self.prompts_per_step}], got {self.informative_groups}")
+        _need(self.time_limit_minutes is None or self.time_limit_minutes > 0,
+              f"trainer.time_limit_minutes must be null or > 0, got {self.time_limit_minutes}")
         _need(self.expert_tasks is None or self.expert_tasks >= 1,
               f"trainer.expert_tasks must be null or >= 1, got {self.expert_tasks}")
 

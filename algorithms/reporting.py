@@ -21,18 +21,20 @@ from algorithms.metrics import read_jsonl
 
 def training_summary(history: Sequence[dict[str, Any]], solved: dict[str, Sequence[bool]], *, env: str,
                      algorithm: str, model: str, steps: int, eval_split: str, final_checkpoint: str | None,
-                     run_dir: str, device: str, world_size: int) -> dict[str, Any]:
+                     run_dir: str, device: str, world_size: int, steps_done: int | None = None) -> dict[str, Any]:
     """The run's ``summary.json``.
 
     ``history``: the evaluation rows in step order (``step``, ``eval/accuracy``, ``eval/reward``); the base
     score is the step-0 row, if there is one, and the final score the last row. ``solved``: per evaluated
     step (a string, as checkpointed), whether each held-out task was solved, for the intervals and the
-    paired change.
+    paired change. ``steps``: the run's ``total_steps``; ``steps_done``: the last step trained, where a run
+    stopped early (``max_steps_this_run``, the time limit).
     """
     base = history[0] if history and history[0]["step"] == 0 else None
     last = history[-1] if history else None
     return {
-        "env": env, "algorithm": algorithm, "model": model, "steps": steps, "eval_split": eval_split,
+        "env": env, "algorithm": algorithm, "model": model, "steps": steps,
+        "steps_done": steps if steps_done is None else steps_done, "eval_split": eval_split,
         "base_eval_accuracy": base["eval/accuracy"] if base else None,
         "final_eval_accuracy": last["eval/accuracy"] if last else None,
         "base_eval_reward": base["eval/reward"] if base else None,
@@ -68,7 +70,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         return f" [{100 * bounds[0]:.1f}, {100 * bounds[1]:.1f}]" if bounds else ""
 
     paired = summary.get("eval_paired")
-    lines = [f"\n{summary['algorithm']} on {summary['env']} ({summary['model']}, {summary['steps']} steps)",
+    done, steps = summary.get("steps_done", summary["steps"]), summary["steps"]
+    lines = [f"\n{summary['algorithm']} on {summary['env']} ({summary['model']}, "
+             f"{steps if done == steps else f'{done} of {steps}'} steps)",
              f"  held-out ({summary['eval_split']}) accuracy: base {pct(summary['base_eval_accuracy'])}"
              f"{interval('base_eval_interval')} -> trained {pct(summary['final_eval_accuracy'])}"
              f"{interval('final_eval_interval')}"

@@ -55,6 +55,7 @@ from algorithms.config import (
 )
 from algorithms.distributed import (
     DistInfo,
+    all_reduce_max,
     all_reduce_sum,
     all_reduce_sum_list,
     init_distributed,
@@ -533,16 +534,43 @@ class Trainer:
         """Whether ``step`` is due an action done ``every`` steps (0: never) and at the last step."""
         return every > 0 and (step % every == 0 or step == self.total_steps)
 
+    def _save(self, step: int) -> None:
+        self.state["step"] = step
+        save_checkpoint(self.engine, self.tokenizer, self.ckpt_root, step, self.state,
+                        is_main=self.dist.is_main, keep=self.t.keep_checkpoints)
+
+    def _out_of_time(self, spent_s: float) -> bool:
+        """Whether ``trainer.time_limit_minutes`` is used up on any rank: the ranks' clocks differ a little,
+        and all must stop at the same step."""
+        if self.t.time_limit_minutes is None:
+            return False
+        return bool(all_reduce_max(int(spent_s >= 60 * self.t.time_limit_minutes)))
+
+    def _stop_for_time(self, last: int, spent_s: float) -> None:
+        """The time limit ends the run after step ``last``: checkpoint and evaluate it unless its schedule
+        already did (or turns these off), so the run ends where a resume can pick it up, with a final score."""
+        t = self.t
+        if self.dist.is_main:
+            print(f"time limit: stopping after step {last} of {self.total_steps} "
+                  f"({spent_s / 60:.1f} of trainer.time_limit_minutes={t.time_limit_minutes:g} min)", flush=True)
+        if last == self.start_step:
+            return  # resumed past the limit: nothing trained, the checkpoint and its evaluation exist
+        if t.save_every > 0 and not self._due(t.save_every, last):
+            self._save(last)
+        if t.eval_every > 0 and not self._due(t.eval_every, last):
+            self._evaluate_and_log(last)
+
     def _evaluate_and_log(self, step: int) -> None:
         row = self.evaluate(step)
         self.state["eval_history"].append(row)
         self.logger.log(row)
 
     def train(self) -> dict[str, Any]:
-        """Train to ``total_steps`` (or ``max_steps_this_run`` more). A step due both a checkpoint and an
-        evaluation saves first: a run killed while evaluating keeps its steps, and resuming from that
-        checkpoint runs the evaluation it lacks before training on."""
+        """Train to ``total_steps`` (or ``max_steps_this_run`` more, or until ``time_limit_minutes`` of wall
+        time). A step due both a checkpoint and an evaluation saves first: a run killed while evaluating keeps
+        its steps, and resuming from that checkpoint runs the evaluation it lacks before training on."""
         t = self.t
+        started, spent_before = time.monotonic(), float(self.state.get("train_seconds", 0.0))
         history = self.state.setdefault("eval_history", [])
         if self.start_step == 0 and t.eval_every > 0 and t.eval_at_start:
             self._evaluate_and_log(0)
@@ -554,21 +582,26 @@ class Trainer:
             self._evaluate_and_log(self.start_step)
         stop_at = self.total_steps if t.max_steps_this_run is None else min(
             self.total_steps, self.start_step + t.max_steps_this_run)
+        last = self.start_step
         for step in range(self.start_step + 1, stop_at + 1):
+            if self._out_of_time(spent_before + time.monotonic() - started):
+                self._stop_for_time(last, spent_before + time.monotonic() - started)
+                break
             metrics = self.train_step(step)
             self.logger.log(metrics)
             self.logger.progress(step, f"reward {metrics['reward/mean']:.3f}  mu {metrics['mu']:.3f}  "
                                        f"{metrics['throughput/tokens_per_s']:.0f} tok/s")
+            self.state["train_seconds"] = spent_before + time.monotonic() - started
             if self._due(t.save_every, step):
-                self.state["step"] = step
-                save_checkpoint(self.engine, self.tokenizer, self.ckpt_root, step, self.state,
-                                is_main=self.dist.is_main, keep=t.keep_checkpoints)
+                self._save(step)
             if self._due(t.eval_every, step):
                 self._evaluate_and_log(step)
+            last = step
+        steps_done = last
         self.logger.close()
         summary = training_summary(
             history, self.state.get("eval_solved", {}), env=self.cfg.env.name, algorithm=self.algo.name,
-            model=self.cfg.model.spec, steps=self.total_steps, eval_split=self.cfg.env.eval_split,
+            model=self.cfg.model.spec, steps=self.total_steps, steps_done=steps_done, eval_split=self.cfg.env.eval_split,
             final_checkpoint=str(latest_checkpoint(self.ckpt_root)) if self.ckpt_root.exists() else None,
             run_dir=str(self.run_dir), device=self.device_type, world_size=self.dist.world_size)
         if self.dist.is_main:

@@ -121,6 +121,34 @@ def test_a_run_killed_while_evaluating_keeps_its_steps(tmp_path: Path) -> None:
     assert summary["eval_n"] == 12 and summary["final_eval_accuracy"] is not None
 
 
+def test_a_time_limit_stops_at_a_step_boundary_with_a_checkpoint_and_a_score(tmp_path: Path) -> None:
+    """A limit used up by the first step stops the run after it: that step is checkpointed and scored though
+    neither schedule is due (3); a resume with the limit spent trains nothing (the clock counts over
+    resumes); one without the limit trains on to the end."""
+    run_dir = tmp_path / "timed"
+    common = ["algorithm=sft", "trainer.total_steps=4", "trainer.save_every=3", "trainer.eval_every=3",
+              "trainer.eval_at_start=false"]
+    limited = run_train(run_dir, *common, "trainer.time_limit_minutes=0.0001")
+    assert limited.returncode == 0, limited.stderr[-4000:]
+    assert "time limit: stopping after step 1 of 4" in limited.stdout
+    assert train_steps(run_dir) == [1]
+    assert (run_dir / "checkpoints" / "LATEST").read_text().strip() == "step-000001"
+    assert [r["step"] for r in metric_rows(run_dir) if "eval/accuracy" in r] == [1]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["steps_done"], summary["steps"]) == (1, 4) and "1 of 4 steps" in limited.stdout
+
+    spent = run_train(run_dir, *common, "trainer.time_limit_minutes=0.0001")
+    assert spent.returncode == 0, spent.stderr[-4000:]
+    assert "at step 1" in spent.stdout and "time limit: stopping after step 1 of 4" in spent.stdout
+    assert train_steps(run_dir) == [1]
+
+    rest = run_train(run_dir, *common)
+    assert rest.returncode == 0, rest.stderr[-4000:]
+    assert train_steps(run_dir) == [1, 2, 3, 4]
+    assert [r["step"] for r in metric_rows(run_dir) if "eval/accuracy" in r] == [1, 3, 4]
+    assert json.loads((run_dir / "summary.json").read_text())["steps_done"] == 4
+
+
 @pytest.mark.parametrize("override, key", [
     ("trainer.prompts_per_step=0", "trainer.prompts_per_step"),
     ("algorithm.group_size=1", "algorithm.group_size"),
@@ -136,6 +164,7 @@ def test_a_run_killed_while_evaluating_keeps_its_steps(tmp_path: Path) -> None:
     ("env.eval_split=bogus", "env.eval_split"),
     ("+env.kwargs.tasks=missing/tasks.jsonl", "no such file: missing/tasks.jsonl"),
     ("trainer.lr=fast", "trainer.lr must be a number, got 'fast'"),
+    ("trainer.time_limit_minutes=0", "trainer.time_limit_minutes must be null or > 0"),
     ("model.spec=tests/missing-checkpoint", "model path tests/missing-checkpoint does not exist"),
     ("trainer.prompt_grad=none", "trainer.prompt_grad"),
     ("trainer.eval_guided_calls=always", "trainer.eval_guided_calls"),
