@@ -571,6 +571,10 @@ class Trainer:
         its steps, and resuming from that checkpoint runs the evaluation it lacks before training on."""
         t = self.t
         started, spent_before = time.monotonic(), float(self.state.get("train_seconds", 0.0))
+
+        def spent() -> float:  # wall seconds of training, over resumes
+            return spent_before + time.monotonic() - started
+
         history = self.state.setdefault("eval_history", [])
         if self.start_step == 0 and t.eval_every > 0 and t.eval_at_start:
             self._evaluate_and_log(0)
@@ -584,24 +588,23 @@ class Trainer:
             self.total_steps, self.start_step + t.max_steps_this_run)
         last = self.start_step
         for step in range(self.start_step + 1, stop_at + 1):
-            if self._out_of_time(spent_before + time.monotonic() - started):
-                self._stop_for_time(last, spent_before + time.monotonic() - started)
+            if self._out_of_time(spent()):
+                self._stop_for_time(last, spent())
                 break
             metrics = self.train_step(step)
             self.logger.log(metrics)
             self.logger.progress(step, f"reward {metrics['reward/mean']:.3f}  mu {metrics['mu']:.3f}  "
                                        f"{metrics['throughput/tokens_per_s']:.0f} tok/s")
-            self.state["train_seconds"] = spent_before + time.monotonic() - started
+            self.state["train_seconds"] = spent()
             if self._due(t.save_every, step):
                 self._save(step)
             if self._due(t.eval_every, step):
                 self._evaluate_and_log(step)
             last = step
-        steps_done = last
         self.logger.close()
         summary = training_summary(
             history, self.state.get("eval_solved", {}), env=self.cfg.env.name, algorithm=self.algo.name,
-            model=self.cfg.model.spec, steps=self.total_steps, steps_done=steps_done, eval_split=self.cfg.env.eval_split,
+            model=self.cfg.model.spec, steps=self.total_steps, steps_done=last, eval_split=self.cfg.env.eval_split,
             final_checkpoint=str(latest_checkpoint(self.ckpt_root)) if self.ckpt_root.exists() else None,
             run_dir=str(self.run_dir), device=self.device_type, world_size=self.dist.world_size)
         if self.dist.is_main:
