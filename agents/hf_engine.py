@@ -65,6 +65,11 @@ class HFEngine:
 
     A hinted row's hint stream is one more row of the same batch (prefilled, fed, stored and dropped like
     any row); it draws no random numbers, so a row's tokens depend on its seed, prompt and hint only.
+
+    In bf16 that holds up to rounding: KV taken from the store or from a shared prefix rounds differently
+    from a prompt prefilled whole, so a greedy near-tie can split differently on a prompt seen before (the
+    log-probs are as accurate either way; ``prefix_cache=False`` makes a prompt's output independent of
+    earlier calls).
     """
 
     def __init__(self, model: Any, tokenizer: Any, dtype: str | None = None, max_batch_size: int = 64,

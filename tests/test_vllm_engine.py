@@ -95,30 +95,29 @@ def teacher_logprobs(model: Any, prompt: list[int], tokens: list[int], temperatu
     return gather_token_logprobs(logits, ids, temperature)[0, len(prompt):]
 
 
-class RecordingHandler(logging.Handler):
-    """Keeps the messages of the records it is handed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 def greedy(n: int = NEW_TOKENS, **kw: Any) -> SamplingParams:
     return SamplingParams(greedy=True, max_new_tokens=n, **kw)
 
 
 # ----------------------------------------------------------------------------------------------------- tests
 def test_greedy_agrees_with_hf_up_to_bf16_ties(hf, engine, hf_engine, prompts):
-    """Greedy vLLM == greedy HFEngine on each prompt, or the first differing token is a bf16 near-tie."""
+    """Every greedy vLLM token is the fp32 argmax up to a bf16 near-tie, and greedy vLLM == greedy HFEngine on
+    each prompt or the first differing token is such a tie.
+
+    How many of the six outputs agree whole is rounding luck, not a property of either engine: HFEngine's own
+    greedy output changes where a prompt's KV comes from its prefix store (measured: it agreed with vLLM on 1
+    of 6 prompts, and the same engine without the store on 5 of 6, at equal log-prob accuracy), so no count
+    is asserted."""
     model, _ = hf
     ours = engine.generate(prompts, greedy())
     theirs = hf_engine.generate(prompts, greedy())
     same, gaps = 0, []
     for prompt, a, b in zip(prompts, ours, theirs, strict=True):
         assert len(a.token_ids) == len(a.logprobs) and a.finish_reason in ("eos", "length")
+        steps = fp32_logits(model, prompt + a.token_ids)[len(prompt) - 1:-1]
+        below_argmax = steps.max(-1).values - steps.gather(-1, torch.tensor(a.token_ids)[:, None])[:, 0]
+        assert float(below_argmax.max()) < TIE_TOL, (
+            f"greedy vLLM chose a token {float(below_argmax.max()):.3f} fp32 logits below the argmax")
         j = next((i for i, (x, y) in enumerate(zip(a.token_ids, b.token_ids, strict=False)) if x != y), None)
         if j is None:
             assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
@@ -132,7 +131,6 @@ def test_greedy_agrees_with_hf_up_to_bf16_ties(hf, engine, hf_engine, prompts):
             f"greedy outputs differ at token {j} by a fp32 logit gap of {gap:.3f} (not a bf16 tie)")
     print(f"greedy: {same} of {len(prompts)} outputs identical to HFEngine's; fp32 logit gaps at the others' "
           f"first differing token: {gaps}")
-    assert same >= len(prompts) // 2, f"only {same} of {len(prompts)} greedy outputs agree"
 
 
 @pytest.mark.parametrize("top_p", [1.0, 0.7])
@@ -221,7 +219,7 @@ def test_multi_turn_toolace_rollout_is_token_exact(engine, renderer):
 
 
 @pytest.mark.parametrize("where", ["in_process", "child_process"])
-def test_weight_sync_after_an_sft_step(hf, hf_engine, renderer, where, request):
+def test_weight_sync_after_an_sft_step(hf, hf_engine, renderer, where, request, caplog):
     """AdamW SFT steps on the HF model change its greedy output; after ``update_weights`` vLLM's greedy output
     is exactly the HF engine's greedy output of the updated model, for an in-process engine (weights passed by
     reference) and one in child processes (weights through shared memory). Runs last and restores the weights.
@@ -234,6 +232,7 @@ def test_weight_sync_after_an_sft_step(hf, hf_engine, renderer, where, request):
     model, tok = hf
     prompt = renderer.render_prompt([{"role": "user", "content": "What is the weather in Paris?"}])
     target = tok("[get_weather(city=\"Paris\")]<|im_end|>", add_special_tokens=False)["input_ids"]
+    hf_engine.update_weights()  # an empty prefix store: this prompt's KV from an earlier test would round apart
     before_hf = hf_engine.generate([prompt], greedy(12))[0].token_ids
     before_vllm = engine.generate([prompt], greedy(12))[0].token_ids
     saved = {k: v.clone() for k, v in model.state_dict().items()}
@@ -256,14 +255,13 @@ def test_weight_sync_after_an_sft_step(hf, hf_engine, renderer, where, request):
         assert after_hf == target != before_hf, "the SFT steps did not change the greedy output to the target"
         stale = engine.generate([prompt], greedy(12))[0].token_ids
         reload_log = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
-        seen = RecordingHandler()
-        reload_log.addHandler(seen)  # sees the records of an in-process engine only
+        reload_log.addHandler(caplog.handler)  # vLLM's loggers do not propagate; an in-process engine's only
         try:
             engine.update_weights(model)
         finally:
-            reload_log.removeHandler(seen)
+            reload_log.removeHandler(caplog.handler)
         if engine.in_process:  # no "Failed to load weights" for the rotary cache or the tied (re-tied) lm_head
-            assert not [m for m in seen.messages if "Failed to load weights" in m]
+            assert not [r for r in caplog.records if "Failed to load weights" in r.getMessage()]
         synced = engine.generate([prompt], greedy(12))[0].token_ids
         print(f"weight sync: {engine.stats.sync_seconds / engine.stats.weight_syncs:.2f} s")
         assert synced == after_hf and stale != synced
@@ -272,8 +270,9 @@ def test_weight_sync_after_an_sft_step(hf, hf_engine, renderer, where, request):
             model.load_state_dict(saved)
         model.eval()
         engine.update_weights(model)
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
     assert engine.generate([prompt], greedy(12))[0].token_ids == before_vllm
-    assert hf_engine.generate([prompt], greedy(12))[0].token_ids == before_hf
+    assert hf_engine.generate([prompt], greedy(12))[0].token_ids == before_hf  # the restore emptied its store
 
 
 def test_the_kv_cache_is_not_inherited_by_forked_tool_workers(engine, child_engine):
