@@ -32,7 +32,7 @@ from agents.call_format import SETTINGS as CALL_FORMAT_SETTINGS
 from agents.call_format import renderer_for, resolve_call_format, set_chat_template
 from agents.engines import EngineConfig, EngineConfigError, make_engine, resolve_engine
 from agents.heldout import evaluate_tasks
-from agents.models import ModelLoadError, load_model, load_tokenizer, resolve_device
+from agents.models import ModelLoadError, load_model, load_tokenizer, resolve_device, resolve_dtype
 from agents.scores import paired_change, wilson_interval
 from envs import EnvConfig, EnvConfigError
 from tools.call_grammar import GUIDED_CALLS
@@ -352,11 +352,12 @@ def main(cfg: DictConfig) -> None:
         print(f"config error: device: {err}", file=sys.stderr)
         sys.exit(2)
     templated = tokenizer is not None
+    dtype = resolve_dtype(str(cfg.model.dtype), device)
     try:  # vLLM reads the weights itself: only the tokenizer is loaded here (unless it was above)
         if engine_kind == "vllm":
             model, tokenizer = None, tokenizer if templated else load_tokenizer(spec)
         else:
-            model, tokenizer = load_model(spec, dtype=str(cfg.model.dtype), device=device,
+            model, tokenizer = load_model(spec, dtype=dtype, device=device,
                                           tokenizer=tokenizer)
     except ModelLoadError as err:
         key = "model_path" if cfg.model_path else "model.spec"
@@ -364,7 +365,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     if not templated:
         set_chat_template(tokenizer, cfg.model.get("chat_template"))
-    engine = make_engine(engine_kind, model, tokenizer, model_spec=spec, dtype=str(cfg.model.dtype),
+    engine = make_engine(engine_kind, model, tokenizer, model_spec=spec, dtype=dtype,
                          seed=int(cfg.seed), config=engine_config, batch_size=int(cfg.batch_size))
     sampling = SamplingParams(temperature=float(cfg.temperature), top_p=float(cfg.top_p),
                               max_new_tokens=int(cfg.max_new_tokens), greedy=bool(cfg.greedy), seed=int(cfg.seed))

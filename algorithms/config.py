@@ -334,7 +334,8 @@ def validate_train_config(cfg: DictConfig, algo: AlgorithmConfig, world_size: in
           f"trainer.prompts_per_step={t.prompts_per_step} does not divide over {world_size} ranks")
     _need(t.expert_per_step % world_size == 0,
           f"trainer.expert_per_step={t.expert_per_step} does not divide over {world_size} ranks")
-    _need(str(cfg.model.dtype) in ("bf16", "fp32"), f"model.dtype must be bf16 or fp32, got {cfg.model.dtype!r}")
+    _need(str(cfg.model.dtype) in ("auto", "bf16", "fp32"),
+          f"model.dtype must be auto, bf16 or fp32, got {cfg.model.dtype!r}")
     lora_settings(cfg)
     _need(not (zero_stage(cfg) == 3 and t.prompt_grad == "detached"),
           "trainer.prompt_grad=detached does not combine with deepspeed=zero3 (ZeRO-3 needs one forward pass per "

@@ -380,8 +380,8 @@ def main_cli(cfg: Any) -> dict[str, Any]:
     torch.manual_seed(int(cfg.seed))
     make_env, split = _env_factory(cfg.env)
     n_tasks = _num_tasks(make_env())
-    model, tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed),
-                                  device=resolve_device(str(cfg.get("device", "auto"))))
+    device = resolve_device(str(cfg.get("device", "auto")))
+    model, tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed), device=device)
     start = int(r.start_index)
     indices = list(range(start, min(n_tasks, start + int(r.num_samples))))
     params = HintedParams(beta=float(r.beta), temperature=float(r.temperature), top_p=float(r.top_p),
@@ -396,7 +396,7 @@ def main_cli(cfg: Any) -> dict[str, Any]:
                               progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(cfg.out_dir)
     write_realigned(out / "realigned.jsonl", records)
-    report = {"env": cfg.env.name, "split": split, "model": cfg.model.spec, "dtype": cfg.model.dtype,
+    report = {"env": cfg.env.name, "split": split, "model": cfg.model.spec, "dtype": model.config.chordgym_dtype,
               "marker": rc.marker, "config": OmegaConf.to_container(r, resolve=True), **report}
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
     c = report["cll"]

@@ -32,7 +32,7 @@ from agents.call_format import renderer_for, resolve_call_format, set_chat_templ
 from agents.engines import make_engine
 from agents.heldout import evaluate_tasks
 from agents.lora import LoraConfigError, apply_lora
-from agents.models import check_model_spec, load_tokenizer
+from agents.models import check_model_spec, load_tokenizer, resolve_device, resolve_dtype
 from agents.trajectory import Trajectory
 from algorithms.checkpoint import (
     CheckpointError,
@@ -137,7 +137,10 @@ class Trainer:
         self._warn_on_shared_tasks()
 
         torch.manual_seed(int(cfg.seed))
-        self.model, self.tokenizer = load_model(cfg.model.spec, dtype=cfg.model.dtype, seed=int(cfg.seed),
+        self.dtype = resolve_dtype(cfg.model.dtype, resolve_device("auto"))  # DeepSpeed's accelerator
+        if str(cfg.model.dtype) == "auto" and self.dist.is_main:
+            print(f"model.dtype=auto: {self.dtype} on this {resolve_device('auto')}", flush=True)
+        self.model, self.tokenizer = load_model(cfg.model.spec, dtype=self.dtype, seed=int(cfg.seed),
                                                 tokenizer=tokenizer)
         self.model = self._adapt_for_training(self.model)
         packs = packs_micro_batches(cfg, self.t)
@@ -149,7 +152,6 @@ class Trainer:
         if tokenizer is None:  # one from _call_format has its chat template already
             set_chat_template(self.tokenizer, cfg.model.get("chat_template"))
         self.renderer = renderer_for(self.tokenizer, self.call_format)
-        self.dtype = cfg.model.dtype
         self.experts = ExpertSource(self._expert_env(), self.renderer, seed=int(cfg.seed), per_step=self.t.expert_per_step,
                                     task_limit=self.t.expert_tasks,
                                     pool=load_expert_pool(self.t.expert_data) if self.t.expert_data else None)

