@@ -137,9 +137,10 @@ class Trainer:
         self._warn_on_shared_tasks()
 
         torch.manual_seed(int(cfg.seed))
-        self.dtype = resolve_dtype(cfg.model.dtype, resolve_device("auto"))  # DeepSpeed's accelerator
+        accelerator = resolve_device("auto")  # where DeepSpeed places the module
+        self.dtype = resolve_dtype(cfg.model.dtype, accelerator)
         if str(cfg.model.dtype) == "auto" and self.dist.is_main:
-            print(f"model.dtype=auto: {self.dtype} on this {resolve_device('auto')}", flush=True)
+            print(f"model.dtype=auto: {self.dtype} on this {accelerator}", flush=True)
         self.model, self.tokenizer = load_model(cfg.model.spec, dtype=self.dtype, seed=int(cfg.seed),
                                                 tokenizer=tokenizer)
         self.model = self._adapt_for_training(self.model)
