@@ -18,7 +18,7 @@ import torch
 
 from agents.decode_kernels import SlabLayer, decode_attention
 from agents.kv_cache import PrefixEntry, PrefixStore, common_prefix_len, extend_kv, new_cache
-from agents.models import autocast_context, normalize_dtype
+from agents.models import autocast_context, resolve_dtype
 from agents.sampling import (
     FinishReason,
     Generation,
@@ -77,7 +77,8 @@ class HFEngine:
                  max_cached_tokens: int = 32768):
         self.model = model
         self.tokenizer = tokenizer
-        self.dtype = normalize_dtype(dtype or getattr(model.config, "chordgym_dtype", "bf16"))
+        self.dtype = resolve_dtype(dtype or getattr(model.config, "chordgym_dtype", "auto"),
+                                   next(model.parameters()).device)
         self.max_batch_size = max_batch_size
         if eos_token_ids is None:
             eos: set[int] = set()

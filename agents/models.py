@@ -456,7 +456,7 @@ def tiny_random_model(tokenizer: Any, seed: int = 0, dtype: torch.dtype = torch.
     return model.to(dtype)
 
 
-def load_model(spec: str = EMBEDDED_SPEC, dtype: str = "bf16", device: str = "cpu", seed: int = 0, *,
+def load_model(spec: str = EMBEDDED_SPEC, dtype: str = "auto", device: str = "cpu", seed: int = 0, *,
                tokenizer: Any = None) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` for ``spec``; the model is on ``device`` in eval mode.
 

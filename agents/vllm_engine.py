@@ -290,7 +290,8 @@ class VLLMEngine:
             (see :func:`model_dir`).
         tokenizer: the HF tokenizer of the model (default: loaded from the same directory with
             ``agents.models.load_tokenizer``); it decides the EOS ids, as in ``HFEngine``.
-        dtype: ``bf16`` or ``fp32``: the dtype of vLLM's weights and KV cache.
+        dtype: ``bf16``, ``fp32`` or ``auto`` (bf16 where the device vLLM runs on computes it natively,
+            else fp32: ``agents.models.resolve_dtype``): the dtype of vLLM's weights and KV cache.
         seed: vLLM's engine seed.
         max_model_len: longest prompt + generation, in tokens.
         kv_cache_gib: KV-cache size in GiB (vLLM's ``kv_cache_memory_bytes``; on CPU the same as
@@ -308,14 +309,20 @@ class VLLMEngine:
             ``enable_chunked_prefill=True`` turns seeded calls off.
     """
 
-    def __init__(self, model: str | os.PathLike, tokenizer: Any | None = None, *, dtype: str = "bf16",
+    def __init__(self, model: str | os.PathLike, tokenizer: Any | None = None, *, dtype: str = "auto",
                  seed: int = 0, max_model_len: int = 4096, kv_cache_gib: float = 1.0,
                  enable_prefix_caching: bool = True, enforce_eager: bool = True, max_num_seqs: int = 256,
                  max_num_batched_tokens: int | None = None, exact_top_p_logprobs: bool = True,
                  in_process: bool = True, **llm_kwargs: Any):
         vllm = _import_vllm()
+        if str(dtype).lower() == "auto":
+            import torch  # noqa: PLC0415
+
+            from agents.models import resolve_dtype  # noqa: PLC0415
+
+            dtype = resolve_dtype("auto", "cuda" if torch.cuda.is_available() else "cpu")
         if str(dtype).lower() not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES) + ['auto']}, got {dtype!r}")
         if not in_process:
             os.environ["VLLM_ALLOW_INSECURE_SERIALIZATION"] = "1"  # collective_rpc sends our worker functions
         self._vllm = vllm

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import envs  # noqa: E402
 from agents import ChatRenderer, HFEngine, SamplingParams, autocast_context, load_model, rollout_with_stats  # noqa: E402
 from agents.engines import vllm_installed  # noqa: E402
+from agents.models import resolve_dtype  # noqa: E402
 
 
 def naive_rollout(env_name: str, env_kwargs: dict[str, Any], indices: list[int], model: Any, tokenizer: Any,
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--max-new-tokens", type=int, default=64, help="per-turn token budget (both arms)")
     p.add_argument("--turns", type=int, default=2, help="turn cap per episode (both arms)")
     p.add_argument("--model", default="smollm2-135m-instruct")
-    p.add_argument("--dtype", default="bf16")
+    p.add_argument("--dtype", default="auto", help="bf16, fp32 or auto (bf16 where this CPU computes it natively)")
     p.add_argument("--env", default="toolace", help="env config name or Gymnasium id")
     p.add_argument("--split", default="train")
     p.add_argument("--start-index", type=int, default=0)
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--no-vllm", action="store_true", help="leave out the vLLM arm")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "rollout.json"))
     args = p.parse_args(argv)
+    args.dtype = resolve_dtype(args.dtype)
 
     model, tokenizer = load_model(args.model, dtype=args.dtype)
     renderer = ChatRenderer(tokenizer)

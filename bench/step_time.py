@@ -65,6 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from matmul_peak import matmul_peak  # noqa: E402
 
+from agents.models import resolve_dtype  # noqa: E402
 from algorithms.chord import _micro_batches  # noqa: E402
 
 LENGTH_BONUS = 1e-3  # reward per character of completion text: breaks ties inside a group
@@ -230,7 +231,8 @@ def main() -> None:
     ap.add_argument("--group-size", type=int, default=4, help="G completions per prompt")
     ap.add_argument("--max-new-tokens", type=int, default=64, help="L, completion cap")
     ap.add_argument("--steps", type=int, default=3, help="measured steps per arm (after one warm-up each)")
-    ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
+    ap.add_argument("--dtype", choices=["bf16", "fp32", "auto"], default="auto",
+                    help="both arms' precision (auto: bf16 where this CPU computes it natively, else fp32)")
     ap.add_argument("--engine", choices=["auto", "vllm", "hf"], default="auto",
                     help="our rollout.engine (auto: vLLM where it is installed, else the HF engine)")
     ap.add_argument("--trl-vllm", action="store_true",
@@ -246,6 +248,7 @@ def main() -> None:
     ap.add_argument("--peak-seconds", type=float, default=2.0, help="length of one matmul-peak repeat")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "step_time.json"))
     args = ap.parse_args()
+    args.dtype = resolve_dtype(args.dtype)
     warnings.filterwarnings("ignore")
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     if args.threads:

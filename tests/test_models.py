@@ -59,8 +59,11 @@ def test_auto_dtype_is_bf16_only_where_the_cpu_has_bf16_instructions():
     native = bool(_cpu_flags() & {"avx512_bf16", "amx_tile"})
     assert models.native_bf16("cpu") == native
     assert models.resolve_dtype("auto") == ("bf16" if native else "fp32")
-    model, _ = load_model("tiny-random", dtype="auto")
+    model, tok = load_model("tiny-random")  # "auto" is the default
     assert model.config.chordgym_dtype == ("bf16" if native else "fp32")
+    # a model that load_model did not load carries no policy: the engine resolves "auto" itself
+    del model.config.chordgym_dtype
+    assert HFEngine(model, tok).dtype == ("bf16" if native else "fp32")
 
 
 def test_resolve_dtype_keeps_an_explicit_choice(monkeypatch):

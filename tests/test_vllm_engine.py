@@ -63,7 +63,9 @@ def hf_engine(hf) -> HFEngine:
 
 @pytest.fixture(scope="module")
 def engine(hf) -> VLLMEngine:
-    return VLLMEngine(SPEC, hf[1], dtype=DTYPE, seed=0, max_model_len=4096, kv_cache_gib=1.0)
+    vllm_engine = VLLMEngine(SPEC, hf[1], seed=0, max_model_len=4096, kv_cache_gib=1.0)  # dtype "auto"
+    assert vllm_engine.dtype == DTYPE
+    return vllm_engine
 
 
 @pytest.fixture(scope="module")
