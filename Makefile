@@ -28,8 +28,9 @@ $(STAMP): pyproject.toml
 test: setup
 	$(PY) -m pytest -q $(ARGS)
 
+# one process: real-model runs take GBs each and both cores
 test-slow: setup
-	$(PY) -m pytest -q -m slow $(ARGS)
+	$(PY) -m pytest -q -m slow -n 0 $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

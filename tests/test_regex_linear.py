@@ -5,7 +5,7 @@ Python scan of that text (``for ch in text``): no absolute seconds, so a slow or
 it flaky. A linear pattern stays within a constant multiple of the scan at n and at 16n (under 500: the
 tokenizer that reads keyword arguments is a Python loop, ~150x); a quadratic one grows 16x faster than
 the scan (the cubic fence pattern this file was written for took 7.8 s at 3,000
-characters, about 100,000 times a scan). The ratios are printed (``pytest -s``) for docs/reliability.md.
+characters, about 100,000 times a scan). The ratios are printed (``pytest -n 0 -s``) for docs/reliability.md.
 """
 
 from __future__ import annotations
