@@ -130,6 +130,13 @@ class HFEngine:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def max_context(self) -> int | None:
+        """Longest prompt + generation the model's positions cover (``max_position_embeddings``); the rollout
+        ends an episode that outgrows it."""
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        return int(limit) if isinstance(limit, int) and limit > 0 else None
+
     def generate(self, prompts: list[list[int]], sampling: SamplingParams | None = None,
                  constraints: Sequence[CallConstraint | None] | None = None,
                  hints: Sequence[Hint | None] | None = None) -> list[Generation]:

@@ -38,6 +38,7 @@ from tools.call_grammar import GUIDED_CALLS, CallConstraint, CallGrammar
 TRUNC_ENV = "env"  # the environment truncated (its own turn cap)
 TRUNC_MAX_TURNS = "max_turns"  # the rollout's turn cap
 TRUNC_EPISODE_TOKENS = "max_episode_tokens"  # the rollout's token cap
+TRUNC_CONTEXT = "context_length"  # the engine's context window (``engine.max_context``) is full
 
 
 @dataclass
@@ -144,6 +145,9 @@ def rollout_with_stats(
             budget is cut to what is left, and an episode with no room for another turn ends truncated.
             Environment messages that arrive with the last turn are still appended (mask 0), as are the
             end-of-turn tokens of a turn cut by length, so a trajectory can end a few tokens past the cap.
+            The engine's own context window (its ``max_context``: vLLM's ``max_model_len``, the HF model's
+            position limit) caps it the same way, so a prompt the engine cannot take ends that episode
+            (reward 0, truncation and failure ``context_length``) instead of the whole batch.
         episode_seeds: per environment, a seed for its own sampling stream (turn ``k`` of episode ``i``
             draws from ``(episode_seeds[i], k)``), so an episode's tokens do not depend on which other
             episodes share its batch, rank or turn; the trainer uses it to make rank splits exact.
@@ -182,6 +186,7 @@ def rollout_with_stats(
         raise ValueError(f"guided_calls must be one of {GUIDED_CALLS}, got {guided_calls!r}")
     stats = RolloutStats(episodes=n)
 
+    cap = _TokenCap.of(max_episode_tokens, getattr(engine, "max_context", None))
     episodes: list[_Episode] = []
     for i, (env, kw, gid) in enumerate(zip(envs, reset_kwargs, group_ids, strict=True)):
         t_env = time.perf_counter()
@@ -196,8 +201,8 @@ def rollout_with_stats(
         ep = _Episode(index=i, env=env, group_id=gid, conv=[dict(m) for m in messages], ids=[], mask=[], logprobs=[],
                       reset_info=dict(info), prompt_len=len(prompt), max_turns=turn_caps[i], tools=tools)
         ep.extend(prompt, 0)
-        if max_episode_tokens is not None and len(prompt) >= max_episode_tokens:
-            _finish(ep, TRUNC_EPISODE_TOKENS)
+        if cap.tokens is not None and len(prompt) >= cap.tokens:
+            cap.finish(ep)
         episodes.append(ep)
 
     turn = 0
@@ -205,8 +210,7 @@ def rollout_with_stats(
         live = [ep for ep in episodes if not ep.done]
         if not live:
             break
-        budgets = [turn_budget if max_episode_tokens is None else min(turn_budget, max_episode_tokens - len(ep.ids))
-                   for ep in live]
+        budgets = [turn_budget if cap.tokens is None else min(turn_budget, cap.tokens - len(ep.ids)) for ep in live]
         params = dataclasses.replace(
             sampling, max_new_tokens=max(budgets), stop=_stop_for(sampling, renderer),
             seed=None if getattr(sampling, "seed", None) is None else sampling.seed + turn,
@@ -227,7 +231,7 @@ def rollout_with_stats(
         turn += 1
         for ep, gen, budget in zip(live, generations, budgets, strict=True):
             text = _append_turn(ep, gen, budget, params, renderer, stats)
-            _step_env(ep, text, renderer, stats, max_episode_tokens)
+            _step_env(ep, text, renderer, stats, cap)
 
     trajectories = [_to_trajectory(ep, renderer, stats) for ep in episodes]
     stats.wall_s = time.perf_counter() - t0
@@ -299,8 +303,7 @@ def _append_turn(ep: _Episode, gen: Any, budget: int, sampling: Any, renderer: C
     return text
 
 
-def _step_env(ep: _Episode, text: str, renderer: ChatRenderer, stats: RolloutStats,
-              max_episode_tokens: int | None) -> None:
+def _step_env(ep: _Episode, text: str, renderer: ChatRenderer, stats: RolloutStats, cap: _TokenCap) -> None:
     """Hand the turn's text to the environment and append its messages' delta (mask 0)."""
     t_env = time.perf_counter()
     # a reply cut by the repetition stop is, for the environment, cut like one that ran out of tokens
@@ -326,13 +329,38 @@ def _step_env(ep: _Episode, text: str, renderer: ChatRenderer, stats: RolloutSta
         reason = TRUNC_MAX_TURNS
     if not terminated and reason is None:
         delta = renderer.render_delta(conversation, new_messages, add_generation_prompt=True, tools=ep.tools)
-        if max_episode_tokens is None or len(ep.ids) + len(delta) < max_episode_tokens:
+        if cap.tokens is None or len(ep.ids) + len(delta) < cap.tokens:
             ep.extend(delta, 0)
             return
-        reason = TRUNC_EPISODE_TOKENS
     ep.extend(renderer.render_delta(conversation, new_messages, add_generation_prompt=False, tools=ep.tools), 0)
     ep.ends_with_generation_prompt = False
-    _finish(ep, reason)
+    if terminated or reason is not None:
+        _finish(ep, reason)
+    else:
+        cap.finish(ep)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TokenCap:
+    """The trajectory length at which generation stops: the rollout's ``max_episode_tokens`` or the engine's
+    context window, whichever is smaller, and the truncation reason that names it."""
+
+    tokens: int | None
+    reason: str
+
+    @classmethod
+    def of(cls, max_episode_tokens: int | None, max_context: Any) -> _TokenCap:
+        context = int(max_context) if isinstance(max_context, int) and max_context > 0 else None
+        if context is not None and (max_episode_tokens is None or context <= max_episode_tokens):
+            return cls(context, TRUNC_CONTEXT)
+        return cls(max_episode_tokens, TRUNC_EPISODE_TOKENS)
+
+    def finish(self, ep: _Episode) -> None:
+        """End ``ep`` for want of room; past the engine's context it fails with that cause (a verdict the
+        environment gave already stands)."""
+        if self.reason == TRUNC_CONTEXT and not ep.last_info.get("failure"):
+            ep.last_info = {**ep.last_info, "failure": TRUNC_CONTEXT}
+        _finish(ep, self.reason)
 
 
 def _env_error(ep: _Episode, error: Exception) -> dict[str, Any]:

@@ -105,7 +105,8 @@ class Generation:
 
 @runtime_checkable
 class GenerationEngine(Protocol):
-    """What rollouts need from an engine."""
+    """What rollouts need from an engine. An engine may also have ``max_context`` (an int: longest prompt +
+    generation it takes), which the rollout respects (``agents.rollout``)."""
 
     def generate(self, prompts: list[list[int]], sampling: SamplingParams) -> list[Generation]: ...
 

@@ -436,6 +436,11 @@ class VLLMEngine:
         raise RuntimeError(f"vLLM ended a row with finish_reason={completion.finish_reason!r} "
                            f"(stop_reason={completion.stop_reason!r}), which the contract does not know")
 
+    @property
+    def max_context(self) -> int:
+        """``max_model_len``: the rollout ends an episode whose prompt reaches it (``generate`` refuses one)."""
+        return self.max_model_len
+
     def generate(self, prompts: list[list[int]], sampling: SamplingParams | None = None,
                  constraints: Sequence[Any] | None = None,
                  hints: Sequence[Any] | None = None) -> list[Generation]:

@@ -312,6 +312,41 @@ def test_prompt_longer_than_cap_gives_an_empty_episode(tiny, engine, renderer):
     assert t.input_ids == renderer.render_prompt(t.info["messages"]) and t.info["render_match"]
 
 
+def test_a_prompt_past_the_engines_context_ends_only_its_episode(tiny, engine, renderer):
+    """vLLM refuses a prompt as long as its ``max_model_len`` (BFCL's live_multiple has prompts of 6,247 and
+    7,382 tokens); the rollout ends that episode (reward 0, failure ``context_length``) without calling the
+    engine on it, cuts the others where their context is full, and the batch goes on."""
+    class Padded(EchoToolEnv):
+        def _reset_task(self, options):
+            messages, info = super()._reset_task(options)
+            messages[0]["content"] += " filler" * int(options.get("pad", 0))
+            return messages, info
+
+    context = len(renderer.render_prompt(Padded().reset(options={"index": 0})[0])) + 30
+
+    class Strict:
+        """HFEngine under VLLMEngine's contract: every prompt shorter than ``max_context``."""
+        max_context = context
+
+        def generate(self, prompts, sampling, **kw):
+            if any(len(p) >= context for p in prompts):
+                raise ValueError(f"prompt does not fit max_model_len={context}")
+            return engine.generate(prompts, sampling, **kw)
+
+    trajs, stats = rollout_with_stats([Padded(), Padded()], Strict(), tiny[1], sampling=sampling(),
+                                      reset_kwargs=[{"options": {"index": 0}}, {"options": {"index": 1, "pad": 40}}])
+    fits, too_long = trajs
+    assert too_long.num_generated == 0 and too_long.reward == 0.0 and too_long.turn_spans == []
+    assert too_long.info["truncation"] == too_long.info["failure"] == "context_length"
+    assert too_long.input_ids == renderer.render_prompt(too_long.info["messages"])
+    # the other episode played its first turn, then the tool's reply filled its context
+    assert fits.num_generated > 0 and fits.turn_spans[-1][1] <= context and fits.reward == 0.25
+    assert fits.info["truncation"] == fits.info["failure"] == "context_length"
+    check_text_and_mask(fits, tiny[1])
+    assert stats.truncated == {"context_length": 2}
+    assert engine.max_context == tiny[0].config.max_position_embeddings
+
+
 def test_env_exception_ends_that_episode_only(tiny, engine, capsys):
     """An environment that raises on a reply ends that episode with reward 0 and its cause; the other
     episodes of the batch, and the run, go on."""

@@ -194,6 +194,21 @@ def test_refuses_what_only_hf_does(engine, prompts):
     assert engine.generate([], greedy()) == [] and engine.generate(prompts[:1], greedy(2), constraints=[None])
 
 
+def test_a_bfcl_prompt_longer_than_max_model_len_fails_alone(engine, renderer):
+    """live_multiple_217-93-0 renders to 6,247 tokens, past max_model_len=4096, which vLLM refuses: that entry
+    fails with ``context_length`` and the entry batched with it is scored as usual."""
+    from envs.bfcl.env import BFCLEnv
+
+    envs = [BFCLEnv(category="live_multiple") for _ in range(2)]
+    trajs = rollout(envs, engine, renderer, sampling=SamplingParams(greedy=True, max_new_tokens=16),
+                    reset_kwargs=[{"options": {"id": "live_multiple_217-93-0"}}, {"options": {"index": 0}}])
+    too_long, fits = trajs
+    assert len(too_long.input_ids) >= engine.max_context == 4096
+    assert too_long.num_generated == 0 and too_long.reward == 0.0
+    assert too_long.info["failure"] == too_long.info["truncation"] == "context_length"
+    assert fits.num_generated > 0 and fits.info["truncation"] is None and fits.info["valid"] in (True, False)
+
+
 def test_multi_turn_toolace_rollout_is_token_exact(engine, renderer):
     """Three assistant turns per episode through ``agents.rollout`` with seeded sampling (per-row vLLM seeds on
     long prompts: needs chunked prefill off); every trajectory equals the template's rendering of its
