@@ -423,6 +423,8 @@ def _backward_term(ctx: StepContext, algo: AlgorithmConfig, term: list[Trajector
     """
     masks = [torch.tensor(t.loss_mask, dtype=torch.float32)[None] for t in term]
     global_units = all_reduce_sum(sum(aggregation_units(m, algo.loss_agg) for m in masks))
+    if global_units == 0:  # no rank has a trainable token (every rollout cut before its first turn)
+        return 0.0, 0
     max_len = _norm_length(algo, term)
     device = ctx.device
     value, calls = 0.0, 0

@@ -222,6 +222,23 @@ def test_chord_step_skips_the_optimizer_when_nothing_carries_a_gradient():
     assert result.metrics["grpo/zero_adv_share"] == 1.0 and result.metrics["loss/total"] == 0.0
 
 
+def test_chord_step_on_rollouts_with_no_trainable_token_is_a_zero_step():
+    """Every rollout cut before its first turn (a prompt past the engine's context: no sampled token) with an
+    entropy bonus, so that the term still runs: nothing to average over is a zero loss, not a division by
+    zero that ends the run, and no optimizer step (Adam's momentum alone would move the weights)."""
+    import dataclasses
+
+    model, _ = load_model("tiny-random", dtype="fp32", seed=3)
+    engine = _Engine(model)
+    ctx = StepContext(engine=engine, micro_batch_size=4, micro_batch_tokens=4096, temperature=1.0,
+                      use_sampler_logprobs=False, dtype="fp32")
+    empty = _trajectories([(10, 10, 0.0), (12, 12, 1.0)])
+    result = chord_step(ctx, dataclasses.replace(preset("grpo"), entropy_coef=0.01), empty, [], 0.0, step=1,
+                        total_steps=10)
+    assert result.metrics["loss/grpo"] == 0.0 and result.metrics["loss/total"] == 0.0
+    assert not result.stepped and engine.steps == 0
+
+
 def test_every_yaml_is_a_preset():
     assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(PRESETS) >= {
         "sft", "grpo", "sft_then_grpo", "chord_mu", "chord_mu_math", "chord_phi", "chord_adaptive", "idft", "chord_idft"}
