@@ -77,8 +77,7 @@ class HFEngine:
                  max_cached_tokens: int = 32768):
         self.model = model
         self.tokenizer = tokenizer
-        self.dtype = resolve_dtype(dtype or getattr(model.config, "chordgym_dtype", "auto"),
-                                   next(model.parameters()).device)
+        self.dtype = resolve_dtype(dtype or getattr(model.config, "chordgym_dtype", "auto"), self.device)
         self.max_batch_size = max_batch_size
         if eos_token_ids is None:
             eos: set[int] = set()

@@ -201,7 +201,7 @@ def rollout_with_stats(
         ep = _Episode(index=i, env=env, group_id=gid, conv=[dict(m) for m in messages], ids=[], mask=[], logprobs=[],
                       reset_info=dict(info), prompt_len=len(prompt), max_turns=turn_caps[i], tools=tools)
         ep.extend(prompt, 0)
-        if cap.tokens is not None and len(prompt) >= cap.tokens:
+        if not cap.fits(len(prompt)):
             cap.finish(ep)
         episodes.append(ep)
 
@@ -329,7 +329,7 @@ def _step_env(ep: _Episode, text: str, renderer: ChatRenderer, stats: RolloutSta
         reason = TRUNC_MAX_TURNS
     if not terminated and reason is None:
         delta = renderer.render_delta(conversation, new_messages, add_generation_prompt=True, tools=ep.tools)
-        if cap.tokens is None or len(ep.ids) + len(delta) < cap.tokens:
+        if cap.fits(len(ep.ids) + len(delta)):
             ep.extend(delta, 0)
             return
     ep.extend(renderer.render_delta(conversation, new_messages, add_generation_prompt=False, tools=ep.tools), 0)
@@ -354,6 +354,10 @@ class _TokenCap:
         if context is not None and (max_episode_tokens is None or context <= max_episode_tokens):
             return cls(context, TRUNC_CONTEXT)
         return cls(max_episode_tokens, TRUNC_EPISODE_TOKENS)
+
+    def fits(self, prompt_tokens: int) -> bool:
+        """Whether a generation prompt of this many tokens leaves room to generate."""
+        return self.tokens is None or prompt_tokens < self.tokens
 
     def finish(self, ep: _Episode) -> None:
         """End ``ep`` for want of room; past the engine's context it fails with that cause (a verdict the

@@ -316,11 +316,9 @@ class VLLMEngine:
                  in_process: bool = True, **llm_kwargs: Any):
         vllm = _import_vllm()
         if str(dtype).lower() == "auto":
-            import torch  # noqa: PLC0415
+            from agents.models import resolve_device, resolve_dtype  # noqa: PLC0415
 
-            from agents.models import resolve_dtype  # noqa: PLC0415
-
-            dtype = resolve_dtype("auto", "cuda" if torch.cuda.is_available() else "cpu")
+            dtype = resolve_dtype("auto", resolve_device("auto"))
         if str(dtype).lower() not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES) + ['auto']}, got {dtype!r}")
         if not in_process:
