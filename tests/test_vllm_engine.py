@@ -70,8 +70,9 @@ def engine(hf) -> VLLMEngine:
 
 @pytest.fixture(scope="module")
 def child_engine(hf) -> VLLMEngine:
-    """vLLM with its engine core in child processes, as each of several training ranks builds it."""
-    return VLLMEngine(SPEC, hf[1], dtype=DTYPE, seed=0, max_model_len=1024, kv_cache_gib=0.25, in_process=False)
+    """vLLM with its engine core in child processes, as each of several training ranks builds it; its length is
+    ``auto`` under a KV cache too small for SmolLM2's 8,192 positions (``test_auto_max_model_len_...``)."""
+    return VLLMEngine(SPEC, hf[1], dtype=DTYPE, seed=0, max_model_len="auto", kv_cache_gib=0.125, in_process=False)
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +208,19 @@ def test_a_bfcl_prompt_longer_than_max_model_len_fails_alone(engine, renderer):
     assert too_long.num_generated == 0 and too_long.reward == 0.0
     assert too_long.info["failure"] == too_long.info["truncation"] == "context_length"
     assert fits.num_generated > 0 and fits.info["truncation"] is None and fits.info["valid"] in (True, False)
+
+
+def test_auto_max_model_len_is_what_the_kv_cache_holds_and_vllm_serves_it(child_engine, hf):
+    """SmolLM2-135M: 30 layers x 3 KV heads x 64 dims, K and V: 46,080 bytes a token in fp32, 23,040 in bf16;
+    0.125 GiB then holds 2,912 (5,825) tokens, 2,560 (5,376) less a block and rounded down to 256, under its
+    8,192 positions. vLLM accepts that length at start-up (where 2,816 was refused: it keeps a 128-token block
+    back) and serves a prompt one token short of it."""
+    assert child_engine.max_context == {"fp32": 2560, "bf16": 5376}[DTYPE]
+    tok = hf[1]
+    filler = tok("The quick brown fox jumps over the lazy dog. ", add_special_tokens=False)["input_ids"]
+    prompt = (filler * (child_engine.max_context // len(filler) + 1))[:child_engine.max_context - 1]
+    out = child_engine.generate([prompt], greedy(4))[0]
+    assert len(out.token_ids) == 1 and out.finish_reason == "length"
 
 
 def test_multi_turn_toolace_rollout_is_token_exact(engine, renderer):
