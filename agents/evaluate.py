@@ -131,7 +131,8 @@ def evaluate_suite(suite: Suite, engine: Any, tokenizer: Any, sampling: Sampling
 def summarise(records: list[dict[str, Any]],
               corpus_metrics: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """Per-suite accuracy with its 95% Wilson interval, per task kind where the environment names one
-    (ToolACE: single, parallel, dependent, multi_turn, no_tool), the failed entries per cause where the
+    (ToolACE: single, parallel, dependent, multi_turn, no_tool) and per sub-kind where the task's ``meta``
+    names one (ToolACE's no_tool: irrelevant, missing_param, chitchat), the failed entries per cause where the
     environment names one (the entry's ``failure``), BFCL's aggregates over the BFCL categories present,
     and the suites' own corpus-level metrics (``ChatEnv.corpus_metrics``, by suite) where they have any."""
     def tally(counts: dict[str, dict[str, float]], key: str, correct: bool) -> None:
@@ -141,6 +142,7 @@ def summarise(records: list[dict[str, Any]],
 
     per_suite: dict[str, dict[str, float]] = {}
     per_kind: dict[str, dict[str, dict[str, float]]] = {}
+    per_subkind: dict[str, dict[str, dict[str, float]]] = {}
     failures: dict[str, dict[str, int]] = {}
     for r in records:
         tally(per_suite, r["suite"], r["correct"])
@@ -148,6 +150,9 @@ def summarise(records: list[dict[str, Any]],
         kind = verdict.get("kind")
         if isinstance(kind, str):
             tally(per_kind.setdefault(r["suite"], {}), kind, r["correct"])
+            subkind = (verdict.get("meta") or {}).get("subkind")
+            if isinstance(subkind, str):
+                tally(per_subkind.setdefault(r["suite"], {}), f"{kind} · {subkind}", r["correct"])
         tag = r.get("failure")
         if not r["correct"] and tag:
             counts = failures.setdefault(r["suite"], {})
@@ -160,6 +165,10 @@ def summarise(records: list[dict[str, Any]],
     if by_kind:
         out["accuracy_by_kind"] = by_kind
         out["counts_by_kind"] = per_kind
+    if per_subkind:  # apart from the kinds, so that a suite's kind counts still add up to its entries
+        out["accuracy_by_subkind"] = {suite: {key: k["correct"] / k["n"] for key, k in sorted(subs.items())}
+                                      for suite, subs in per_subkind.items()}
+        out["counts_by_subkind"] = per_subkind
     if failures:
         out["failures"] = {suite: dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
                            for suite, counts in failures.items()}
@@ -220,11 +229,17 @@ def markdown_report(summary: dict[str, Any], name: str, baseline: dict[str, Any]
             lines.append(row(f"BFCL {key}", agg.get(key), base_agg.get(key)))
     base_acc = (baseline or {}).get("accuracy", {})
     base_kind = (baseline or {}).get("accuracy_by_kind", {})
+    base_sub = (baseline or {}).get("accuracy_by_subkind", {})
     for suite, value in summary["accuracy"].items():
         lines.append(row(suite, value, base_acc.get(suite), summary["counts"].get(suite)))
+        subkinds = summary.get("accuracy_by_subkind", {}).get(suite, {})
         for kind, kind_value in summary.get("accuracy_by_kind", {}).get(suite, {}).items():
             lines.append(row(f"{suite} · {kind}", kind_value, base_kind.get(suite, {}).get(kind),
                              summary["counts_by_kind"][suite][kind]))
+            for sub, sub_value in subkinds.items():
+                if sub.startswith(f"{kind} · "):
+                    lines.append(row(f"{suite} · {sub}", sub_value, base_sub.get(suite, {}).get(sub),
+                                     summary["counts_by_subkind"][suite][sub]))
     corpus = summary.get("corpus_metrics", {})
     if corpus:
         base_corpus = (baseline or {}).get("corpus_metrics", {})

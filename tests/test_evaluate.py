@@ -34,6 +34,26 @@ def test_summary_counts_kinds_and_intervals() -> None:
     assert "| math/test | 50.0 | 2 |" in table and "math/test ·" not in table
 
 
+def test_no_tool_sub_kinds_get_rows_of_their_own_and_kind_counts_still_add_up() -> None:
+    def rec(correct: bool, kind: str, subkind: str | None = None) -> dict:
+        return {"suite": "toolace/test", "correct": correct,
+                "verdict": {"kind": kind, "meta": {"subkind": subkind} if subkind else {}}}
+
+    records = [rec(False, "no_tool", "irrelevant"), rec(False, "no_tool", "irrelevant"),
+               rec(True, "no_tool", "irrelevant"), rec(True, "no_tool", "chitchat"), rec(True, "single")]
+    summary = summarise(records)
+    assert summary["counts_by_subkind"]["toolace/test"] == {"no_tool · irrelevant": {"n": 3, "correct": 1},
+                                                            "no_tool · chitchat": {"n": 1, "correct": 1}}
+    assert sum(c["n"] for c in summary["counts_by_kind"]["toolace/test"].values()) == len(records)
+    base = summarise([rec(True, "no_tool", "irrelevant"), rec(True, "single")])
+    lines = markdown_report(summary, "m", baseline=base, baseline_name="base").splitlines()
+    rows = [line.split(" | ")[0].lstrip("| ") for line in lines if line.startswith("| toolace/test")]
+    assert rows == ["toolace/test", "toolace/test · no_tool", "toolace/test · no_tool · chitchat",
+                    "toolace/test · no_tool · irrelevant", "toolace/test · single"]  # each under its kind
+    assert "| toolace/test · no_tool · irrelevant | 33.3 | 3 | 6.1-79.2 | 100.0 |" in lines
+    assert "| toolace/test · no_tool · chitchat | 100.0 | 1 | 20.7-100.0 | — |" in lines
+
+
 def test_summary_tallies_failure_causes_of_failed_entries_only() -> None:
     def rec(suite: str, correct: bool, failure: str | None = None, **verdict) -> dict:
         return {"suite": suite, "correct": correct, "failure": failure, "verdict": verdict}
