@@ -22,7 +22,7 @@ evaluation's per-entry verdict.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Any, TypedDict
 
 Messages = list[dict[str, str]]
 
@@ -32,6 +32,7 @@ class ResetInfo(TypedDict, total=False):
 
     task_id: str  # stable across runs: transcripts, baselines and paired comparisons match entries by it
     kind: str  # a task category; accuracy is also reported per kind
+    meta: dict[str, Any]  # task details; a str ``meta["subkind"]`` is reported per sub-kind under its kind
     expert: Messages  # the expert continuation after the opening messages (for every algorithm with mu > 0)
 
 
