@@ -72,6 +72,7 @@ no weights for (the rotary cache, a tied ``lm_head``) are filtered; one for any 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import random
@@ -90,7 +91,7 @@ _INSTALL = ("pip install chordgym[vllm]  (GPU; or pip install 'vllm>=0.10.2'), o
 _DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "fp32": "float32", "float32": "float32"}
 GiB = 1 << 30
 AUTO_FALLBACK_LEN = 4096  # max_model_len=auto for a model whose config.json is not a local file (a hub id)
-_LEN_GRANULE = 256  # auto lengths are rounded down to this (a multiple of vLLM's attention block sizes)
+_LEN_GRANULE = 256  # auto lengths are rounded down to this (a multiple of vLLM's usual block sizes, 16-256)
 
 
 def _import_vllm() -> Any:
@@ -129,7 +130,7 @@ def model_dir(spec: str | os.PathLike) -> str:
 def auto_max_model_len(model_path: str | os.PathLike, dtype: str, kv_cache_bytes: int) -> int:
     """``max_model_len="auto"``: the model's own context (``max_position_embeddings`` in its ``config.json``), cut
     to what the KV cache holds for one sequence, less one KV block (vLLM reserves one), rounded down to 256
-    tokens (a multiple of every block size vLLM uses for attention).
+    tokens (a multiple of vLLM's usual block sizes, 16 to 256).
 
     A prompt past ``max_model_len`` is one vLLM refuses (the rollout then ends that episode with
     ``context_length``), so a fixed 4,096 throws away BFCL prompts a model with 8,192 positions could read;
@@ -138,8 +139,6 @@ def auto_max_model_len(model_path: str | os.PathLike, dtype: str, kv_cache_bytes
     layers cost less, so for them the estimate is on the safe side. Where ``config.json`` cannot be read
     (a hub id), ``AUTO_FALLBACK_LEN``.
     """
-    import json  # noqa: PLC0415
-
     try:
         config = json.loads((Path(model_path) / "config.json").read_text())
         config = config.get("text_config") or config
