@@ -89,10 +89,11 @@ VLLM_CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
 def _head_size(model_spec: str) -> int | None:
     """The attention head size of a model directory's ``config.json`` (a saved ``tiny-random`` has 16), or
     None where it cannot be read (a named spec, a hub id)."""
+    from agents.models import attention_head_size
+
     config = Path(str(model_spec)) / "config.json"
     try:
-        values = json.loads(config.read_text())
-        return int(values.get("head_dim") or values["hidden_size"] // values["num_attention_heads"])
+        return attention_head_size(json.loads(config.read_text()))
     except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
         return None
 

@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,11 @@ def autocast_context(device: str | torch.device, dtype: str) -> contextlib.Abstr
         return contextlib.nullcontext()
     device_type = torch.device(device).type
     return torch.autocast(device_type, dtype=torch.bfloat16)
+
+
+def attention_head_size(config: Mapping[str, Any]) -> int:
+    """The attention head size a model's ``config.json`` values give: ``head_dim``, else hidden size / heads."""
+    return int(config.get("head_dim") or int(config["hidden_size"]) // int(config["num_attention_heads"]))
 
 
 def resolve_device(device: str) -> str:

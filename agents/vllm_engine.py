@@ -139,14 +139,15 @@ def auto_max_model_len(model_path: str | os.PathLike, dtype: str, kv_cache_bytes
     layers cost less, so for them the estimate is on the safe side. Where ``config.json`` cannot be read
     (a hub id), ``AUTO_FALLBACK_LEN``.
     """
+    from agents.models import attention_head_size  # noqa: PLC0415
+
     try:
         config = json.loads((Path(model_path) / "config.json").read_text())
         config = config.get("text_config") or config
         context = int(config["max_position_embeddings"])
-        heads = int(config["num_attention_heads"])
-        kv_heads = int(config.get("num_key_value_heads") or heads)
-        head_dim = int(config.get("head_dim") or int(config["hidden_size"]) // heads)
-        per_token = 2 * int(config["num_hidden_layers"]) * kv_heads * head_dim * (2 if dtype == "bf16" else 4)
+        kv_heads = int(config.get("num_key_value_heads") or config["num_attention_heads"])
+        per_token = (2 * int(config["num_hidden_layers"]) * kv_heads * attention_head_size(config)
+                     * (2 if dtype == "bf16" else 4))
     except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
         return AUTO_FALLBACK_LEN
     fits = int(kv_cache_bytes) // per_token
@@ -362,14 +363,15 @@ class VLLMEngine:
         self.dtype = "bf16" if _DTYPES[str(dtype).lower()] == "bfloat16" else "fp32"
         self.seed = int(seed)
         self.chunked_prefill = bool(llm_kwargs.pop("enable_chunked_prefill", False))
+        kv_cache_bytes = int(kv_cache_gib * GiB)
         if max_model_len == "auto":
-            max_model_len = auto_max_model_len(self.model_path, self.dtype, int(kv_cache_gib * GiB))
+            max_model_len = auto_max_model_len(self.model_path, self.dtype, kv_cache_bytes)
         kwargs: dict[str, Any] = {
             "model": self.model_path,
             "dtype": _DTYPES[str(dtype).lower()],
             "seed": self.seed,
             "max_model_len": int(max_model_len),
-            "kv_cache_memory_bytes": int(kv_cache_gib * GiB),
+            "kv_cache_memory_bytes": kv_cache_bytes,
             "enable_prefix_caching": enable_prefix_caching,
             "enforce_eager": enforce_eager,
             "max_num_seqs": max_num_seqs,

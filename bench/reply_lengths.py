@@ -88,19 +88,20 @@ def main() -> None:
     result: dict[str, Any] = {"caps": args.caps, "toolace": toolace_lengths(tokenize, args.caps, args.first)}
     if not args.no_bfcl:
         result["bfcl"] = bfcl_lengths(tokenize, args.caps)
+    def row(label: str, s: dict[str, Any]) -> str:
+        return (f"{label:32} {s['n']:6} {s['median']:6} {s['p90']:5} {s['max']:5} "
+                + " ".join(f"{s[f'over_{c}']:6}" for c in args.caps))
+
     over = " ".join(f"{'>' + str(c):>6}" for c in args.caps)
     print(f"{'ToolACE expert call turns':32} {'n':>6} {'median':>6} {'p90':>5} {'max':>5} {over}")
     for split, block in result["toolace"].items():
         for kind, s in block["turns"].items():
-            print(f"{split + ' ' + kind:32} {s['n']:6} {s['median']:6} {s['p90']:5} {s['max']:5} "
-                  + " ".join(f"{s[f'over_{c}']:6}" for c in args.caps))
+            print(row(f"{split} {kind}", s))
         head = block[f"first_{args.first}_tasks"]
         label = f"{split} first {head['n']} tasks needing a call turn over the cap"
-        print(f"{label:62} "
-              + " ".join(f"{head[f'need_over_{c}']:6}" for c in args.caps))
+        print(f"{label:62} " + " ".join(f"{head[f'need_over_{c}']:6}" for c in args.caps))
     for category, s in result.get("bfcl", {}).items():
-        print(f"{'BFCL ' + category:32} {s['n']:6} {s['median']:6} {s['p90']:5} {s['max']:5} "
-              + " ".join(f"{s[f'over_{c}']:6}" for c in args.caps))
+        print(row(f"BFCL {category}", s))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")
