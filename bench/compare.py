@@ -4,7 +4,8 @@
     python bench/compare.py --methods sft chord_phi --steps 10 --bfcl-limit 50
     python bench/compare.py --methods grpo grpo_ds chord_mu chord_mu_ds   # with and without dynamic sampling
     python bench/compare.py --methods sft chord_mu --lr 1e-4 --val-only      # tuning: validation score only
-    python bench/compare.py --parallel 10 ...                  # on a GPU: all methods at once
+    python bench/compare.py --parallel 5 ...                   # on a GPU: five methods at once
+    python bench/compare.py --table-only --out runs/compare-gpu  # the table again, from the files alone
     OMP_NUM_THREADS=1 python bench/compare.py --parallel 2 ... # on 2 CPU cores: one core per run
 
 For each method it runs ``python -m algorithms.train`` (same steps, prompts, rollouts, expert samples and
@@ -18,10 +19,14 @@ its original episode), so the HD rows differ from SFT/IDFT/CHORD-mu in the data 
 Every stage writes its own output directory and is skipped when that output exists, so an interrupted
 comparison resumes where it stopped; the trainer itself resumes from its last checkpoint. Each stage's
 wall time is in ``compare.json`` and the trainer's per-step split (rollout, train) in each run's
-``metrics.jsonl``. The ToolACE validation score (the one to tune on) is a stage of its own after training
-(``agents.evaluate`` on the first ``--val-size`` val tasks, greedy, the training turn length), the same for
-every method and the untrained model; the trainers only train and save, so a run killed while it is scored
-keeps its checkpoint.
+``metrics.jsonl``. Each method is scored in three stages of its own after training, in this order: BFCL
+non-live AST and irrelevance with the ToolACE held-out split, ToolACE val (the number to tune on: the first
+``--val-size`` val tasks, greedy, the training turn length) and BFCL live AST. The trainers only train and save,
+so a run killed while it is scored keeps its checkpoint. For a machine lent for a fixed time,
+``--train-minutes`` stops each training run at a step boundary (its checkpoint is scored, the table gives its
+steps) and ``--deadline-minutes`` starts no stage after the deadline and stops one still running then; the
+table holds what finished, and ``--table-only`` rebuilds it from an output directory's ``eval/`` and
+``runs/*/metrics.jsonl`` alone (a comparison cut short, or copied back from another machine).
 Every score carries its 95% Wilson interval, and the pairs the comparison is about (CHORD against SFT,
 SFT-then-GRPO, GRPO and IDFT; each ``_ds`` method against the same without dynamic sampling; every method
 against the untrained model) get McNemar's exact test on the entries both scored (ToolACE val included).
@@ -34,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -45,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agents.scores import mcnemar_exact, wilson_interval  # noqa: E402
+from algorithms.checkpoint import latest_checkpoint  # noqa: E402
 from envs.bfcl.scores import IRRELEVANCE, LIVE_AST, NON_LIVE_AST  # noqa: E402
 
 # method -> (algorithm config, trains on the Hinted-Decoding rewrite of the expert pool, extra overrides)
@@ -72,13 +79,27 @@ BFCL_CATEGORIES = ["simple_python", "multiple", "parallel", "parallel_multiple",
 _realign_lock = threading.Lock()
 
 
-def run(cmd: list[str], log: Path) -> float:
-    """Run a stage, its output in ``log``; return its wall time; raise with the log's tail on failure."""
+class StageCut(RuntimeError):
+    """A stage not started, or stopped, because the comparison's ``--deadline-minutes`` had passed."""
+
+
+def run(cmd: list[str], log: Path, deadline: float | None = None) -> float:
+    """Run a stage, its output in ``log``; return its wall time; raise with the log's tail on failure, and
+    ``StageCut`` when ``deadline`` (a ``time.time()``) has passed before it starts or while it runs (the stage's
+    whole process group is stopped then)."""
     t0 = time.time()
+    if deadline is not None and t0 >= deadline:
+        raise StageCut(f"not started: the deadline had passed ({log.stem})")
     with log.open("w") as f:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    if proc.returncode != 0:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            returncode = proc.wait(timeout=None if deadline is None else max(1.0, deadline - t0))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise StageCut(f"stopped at the deadline after {time.time() - t0:.0f} s ({log.stem})") from None
+    if returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed; see {log}:\n" + log.read_text()[-3000:])
     return time.time() - t0
 
@@ -93,11 +114,13 @@ def realigned_pool(args: argparse.Namespace, out: Path) -> tuple[Path, float]:
                f"out_dir={out / 'realign'}",
                f"seed={args.seed}", f"realign.num_samples={args.expert_tasks}", "realign.fallback_to_original=true",
                f"realign.batch_size={args.realign_batch_size}", f"realign.max_new_tokens={args.max_new_tokens}"]
-        return path, run(cmd, out / "realign.log")
+        return path, run(cmd, out / "realign.log", args.deadline)
 
 
 def train(method: str, args: argparse.Namespace, out: Path) -> tuple[Path | None, float, float]:
-    """Train ``method``; returns (final HF checkpoint, training seconds, realign seconds)."""
+    """Train ``method``; returns (its last HF checkpoint, training seconds, realign seconds). Under
+    ``--train-minutes`` a run may stop before ``--steps`` (at a step boundary, with a checkpoint): its last
+    checkpoint is the one scored, and the table says how many steps it took."""
     algorithm, hinted, extra = METHODS[method]
     if algorithm is None:
         return None, 0.0, 0.0
@@ -111,14 +134,18 @@ def train(method: str, args: argparse.Namespace, out: Path) -> tuple[Path | None
     if final.exists():
         return final, 0.0, realign_s
     run_dir.mkdir(parents=True, exist_ok=True)
+    limit = [] if args.train_minutes is None else [f"trainer.time_limit_minutes={args.train_minutes}"]
     cmd = [sys.executable, "-m", "algorithms.train", f"run_dir={run_dir}", f"algorithm={algorithm}", f"model={args.model}",
            f"trainer.total_steps={args.steps}", f"trainer.prompts_per_step={args.prompts}",
            f"algorithm.group_size={args.group_size}", f"trainer.expert_per_step={args.expert}",
            f"trainer.lr={args.lr}", f"seed={args.seed}", "trainer.progress=false",
            f"trainer.max_new_tokens={args.max_new_tokens}", f"trainer.eval_max_new_tokens={args.max_new_tokens}",
-           "trainer.eval_every=0", f"trainer.save_every={args.steps}", *data, *extra, *args.train_override]
-    seconds = run(cmd, out / f"train-{method}.log")
-    return final, seconds, realign_s
+           "trainer.eval_every=0", f"trainer.save_every={args.steps}", *limit, *data, *extra, *args.train_override]
+    seconds = run(cmd, out / f"train-{method}.log", args.deadline)
+    last = latest_checkpoint(run_dir / "checkpoints")
+    if last is None:
+        raise RuntimeError(f"{run_dir / 'checkpoints'}: the run finished without a checkpoint")
+    return last / "hf", seconds, realign_s
 
 
 def evaluation(name: str, overrides: list[str], args: argparse.Namespace, out: Path) -> tuple[dict, float]:
@@ -128,53 +155,88 @@ def evaluation(name: str, overrides: list[str], args: argparse.Namespace, out: P
     seconds = 0.0
     if not results.exists():
         seconds = run([sys.executable, "-m", "agents.evaluate", f"out_dir={results.parent}", f"model={args.model}",
-                       f"batch_size={args.eval_batch_size}", "progress=false", *overrides], out / f"eval-{name}.log")
+                       f"batch_size={args.eval_batch_size}", "progress=false", *overrides], out / f"eval-{name}.log",
+                      args.deadline)
     return json.loads(results.read_text())["summary"], seconds
 
 
-def evaluate(method: str, checkpoint: Path | None, args: argparse.Namespace, out: Path) -> tuple[dict, float]:
-    """BFCL and the ToolACE held-out split for ``method``'s checkpoint (None: the untrained model)."""
-    overrides = ["suites=[bfcl,toolace]", f"bfcl.categories=[{','.join(args.bfcl_categories)}]",
-                 f"bfcl.limit={'null' if args.bfcl_limit is None else args.bfcl_limit}", f"toolace.limit={args.toolace_limit}",
-                 f"max_new_tokens={args.eval_max_new_tokens}"]
-    return evaluation(method, overrides + ([f"model_path={checkpoint}"] if checkpoint is not None else []), args, out)
-
-
-def validation(method: str, checkpoint: Path | None, args: argparse.Namespace, out: Path
-               ) -> tuple[float, list[float], float]:
-    """``method``'s ToolACE validation accuracy (the number to tune on), greedy, with the training turn length,
-    into ``<out>/eval/<method>-val``; returns (accuracy, its 95% interval, seconds). A separate stage, not the
-    trainer's own last evaluation, so that a run killed while scoring keeps its saved checkpoint."""
-    overrides = ["suites=[toolace]", "toolace.split=val", f"toolace.limit={args.val_size}",
-                 f"max_new_tokens={args.max_new_tokens}"] + ([f"model_path={checkpoint}"] if checkpoint else [])
-    summary, seconds = evaluation(f"{method}-val", overrides, args, out)
-    return summary["accuracy"]["toolace/val"], summary["interval95"]["toolace/val"], seconds
+def eval_stages(method: str, checkpoint: Path | None, args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """``method``'s scoring stages, each an ``agents.evaluate`` run of its own, in the order they run (so that a
+    comparison cut by its deadline has the headline numbers first): BFCL non-live AST and irrelevance with the
+    ToolACE held-out split (``<method>``), ToolACE val, the number to tune on (``<method>-val``, greedy, the
+    training turn length), and BFCL live AST (``<method>-live``). ``--val-only`` keeps the val stage alone."""
+    model = [f"model_path={checkpoint}"] if checkpoint is not None else []
+    limit = f"bfcl.limit={'null' if args.bfcl_limit is None else args.bfcl_limit}"
+    val = (f"{method}-val", ["suites=[toolace]", "toolace.split=val", f"toolace.limit={args.val_size}",
+                             f"max_new_tokens={args.max_new_tokens}", *model])
+    if args.val_only:
+        return [val]
+    live = [c for c in args.bfcl_categories if c.startswith("live_")]
+    other = [c for c in args.bfcl_categories if not c.startswith("live_")]
+    stages = [(method, [f"suites=[{'bfcl,' if other else ''}toolace]", f"bfcl.categories=[{','.join(other)}]", limit,
+                        f"toolace.limit={args.toolace_limit}", f"max_new_tokens={args.eval_max_new_tokens}", *model]),
+              val]
+    if live:
+        stages.append((f"{method}-live", ["suites=[bfcl]", f"bfcl.categories=[{','.join(live)}]", limit,
+                                          f"max_new_tokens={args.eval_max_new_tokens}", *model]))
+    return stages
 
 
 def run_method(method: str, args: argparse.Namespace) -> dict:
-    """Train then evaluate one method; its row of the table. With ``--val-only`` (tuning) only the validation
-    score is read: BFCL and the test split stay unseen."""
-    checkpoint, train_s, realign_s = train(method, args, args.out)
-    val, val_interval, val_s = validation(method, checkpoint, args, args.out)
-    if args.val_only:
-        summary, eval_s = {"accuracy": {}}, 0.0
-    else:
-        summary, eval_s = evaluate(method, checkpoint, args, args.out)
-        if method != "original":
-            print(f"{method}: train {train_s:.0f} s, eval {eval_s:.0f} s, BFCL {summary.get('bfcl_aggregates', {})}",
-                  flush=True)
-    return {"method": method, "summary": summary, "train_seconds": train_s, "eval_seconds": eval_s + val_s,
-            "realign_seconds": realign_s, "val_accuracy": val, "val_interval": val_interval}
+    """Train then score one method; its row of the table. With ``--val-only`` (tuning) only the validation
+    score is read: BFCL and the test split stay unseen. A stage cut by the deadline leaves the row with the
+    stages that finished (and ``cut`` naming the first one missing)."""
+    timing = {"train_seconds": 0.0, "eval_seconds": 0.0, "realign_seconds": 0.0}
+    try:
+        checkpoint, timing["train_seconds"], timing["realign_seconds"] = train(method, args, args.out)
+        for name, overrides in eval_stages(method, checkpoint, args):
+            timing["eval_seconds"] += evaluation(name, overrides, args, args.out)[1]
+    except StageCut as cut:
+        print(f"{method}: {cut}", file=sys.stderr, flush=True)
+        return {**collect_row(method, args.out), **timing, "cut": str(cut)}
+    row = {**collect_row(method, args.out), **timing}
+    if method != "original":
+        print(f"{method}: train {timing['train_seconds']:.0f} s, eval {timing['eval_seconds']:.0f} s, "
+              f"BFCL {row['summary'].get('bfcl_aggregates', {})}", flush=True)
+    return row
 
 
-def method_row(method: str, future) -> dict:
+def stage_dirs(out: Path, method: str) -> list[Path]:
+    """Where ``method``'s scoring stages write (``eval_stages``)."""
+    return [out / "eval" / name for name in (method, f"{method}-val", f"{method}-live")]
+
+
+def collect_row(method: str, out: Path) -> dict:
+    """``method``'s row read from what its stages left in ``out``: the scores of every stage that finished
+    (accuracies and BFCL aggregates merged; a later stage fills what an earlier one left empty), the val score,
+    and the steps its run took. So a table can be rebuilt from a comparison's files (``--table-only``), also
+    one cut short or copied from another machine."""
+    summary: dict = {"accuracy": {}, "interval95": {}, "bfcl_aggregates": {}}
+    val, val_interval = None, None
+    for path in stage_dirs(out, method):
+        results = path / "results.json"
+        if not results.exists():
+            continue
+        stage = json.loads(results.read_text())["summary"]
+        if path.name == f"{method}-val":
+            val, val_interval = stage["accuracy"].get("toolace/val"), stage["interval95"].get("toolace/val")
+            continue
+        for key in ("accuracy", "interval95"):
+            summary[key] |= stage.get(key, {})
+        summary["bfcl_aggregates"] |= {k: v for k, v in stage.get("bfcl_aggregates", {}).items()
+                                       if v is not None or k not in summary["bfcl_aggregates"]}
+    steps = max((r["step"] for r in metric_rows(out, method) if "step" in r), default=0)
+    return {"method": method, "summary": summary, "val_accuracy": val, "val_interval": val_interval, "steps": steps}
+
+
+def method_row(method: str, future, args: argparse.Namespace) -> dict:
     """The finished method's row; a failed method is reported with its error and does not stop the others."""
     try:
         return future.result()
     except Exception as err:  # noqa: BLE001 - any stage failure is recorded in the table
         print(f"{method}: FAILED: {err}", file=sys.stderr, flush=True)
-        return {"method": method, "error": str(err)[-2000:], "summary": {"accuracy": {}},
-                "train_seconds": 0.0, "eval_seconds": 0.0, "realign_seconds": 0.0, "val_accuracy": None}
+        return {**collect_row(method, args.out), "error": str(err)[-2000:],
+                "train_seconds": 0.0, "eval_seconds": 0.0, "realign_seconds": 0.0}
 
 
 def metric_rows(out: Path, method: str) -> list[dict]:
@@ -195,12 +257,13 @@ def training_curve(out: Path, method: str) -> list[tuple[int, float]]:
 
 
 def entry_verdicts(out: Path, method: str) -> dict[tuple[str, str], bool]:
-    """``(suite, entry id) -> solved`` for every entry ``method`` was scored on (empty if none): its evaluation
-    (BFCL, ToolACE test) and its validation stage (ToolACE val)."""
+    """``(suite, entry id) -> solved`` for every entry ``method`` was scored on (empty if none), over all its
+    scoring stages (BFCL, ToolACE test, ToolACE val, BFCL live)."""
     verdicts: dict[tuple[str, str], bool] = {}
-    for path in (out / "eval" / method / "results.json", out / "eval" / f"{method}-val" / "results.json"):
-        if path.exists():
-            verdicts |= {(e["suite"], str(e["id"])): bool(e["correct"]) for e in json.loads(path.read_text())["entries"]}
+    for path in stage_dirs(out, method):
+        if (path / "results.json").exists():
+            results = json.loads((path / "results.json").read_text())
+            verdicts |= {(e["suite"], str(e["id"])): bool(e["correct"]) for e in results["entries"]}
     return verdicts
 
 
@@ -247,6 +310,12 @@ def paired_tests(rows: list[dict], out: Path) -> list[dict]:
     return tests
 
 
+def row_note(row: dict) -> str:
+    """What the table says about a row that is not whole: its failure (first line) or the stage the deadline cut."""
+    text = row.get("error") or row.get("cut") or ""
+    return text.strip().splitlines()[0][:160].replace("|", "/") if text.strip() else ""
+
+
 def table(rows: list[dict], args: argparse.Namespace) -> str:
     def pct(x: float | None) -> str:
         return "—" if x is None else f"{100 * x:.1f}"
@@ -262,11 +331,13 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         return f"{pct(x)} {bounds}".rstrip()
 
     limit = "all" if args.bfcl_limit is None else f"first {args.bfcl_limit}"
+    minutes = getattr(args, "train_minutes", None)
+    stop = "" if minutes is None else f"; a run not done after {minutes:g} min of training stopped there (steps: what it took)"
     lines = [
         f"Budget: {args.steps} optimizer steps; per step {args.prompts} prompts x {args.group_size} rollouts "
         f"(methods that roll out; `_ds`: with dynamic sampling, which draws more) and {args.expert} expert "
         f"trajectories (methods that imitate); lr {args.lr}; seed {args.seed}; {args.max_new_tokens} new tokens per "
-        f"turn; expert pool: the first {args.expert_tasks} ToolACE train tasks (hd_*: rewritten by Hinted "
+        f"turn{stop}; expert pool: the first {args.expert_tasks} ToolACE train tasks (hd_*: rewritten by Hinted "
         f"Decoding). BFCL: {limit} entries per category; ToolACE held-out (test): first {args.toolace_limit} "
         f"tasks; ToolACE val: first {args.val_size} validation tasks, {args.max_new_tokens} tokens a turn. "
         f"Percent, with the 95% Wilson interval in brackets; a BFCL aggregate is BFCL's own (non-live AST and "
@@ -274,8 +345,8 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         f"accuracy is given beside it where it differs.",
         "",
         "| method | BFCL non-live AST | BFCL live AST | BFCL irrelevance | ToolACE held-out (test) | ToolACE val "
-        "| training time (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| steps | training time (s) | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         agg = r["summary"].get("bfcl_aggregates", {})
@@ -285,8 +356,8 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
                 for m in ("non_live_ast", "live_ast", "irrelevance")}
         lines.append(f"| {r['method']} | {bfcl['non_live_ast']} | {bfcl['live_ast']} | {bfcl['irrelevance']} | "
                      f"{cell(toolace, pooled_interval(verdicts, 'toolace_test'))} | "
-                     f"{cell(r.get('val_accuracy'), r.get('val_interval'))} | "
-                     f"{training_seconds(args.out, r['method']):.0f} |")
+                     f"{cell(r.get('val_accuracy'), r.get('val_interval'))} | {r.get('steps', 0)} | "
+                     f"{training_seconds(args.out, r['method']):.0f} | {row_note(r)} |")
     tests = paired_tests(rows, args.out)
     if tests:
         lines += ["", "Paired on the same entries (McNemar's exact test; gained / lost: entries the first method "
@@ -352,19 +423,37 @@ def main() -> None:
                              "share of the cores with OMP_NUM_THREADS)")
     parser.add_argument("--val-only", action="store_true",
                         help="tuning: train and report the ToolACE validation score only (no BFCL, no test split)")
+    parser.add_argument("--train-minutes", type=float, default=None,
+                        help="stop each training run at its first step boundary past this much wall time (it keeps "
+                             "its checkpoint, which is scored; the table gives the steps taken)")
+    parser.add_argument("--deadline-minutes", type=float, default=None,
+                        help="no stage starts after this much wall time, and a stage still running then is stopped; "
+                             "the table holds what finished (a budget for a machine lent for a fixed time)")
+    parser.add_argument("--table-only", action="store_true",
+                        help="run nothing: rebuild compare.md/json/png from what --out holds (a comparison cut short, "
+                             "or its eval/, runs/*/metrics.jsonl and budget.json copied from another machine)")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "compare")
     parser.add_argument("--train-override", nargs="*", default=[], help="extra Hydra overrides for every run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.time()
-    # One HD method goes first so that the shared rewrite starts at once and overlaps the other runs; the
-    # other HD methods go last, so that no worker sits waiting for the rewrite.
-    hinted = [m for m in args.methods if METHODS[m][1]]
-    order = hinted[:1] + [m for m in args.methods if not METHODS[m][1]] + hinted[1:]
-    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-        futures = {m: pool.submit(run_method, m, args) for m in order}
-        rows = [method_row(m, futures[m]) for m in args.methods]
+    args.deadline = None if args.deadline_minutes is None else t0 + 60 * args.deadline_minutes
+    budget = args.out / "budget.json"  # the run's own budget, for the table that --table-only rebuilds
+    if args.table_only:
+        if budget.exists():
+            kept = {"out", "methods", "table_only", "deadline"}
+            vars(args).update({k: v for k, v in json.loads(budget.read_text()).items() if k not in kept})
+        rows = [collect_row(m, args.out) for m in args.methods]
+    else:
+        budget.write_text(json.dumps({k: v for k, v in vars(args).items() if k not in ("out", "deadline")}, indent=1))
+        # One HD method goes first so that the shared rewrite starts at once and overlaps the other runs; the
+        # other HD methods go last, so that no worker sits waiting for the rewrite.
+        hinted = [m for m in args.methods if METHODS[m][1]]
+        order = hinted[:1] + [m for m in args.methods if not METHODS[m][1]] + hinted[1:]
+        with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+            futures = {m: pool.submit(run_method, m, args) for m in order}
+            rows = [method_row(m, futures[m], args) for m in args.methods]
     meta = {"args": {k: str(v) for k, v in vars(args).items()}, "wall_seconds": time.time() - t0,
             "command": " ".join([Path(sys.executable).name, *sys.argv])}
     (args.out / "compare.json").write_text(json.dumps({**meta, "rows": rows, "paired": paired_tests(rows, args.out)},

@@ -11,13 +11,19 @@
 #
 # Budget (environment variables, defaults in brackets): STEPS [20], PROMPTS [8], GROUP [8], EXPERT [32],
 # LR [3e-4], BFCL_LIMIT [all: empty], TOOLACE_LIMIT [200], VAL_SIZE [200], PARALLEL [5],
-# METHODS [the seven and grpo_ds sft_then_grpo_ds chord_mu_ds chord_phi_ds].
+# METHODS [the seven and grpo_ds sft_then_grpo_ds chord_mu_ds chord_phi_ds]; for a machine lent for a fixed
+# time: TRAIN_MINUTES [none] stops each training run at a step boundary, DEADLINE_MINUTES [none] starts no stage
+# after it and stops any still running (the table holds what finished; bench/compare.py --table-only --out OUT
+# rebuilds it from OUT's eval/, runs/*/metrics.jsonl and budget.json, wherever they were copied).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/compare-gpu}
 PY=${PY:-.venv/bin/python}
 [[ -x $PY ]] || PY=python3
 METHODS=${METHODS:-"original sft grpo sft_then_grpo chord_mu chord_phi idft grpo_ds sft_then_grpo_ds chord_mu_ds chord_phi_ds"}
+LIMITS=()
+[[ -n ${TRAIN_MINUTES:-} ]] && LIMITS+=(--train-minutes "$TRAIN_MINUTES")
+[[ -n ${DEADLINE_MINUTES:-} ]] && LIMITS+=(--deadline-minutes "$DEADLINE_MINUTES")
 
 if [[ ${REHEARSE:-0} == 1 ]]; then
   # Every stage of the GPU run (train, val, BFCL and ToolACE scoring, table, plot), at a size that runs in
@@ -26,7 +32,7 @@ if [[ ${REHEARSE:-0} == 1 ]]; then
   # shellcheck disable=SC2086
   exec "$PY" bench/compare.py --model tiny --methods $METHODS --steps 1 --prompts 2 --group-size 2 --expert 2 \
     --expert-tasks 8 --max-new-tokens 8 --eval-max-new-tokens 8 --val-size 2 --bfcl-limit 2 --toolace-limit 2 \
-    --parallel 2 --out "$OUT" --train-override rollout.engine=hf
+    --parallel 2 --out "$OUT" "${LIMITS[@]}" --train-override rollout.engine=hf
 fi
 
 if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
@@ -39,5 +45,5 @@ BFCL=()
 exec "$PY" bench/compare.py --methods $METHODS --steps "${STEPS:-20}" --prompts "${PROMPTS:-8}" \
   --group-size "${GROUP:-8}" --expert "${EXPERT:-32}" --lr "${LR:-3e-4}" --max-new-tokens 128 \
   --eval-max-new-tokens 128 --toolace-limit "${TOOLACE_LIMIT:-200}" --val-size "${VAL_SIZE:-200}" "${BFCL[@]}" \
-  --eval-batch-size 128 --parallel "${PARALLEL:-5}" --out "$OUT" \
+  --eval-batch-size 128 --parallel "${PARALLEL:-5}" --out "$OUT" "${LIMITS[@]}" \
   --train-override trainer.micro_batch_size=32 trainer.micro_batch_tokens=8192

@@ -90,6 +90,80 @@ def test_the_table_carries_intervals_and_the_paired_section(tmp_path: Path) -> N
     assert f"| sft | 30.0 (pooled 100.0 [{100 * lo:.1f}, {100 * hi:.1f}]) |" in compare.table(rows, args)
 
 
+def write_stage(out: Path, name: str, summary: dict, entries: list[dict]) -> None:
+    path = out / "eval" / name / "results.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"summary": summary, "entries": entries}))
+
+
+def test_a_row_merges_its_scoring_stages_and_reads_the_steps_its_run_took(tmp_path: Path) -> None:
+    write_stage(tmp_path, "chord_mu", {"accuracy": {"bfcl/simple_python": 0.5, "toolace/test": 0.25},
+                                       "interval95": {}, "bfcl_aggregates": {"non_live_ast": 0.5, "live_ast": None}},
+                [{"suite": "bfcl/simple_python", "id": "0", "correct": True}])
+    write_stage(tmp_path, "chord_mu-live", {"accuracy": {"bfcl/live_simple": 0.1}, "interval95": {},
+                                            "bfcl_aggregates": {"non_live_ast": None, "live_ast": 0.1}},
+                [{"suite": "bfcl/live_simple", "id": "a", "correct": False}])
+    write_stage(tmp_path, "chord_mu-val", {"accuracy": {"toolace/val": 0.3}, "interval95": {"toolace/val": [0.2, 0.4]},
+                                           "bfcl_aggregates": {}}, [{"suite": "toolace/val", "id": "v", "correct": True}])
+    # sft's own stage must not be read as chord_mu's, nor sft_then_grpo's as sft's
+    write_stage(tmp_path, "sft_then_grpo", {"accuracy": {"toolace/test": 1.0}, "interval95": {}, "bfcl_aggregates": {}},
+                [{"suite": "toolace/test", "id": "t", "correct": True}])
+    metrics = tmp_path / "runs" / "chord_mu" / "metrics.jsonl"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text("\n".join(json.dumps({"step": s, "time/step_s": 2.0}) for s in (1, 2, 3)) + "\n")
+    row = compare.collect_row("chord_mu", tmp_path)
+    assert row["summary"]["bfcl_aggregates"] == {"non_live_ast": 0.5, "live_ast": 0.1}
+    assert row["summary"]["accuracy"] == {"bfcl/simple_python": 0.5, "toolace/test": 0.25, "bfcl/live_simple": 0.1}
+    assert (row["val_accuracy"], row["val_interval"], row["steps"]) == (0.3, [0.2, 0.4], 3)
+    assert set(compare.entry_verdicts(tmp_path, "chord_mu")) == {("bfcl/simple_python", "0"), ("bfcl/live_simple", "a"),
+                                                                 ("toolace/val", "v")}
+    assert compare.collect_row("sft", tmp_path)["summary"]["accuracy"] == {}
+
+
+def test_scoring_stages_put_the_headline_first_and_live_last() -> None:
+    args = Namespace(val_only=False, bfcl_limit=None, bfcl_categories=["simple_python", "irrelevance", "live_simple"],
+                     toolace_limit=200, eval_max_new_tokens=128, max_new_tokens=64, val_size=200)
+    stages = compare.eval_stages("sft", Path("ckpt/hf"), args)
+    assert [name for name, _ in stages] == ["sft", "sft-val", "sft-live"]
+    assert "bfcl.categories=[simple_python,irrelevance]" in stages[0][1] and "model_path=ckpt/hf" in stages[2][1]
+    assert "bfcl.categories=[live_simple]" in stages[2][1] and "max_new_tokens=64" in stages[1][1]
+    args.val_only = True
+    assert [name for name, _ in compare.eval_stages("original", None, args)] == ["original-val"]
+
+
+def test_a_stage_past_the_deadline_is_not_started_and_one_running_then_is_stopped(tmp_path: Path) -> None:
+    import time
+
+    with pytest.raises(compare.StageCut, match="not started"):
+        compare.run([sys.executable, "-c", "open('started', 'w')"], tmp_path / "a.log", deadline=time.time() - 1)
+    marker = tmp_path / "child-alive"
+    child = tmp_path / "child.py"
+    child.write_text(f"import time\ntime.sleep(3)\nopen({str(marker)!r}, 'w')\n")
+    # the stage's own child must go too: the whole process group is stopped
+    script = f"import subprocess, sys, time; subprocess.Popen([sys.executable, {str(child)!r}]); time.sleep(60)"
+    t0 = time.time()
+    with pytest.raises(compare.StageCut, match="stopped at the deadline"):
+        compare.run([sys.executable, "-c", script], tmp_path / "b.log", deadline=time.time() + 1.5)
+    assert time.time() - t0 < 30
+    time.sleep(3)
+    assert not marker.exists() and not (compare.REPO / "started").exists()
+
+
+def test_table_only_rebuilds_the_table_from_the_files_with_the_runs_own_budget(tmp_path: Path) -> None:
+    write_results(tmp_path, "original", {("bfcl/simple_python", "0"): False, ("bfcl/simple_python", "1"): True})
+    write_results(tmp_path, "sft", {("bfcl/simple_python", "0"): True, ("bfcl/simple_python", "1"): True})
+    (tmp_path / "budget.json").write_text(json.dumps({"steps": 7, "prompts": 3, "group_size": 8, "expert": 32,
+                                                      "lr": 3e-4, "train_minutes": 2.5}))
+    proc = subprocess.run([sys.executable, "bench/compare.py", "--table-only", "--out", str(tmp_path),
+                           "--methods", "original", "sft"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = (tmp_path / "compare.md").read_text()
+    assert text.startswith("Budget: 7 optimizer steps; per step 3 prompts x 8 rollouts")
+    assert "stopped there" in text and "| sft | original | non_live_ast | 2 | 100.0 | 50.0 | 1 | 0 | 1 |" in text
+    assert [r["method"] for r in json.loads((tmp_path / "compare.json").read_text())["rows"]] == ["original", "sft"]
+    assert not (tmp_path / "runs").exists()  # nothing was trained
+
+
 @pytest.mark.slow
 def test_the_gpu_script_rehearses_every_stage_on_the_cpu(tmp_path: Path) -> None:
     """bench/compare_gpu.sh with REHEARSE=1: training, validation, BFCL and ToolACE scoring, table and plot."""
