@@ -303,6 +303,13 @@ class Trainer:
                                          adamw_mode=True)
         else:
             optimizer = torch.optim.AdamW(params, lr=t.lr, betas=t.adam_betas, weight_decay=t.weight_decay, eps=1e-8)
+        if self.dtype == "bf16" and not any((ds_config.get(k) or {}).get("enabled") for k in ("bf16", "fp16")):
+            # Our bf16 is fp32 weights under torch.autocast, entered around each forward. DeepSpeed's engine turns
+            # a surrounding CUDA autocast off inside its forward (and warns once) unless its own torch_autocast
+            # section asks for it: without this, GPU training ran in fp32 (about twice the activation memory).
+            # No lower-precision modules: gradients stay fp32 and are reduced in fp32, as before.
+            ds_config.setdefault("torch_autocast", {"enabled": True, "dtype": "bfloat16",
+                                                    "lower_precision_safe_modules": []})
         ds_config.update({
             "train_micro_batch_size_per_gpu": 1,
             "gradient_accumulation_steps": 1,

@@ -45,3 +45,14 @@ def kill_at_checkpoint(run_dir: Path, *overrides: str, step: int, grace_s: float
 def metric_rows(run_dir: Path) -> list[dict]:
     """Every row of the run's ``metrics.jsonl`` (train steps and evaluations)."""
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def autocast_probe(run_dir: Path, *overrides: str, accelerator: str = "cpu") -> dict:
+    """``tests/autocast_probe.py``'s report of one SFT step (the tiny model) on ``accelerator``."""
+    env = {**os.environ, "DS_ACCELERATOR": accelerator, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "-m", "tests.autocast_probe", str(run_dir), *overrides], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise AssertionError(proc.stderr[-4000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+

@@ -17,7 +17,7 @@ import torch
 
 from agents import HFEngine, SamplingParams, load_model
 from algorithms.forward import completion_logits
-from tests.helpers import REPO, metric_rows, run_train_process
+from tests.helpers import REPO, autocast_probe, metric_rows, run_train_process
 from tests.test_train_e2e import TINY
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -90,6 +90,14 @@ def test_deepspeed_training_runs_on_the_gpu_and_resumes(tmp_path: Path, zero: st
     assert "resumed from" in proc.stdout + proc.stderr
     rows = metric_rows(run_dir)
     assert [r["step"] for r in rows if "loss/total" in r] == [1, 2, 3]
+
+
+def test_bf16_training_on_the_gpu_computes_in_bf16_inside_deepspeed(tmp_path: Path) -> None:
+    """DeepSpeed turns a surrounding CUDA autocast off inside its engine unless its torch_autocast section is
+    on; before the trainer set it, bf16 training on an H100 ran every layer in fp32 (session 22)."""
+    report = autocast_probe(tmp_path, "model.dtype=bf16", accelerator="cuda")
+    assert report["device"] == "cuda" and report["engine_autocast"]
+    assert report["linear_dtypes"] == ["bfloat16"]
 
 
 def test_evaluate_runs_on_the_gpu(tmp_path: Path) -> None:

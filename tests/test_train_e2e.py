@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from algorithms.lr_schedule import lr_at
-from tests.helpers import REPO, kill_at_checkpoint, metric_rows, run_train_process
+from tests.helpers import REPO, autocast_probe, kill_at_checkpoint, metric_rows, run_train_process
 
 # Small enough for CI: 2 prompts x 2 rollouts + 2 expert samples, short turns, tiny model.
 TINY = [
@@ -334,3 +334,13 @@ def test_kl_coef_reaches_the_loss(tmp_path: Path) -> None:
     step = [r for r in metric_rows(tmp_path / "kl") if "loss/total" in r][0]
     assert step["grpo/kl"] == pytest.approx(0.0, abs=1e-6)  # step 1: the policy is the reference
     assert step["grpo/zero_adv_share"] == 0.0 and step["optimizer/skipped_steps"] == 0  # no row skipped
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp32"])
+def test_training_computes_in_the_models_dtype_inside_deepspeed(tmp_path: Path, dtype: str) -> None:
+    """bf16 = fp32 weights under autocast: DeepSpeed must be told (its torch_autocast section), or on CUDA its
+    engine turns the surrounding autocast off and the step runs in fp32 (seen on an H100, session 22)."""
+    report = autocast_probe(tmp_path / dtype, f"model.dtype={dtype}")
+    assert report["engine_autocast"] is (dtype == "bf16")
+    assert report["linear_dtypes"] == (["bfloat16"] if dtype == "bf16" else ["float32"])
+    assert report["nll"] == report["nll"]  # a real, finite step
