@@ -69,6 +69,23 @@ def test_padded_and_row_by_row_logits_agree_on_cuda(monkeypatch: pytest.MonkeyPa
     assert torch.allclose(padded[valid], by_row[valid], atol=1e-3)
 
 
+def test_packed_logprobs_equal_the_padded_pass_on_cuda() -> None:
+    """trainer.padding_free's per-row SDPA on the GPU kernels: the same log-probs as the padded pass."""
+    from agents import collate
+    from algorithms.forward import completion_logprobs
+    from algorithms.packed import packed_logprobs
+    from tests.test_packing import MIXED, trajectories
+
+    model, _ = load_model("tiny-random", dtype="fp32", device="cuda", seed=3)
+    batch = {k: v.cuda() for k, v in collate(trajectories(MIXED), pad_token_id=0).items()}
+    with torch.no_grad():
+        logp, _, window = packed_logprobs(model, batch)
+        ref_logp, _, ref_window = completion_logprobs(model, batch)
+    mask, ref_mask = window["loss_mask"].bool(), ref_window["loss_mask"].bool()
+    assert mask.sum() == ref_mask.sum() == batch["loss_mask"].sum()
+    assert torch.allclose(logp[mask], ref_logp[ref_mask], atol=1e-4)
+
+
 def _train_on_cuda(run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     return run_train_process(run_dir, *TINY, *overrides, accelerator="cuda", timeout=900)
 
