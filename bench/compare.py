@@ -99,6 +99,9 @@ def run(cmd: list[str], log: Path, deadline: float | None = None) -> float:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise StageCut(f"stopped at the deadline after {time.time() - t0:.0f} s ({log.stem})") from None
+        except BaseException:  # Ctrl-C: the stage runs in its own session, so it must be stopped here
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
     if returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed; see {log}:\n" + log.read_text()[-3000:])
     return time.time() - t0

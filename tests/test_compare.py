@@ -149,6 +149,30 @@ def test_a_stage_past_the_deadline_is_not_started_and_one_running_then_is_stoppe
     assert not marker.exists() and not (compare.REPO / "started").exists()
 
 
+def test_an_interrupted_comparison_stops_its_running_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stages run in their own session (so the deadline can stop a whole process group): Ctrl-C in the
+    comparison must then stop them itself, or they run on as orphans."""
+    import time
+
+    marker = tmp_path / "still-running"
+    child = tmp_path / "child.py"
+    child.write_text(f"import time\ntime.sleep(3)\nopen({str(marker)!r}, 'w')\n")
+    real_wait = subprocess.Popen.wait
+
+    def interrupted(self, timeout=None):
+        if timeout is None and self.args[-1] == str(child):
+            time.sleep(0.5)
+            raise KeyboardInterrupt
+        return real_wait(self, timeout=timeout)
+
+    monkeypatch.setattr(subprocess.Popen, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        compare.run([sys.executable, str(child)], tmp_path / "c.log")
+    monkeypatch.undo()
+    time.sleep(3.5)
+    assert not marker.exists()
+
+
 def test_table_only_rebuilds_the_table_from_the_files_with_the_runs_own_budget(tmp_path: Path) -> None:
     write_results(tmp_path, "original", {("bfcl/simple_python", "0"): False, ("bfcl/simple_python", "1"): True})
     write_results(tmp_path, "sft", {("bfcl/simple_python", "0"): True, ("bfcl/simple_python", "1"): True})
