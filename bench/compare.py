@@ -4,7 +4,7 @@
     python bench/compare.py --methods sft chord_phi --steps 10 --bfcl-limit 50
     python bench/compare.py --methods grpo grpo_ds chord_mu chord_mu_ds   # with and without dynamic sampling
     python bench/compare.py --methods sft chord_mu --lr 1e-4 --val-only      # tuning: validation score only
-    python bench/compare.py --parallel 5 ...                   # on a GPU: five methods at once
+    python bench/compare.py --parallel 4 ...                   # on a GPU: four methods at once
     python bench/compare.py --table-only --out runs/compare-gpu  # the table again, from the files alone
     OMP_NUM_THREADS=1 python bench/compare.py --parallel 2 ... # on 2 CPU cores: one core per run
 
@@ -25,8 +25,8 @@ non-live AST and irrelevance with the ToolACE held-out split, ToolACE val (the n
 so a run killed while it is scored keeps its checkpoint. For a machine lent for a fixed time,
 ``--train-minutes`` stops each training run at a step boundary (its checkpoint is scored, the table gives its
 steps) and ``--deadline-minutes`` starts no stage after the deadline and stops one still running then; the
-table holds what finished, and ``--table-only`` rebuilds it from an output directory's ``eval/`` and
-``runs/*/metrics.jsonl`` alone (a comparison cut short, or copied back from another machine).
+table holds what finished, and ``--table-only`` rebuilds it from an output directory's ``eval/``,
+``runs/*/metrics.jsonl`` and ``budget.json`` alone (a comparison cut short, or copied back from another machine).
 Every score carries its 95% Wilson interval, and the pairs the comparison is about (CHORD against SFT,
 SFT-then-GRPO, GRPO and IDFT; each ``_ds`` method against the same without dynamic sampling; every method
 against the untrained model) get McNemar's exact test on the entries both scored (ToolACE val included).
@@ -44,6 +44,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -204,9 +205,12 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
     return row
 
 
-def stage_dirs(out: Path, method: str) -> list[Path]:
-    """Where ``method``'s scoring stages write (``eval_stages``)."""
-    return [out / "eval" / name for name in (method, f"{method}-val", f"{method}-live")]
+def stage_results(out: Path, method: str) -> Iterator[tuple[str, dict]]:
+    """``(stage name, its results.json)`` for each of ``method``'s scoring stages (``eval_stages``) that finished."""
+    for name in (method, f"{method}-val", f"{method}-live"):
+        path = out / "eval" / name / "results.json"
+        if path.exists():
+            yield name, json.loads(path.read_text())
 
 
 def collect_row(method: str, out: Path) -> dict:
@@ -216,12 +220,9 @@ def collect_row(method: str, out: Path) -> dict:
     one cut short or copied from another machine."""
     summary: dict = {"accuracy": {}, "interval95": {}, "bfcl_aggregates": {}}
     val, val_interval = None, None
-    for path in stage_dirs(out, method):
-        results = path / "results.json"
-        if not results.exists():
-            continue
-        stage = json.loads(results.read_text())["summary"]
-        if path.name == f"{method}-val":
+    for name, results in stage_results(out, method):
+        stage = results["summary"]
+        if name == f"{method}-val":
             val, val_interval = stage["accuracy"].get("toolace/val"), stage["interval95"].get("toolace/val")
             continue
         for key in ("accuracy", "interval95"):
@@ -263,10 +264,8 @@ def entry_verdicts(out: Path, method: str) -> dict[tuple[str, str], bool]:
     """``(suite, entry id) -> solved`` for every entry ``method`` was scored on (empty if none), over all its
     scoring stages (BFCL, ToolACE test, ToolACE val, BFCL live)."""
     verdicts: dict[tuple[str, str], bool] = {}
-    for path in stage_dirs(out, method):
-        if (path / "results.json").exists():
-            results = json.loads((path / "results.json").read_text())
-            verdicts |= {(e["suite"], str(e["id"])): bool(e["correct"]) for e in results["entries"]}
+    for _, results in stage_results(out, method):
+        verdicts |= {(e["suite"], str(e["id"])): bool(e["correct"]) for e in results["entries"]}
     return verdicts
 
 
