@@ -6,7 +6,9 @@ ground-truth call lists (by category, rendered as ``[f(a=1), ...]`` with optiona
 shortest right reply), how many exceed each cap, and how many of the first ``--first`` tasks of each
 ToolACE split need at least one call turn over it (the most that split's score can reach at that cap is
 then ``1 - that share``). The counts include the reply's ``<|im_end|>``, which a turn must also fit.
-Prints a table and writes JSON:
+It also gives each kind of training task (no-tool ones by sub-kind) its share of the expert trajectories and
+of their assistant tokens: the weight a kind gets in the SFT term under ``loss_agg=seq-mean-token-mean`` and
+under ``token-mean``. Prints tables and writes JSON:
 
     .venv/bin/python bench/reply_lengths.py                  # caps 64 and 128, first 200 of test and val
     .venv/bin/python bench/reply_lengths.py --caps 64 --no-bfcl
@@ -60,6 +62,22 @@ def toolace_lengths(tokenize, caps: list[int], first: int) -> dict[str, Any]:
     return out
 
 
+def expert_weight_shares(tokenize, split: str = "train") -> dict[str, dict[str, float]]:
+    """Per task kind (``no_tool · <subkind>`` apart): its share of ``split``'s expert trajectories and of their
+    assistant tokens (every assistant turn, calls and prose: what the SFT term trains on)."""
+    from envs.toolace.data import load_split  # noqa: PLC0415
+
+    trajectories: dict[str, int] = defaultdict(int)
+    tokens: dict[str, int] = defaultdict(int)
+    for task in load_split(split):
+        kind = f"no_tool · {task.meta.get('subkind')}" if task.kind == "no_tool" else task.kind
+        trajectories[kind] += 1
+        tokens[kind] += sum(tokenize(m["content"]) for m in task.expert if m["role"] == "assistant")
+    n, t = sum(trajectories.values()), sum(tokens.values())
+    return {kind: {"trajectories": trajectories[kind] / n, "tokens": tokens[kind] / t,
+                   "mean_tokens": tokens[kind] / trajectories[kind]} for kind in sorted(trajectories)}
+
+
 def bfcl_lengths(tokenize, caps: list[int]) -> dict[str, Any]:
     """Per BFCL category: the ground truth's shortest right reply (``envs.bfcl.ground_truth.answer_text``)."""
     from envs.bfcl.data import load_answers, load_entries  # noqa: PLC0415
@@ -85,7 +103,8 @@ def main() -> None:
     def tokenize(text: str) -> int:
         return len(tok(text + "<|im_end|>", add_special_tokens=False)["input_ids"])
 
-    result: dict[str, Any] = {"caps": args.caps, "toolace": toolace_lengths(tokenize, args.caps, args.first)}
+    result: dict[str, Any] = {"caps": args.caps, "toolace": toolace_lengths(tokenize, args.caps, args.first),
+                              "expert_weight_shares": expert_weight_shares(tokenize)}
     if not args.no_bfcl:
         result["bfcl"] = bfcl_lengths(tokenize, args.caps)
     def row(label: str, s: dict[str, Any]) -> str:
@@ -102,6 +121,9 @@ def main() -> None:
         print(f"{label:62} " + " ".join(f"{head[f'need_over_{c}']:6}" for c in args.caps))
     for category, s in result.get("bfcl", {}).items():
         print(row(f"BFCL {category}", s))
+    print(f"\n{'ToolACE train expert weight':32} {'trajectories':>12} {'tokens':>7} {'mean':>6}")
+    for kind, w in result["expert_weight_shares"].items():
+        print(f"{kind:32} {w['trajectories']:12.1%} {w['tokens']:7.1%} {w['mean_tokens']:6.1f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(f"wrote {args.out}")

@@ -35,3 +35,10 @@ def test_the_command_counts_call_turns_only_and_the_tasks_a_cap_rules_out(tmp_pa
         assert turns["parallel"]["over_64"] > 0 and 0 < head["need_over_64"] <= turns["parallel"]["over_64"]
         assert all(s["over_64"] == 0 for kind, s in turns.items() if kind in ("single", "dependent"))
     assert "ToolACE expert call turns" in proc.stdout
+    shares = json.loads(out.read_text())["expert_weight_shares"]
+    assert abs(sum(w["trajectories"] for w in shares.values()) - 1) < 1e-9
+    assert abs(sum(w["tokens"] for w in shares.values()) - 1) < 1e-9
+    # a refusal is a few words and a parallel call list many: token-mean weighs the first far below its count
+    irrelevant = shares["no_tool · irrelevant"]
+    assert irrelevant["tokens"] < irrelevant["trajectories"] / 2
+    assert shares["parallel"]["tokens"] > shares["parallel"]["trajectories"]
