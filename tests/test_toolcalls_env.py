@@ -237,6 +237,7 @@ def test_the_paper_recipe_runs_at_a_tiny_budget(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = (run_dir / "config.yaml").read_text()
     assert "require_think: true" in config and "group_size: 2" in config and "lr: 1.0e-06" in config
+    assert "loss_agg: token-mean" in config  # the paper's aggregation, not make train's seq-mean-token-mean
     step = next(r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss/total" in r)
     assert step["loss/sft"] > 0
 
