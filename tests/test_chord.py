@@ -127,16 +127,19 @@ def test_yaml_states_only_what_differs_from_the_base(name):
 
 
 def test_hydra_composes_each_algorithm_from_the_base():
-    """``algorithm=<name>`` on the command line gives the preset, and any field can be overridden."""
+    """``algorithm=<name>`` on the command line gives the preset with ``train.yaml``'s own ``algorithm:``
+    settings on top (group size, loss aggregation), and any field can be overridden."""
+    import yaml
     from hydra import compose, initialize_config_dir
 
     import algorithms.config  # noqa: F401 - registers algorithm/base
 
+    train_settings = yaml.safe_load((CONFIG_DIR.parent / "train.yaml").read_text())["algorithm"]
+    assert train_settings == {"group_size": 4, "loss_agg": "seq-mean-token-mean"}
     with initialize_config_dir(config_dir=str(CONFIG_DIR.parent), version_base="1.3"):
         for name in PRESETS:
             cfg = compose("train", overrides=[f"algorithm={name}", "algorithm.kl_coef=0.5"])
-            values = dict(cfg.algorithm)
-            assert AlgorithmConfig.from_dict(values) == preset(name, kl_coef=0.5, group_size=values["group_size"])
+            assert AlgorithmConfig.from_dict(dict(cfg.algorithm)) == preset(name, kl_coef=0.5, **train_settings)
 
 
 def test_needs_rollouts_follows_the_mu_rule():
