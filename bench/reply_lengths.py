@@ -39,13 +39,10 @@ def summary(lengths: list[int], caps: list[int]) -> dict[str, Any]:
             **{f"over_{c}": int((a > c).sum()) for c in caps}}
 
 
-def toolace_lengths(tokenize, caps: list[int], first: int) -> dict[str, Any]:
+def toolace_lengths(splits: dict[str, list], tokenize, caps: list[int], first: int) -> dict[str, Any]:
     """Per split: expert call-list turns by task kind, and the first ``first`` tasks needing one over a cap."""
-    from envs.toolace.data import load_split  # noqa: PLC0415
-
     out: dict[str, Any] = {}
-    for split in SPLITS:
-        tasks = load_split(split)
+    for split, tasks in splits.items():
         turns: dict[str, list[int]] = defaultdict(list)
         longest = []
         for task in tasks:
@@ -62,14 +59,12 @@ def toolace_lengths(tokenize, caps: list[int], first: int) -> dict[str, Any]:
     return out
 
 
-def expert_weight_shares(tokenize, split: str = "train") -> dict[str, dict[str, float]]:
-    """Per task kind (``no_tool · <subkind>`` apart): its share of ``split``'s expert trajectories and of their
+def expert_weight_shares(tasks: list, tokenize) -> dict[str, dict[str, float]]:
+    """Per task kind (``no_tool · <subkind>`` apart): its share of ``tasks``' expert trajectories and of their
     assistant tokens (every assistant turn, calls and prose: what the SFT term trains on)."""
-    from envs.toolace.data import load_split  # noqa: PLC0415
-
     trajectories: dict[str, int] = defaultdict(int)
     tokens: dict[str, int] = defaultdict(int)
-    for task in load_split(split):
+    for task in tasks:
         kind = f"no_tool · {task.meta.get('subkind')}" if task.kind == "no_tool" else task.kind
         trajectories[kind] += 1
         tokens[kind] += sum(tokenize(m["content"]) for m in task.expert if m["role"] == "assistant")
@@ -103,8 +98,11 @@ def main() -> None:
     def tokenize(text: str) -> int:
         return len(tok(text + "<|im_end|>", add_special_tokens=False)["input_ids"])
 
-    result: dict[str, Any] = {"caps": args.caps, "toolace": toolace_lengths(tokenize, args.caps, args.first),
-                              "expert_weight_shares": expert_weight_shares(tokenize)}
+    from envs.toolace.data import load_split  # noqa: PLC0415
+
+    splits = {split: load_split(split) for split in SPLITS}
+    result: dict[str, Any] = {"caps": args.caps, "toolace": toolace_lengths(splits, tokenize, args.caps, args.first),
+                              "expert_weight_shares": expert_weight_shares(splits["train"], tokenize)}
     if not args.no_bfcl:
         result["bfcl"] = bfcl_lengths(tokenize, args.caps)
     def row(label: str, s: dict[str, Any]) -> str:
