@@ -164,25 +164,32 @@ def evaluation(name: str, overrides: list[str], args: argparse.Namespace, out: P
     return json.loads(results.read_text())["summary"], seconds
 
 
+def stage_names(method: str) -> tuple[str, str, str]:
+    """The directories under ``eval/`` that ``method``'s scoring stages write: (headline, val, live)."""
+    return method, f"{method}-val", f"{method}-live"
+
+
 def eval_stages(method: str, checkpoint: Path | None, args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     """``method``'s scoring stages, each an ``agents.evaluate`` run of its own, in the order they run (so that a
     comparison cut by its deadline has the headline numbers first): BFCL non-live AST and irrelevance with the
     ToolACE held-out split (``<method>``), ToolACE val, the number to tune on (``<method>-val``, greedy, the
     training turn length), and BFCL live AST (``<method>-live``). ``--val-only`` keeps the val stage alone."""
+    headline, val_name, live_name = stage_names(method)
     model = [f"model_path={checkpoint}"] if checkpoint is not None else []
     limit = f"bfcl.limit={'null' if args.bfcl_limit is None else args.bfcl_limit}"
-    val = (f"{method}-val", ["suites=[toolace]", "toolace.split=val", f"toolace.limit={args.val_size}",
-                             f"max_new_tokens={args.max_new_tokens}", *model])
+    val = (val_name, ["suites=[toolace]", "toolace.split=val", f"toolace.limit={args.val_size}",
+                      f"max_new_tokens={args.max_new_tokens}", *model])
     if args.val_only:
         return [val]
     live = [c for c in args.bfcl_categories if c.startswith("live_")]
     other = [c for c in args.bfcl_categories if not c.startswith("live_")]
-    stages = [(method, [f"suites=[{'bfcl,' if other else ''}toolace]", f"bfcl.categories=[{','.join(other)}]", limit,
-                        f"toolace.limit={args.toolace_limit}", f"max_new_tokens={args.eval_max_new_tokens}", *model]),
+    stages = [(headline, [f"suites=[{'bfcl,' if other else ''}toolace]", f"bfcl.categories=[{','.join(other)}]",
+                          limit, f"toolace.limit={args.toolace_limit}", f"max_new_tokens={args.eval_max_new_tokens}",
+                          *model]),
               val]
     if live:
-        stages.append((f"{method}-live", ["suites=[bfcl]", f"bfcl.categories=[{','.join(live)}]", limit,
-                                          f"max_new_tokens={args.eval_max_new_tokens}", *model]))
+        stages.append((live_name, ["suites=[bfcl]", f"bfcl.categories=[{','.join(live)}]", limit,
+                                   f"max_new_tokens={args.eval_max_new_tokens}", *model]))
     return stages
 
 
@@ -207,7 +214,7 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
 
 def stage_results(out: Path, method: str) -> Iterator[tuple[str, dict]]:
     """``(stage name, its results.json)`` for each of ``method``'s scoring stages (``eval_stages``) that finished."""
-    for name in (method, f"{method}-val", f"{method}-live"):
+    for name in stage_names(method):
         path = out / "eval" / name / "results.json"
         if path.exists():
             yield name, json.loads(path.read_text())
@@ -220,9 +227,10 @@ def collect_row(method: str, out: Path) -> dict:
     one cut short or copied from another machine."""
     summary: dict = {"accuracy": {}, "interval95": {}, "bfcl_aggregates": {}}
     val, val_interval = None, None
+    val_name = stage_names(method)[1]
     for name, results in stage_results(out, method):
         stage = results["summary"]
-        if name == f"{method}-val":
+        if name == val_name:
             val, val_interval = stage["accuracy"].get("toolace/val"), stage["interval95"].get("toolace/val")
             continue
         for key in ("accuracy", "interval95"):
