@@ -51,9 +51,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agents.scores import mcnemar_exact, wilson_interval  # noqa: E402
+from agents.scores import wilson_interval  # noqa: E402
 from algorithms.checkpoint import latest_checkpoint  # noqa: E402
-from envs.bfcl.scores import IRRELEVANCE, LIVE_AST, NON_LIVE_AST  # noqa: E402
+from algorithms.compare_runs import POOLS, Verdicts, paired_on, pooled  # noqa: E402
 
 # method -> (algorithm config, trains on the Hinted-Decoding rewrite of the expert pool, extra overrides)
 DYNAMIC = ("trainer.dynamic_sampling=true",)
@@ -70,11 +70,6 @@ DEFAULT_METHODS = ["original", "sft", "grpo", "sft_then_grpo", "chord_mu", "chor
 GOAL_PAIRS = [("chord_phi", "sft"), ("chord_mu", "sft"), ("chord_phi", "sft_then_grpo"),
               ("chord_mu", "sft_then_grpo"), ("chord_mu", "grpo"), ("chord_phi", "idft"),
               ("grpo_ds", "grpo"), ("chord_mu_ds", "chord_mu"), ("chord_phi_ds", "chord_phi")]
-# Metric -> the results.json suites whose entries it pools (BFCL's headline aggregates take unweighted means
-# over categories, envs/bfcl/scores.py; intervals and paired tests are over the pooled entries).
-POOLS = {"non_live_ast": tuple(f"bfcl/{c}" for c in NON_LIVE_AST), "live_ast": tuple(f"bfcl/{c}" for c in LIVE_AST),
-         "irrelevance": tuple(f"bfcl/{c}" for c in IRRELEVANCE), "toolace_test": ("toolace/test",),
-         "toolace_val": ("toolace/val",)}
 BFCL_CATEGORIES = ["simple_python", "multiple", "parallel", "parallel_multiple", "irrelevance",
                    "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple"]
 _realign_lock = threading.Lock()
@@ -268,32 +263,27 @@ def training_curve(out: Path, method: str) -> list[tuple[int, float]]:
             if "reward/mean" in r and r.get("mu", 1.0) < 1.0]
 
 
-def entry_verdicts(out: Path, method: str) -> dict[tuple[str, str], bool]:
+def entry_verdicts(out: Path, method: str) -> Verdicts:
     """``(suite, entry id) -> solved`` for every entry ``method`` was scored on (empty if none), over all its
     scoring stages (BFCL, ToolACE test, ToolACE val, BFCL live)."""
-    verdicts: dict[tuple[str, str], bool] = {}
+    verdicts: Verdicts = {}
     for _, results in stage_results(out, method):
         verdicts |= {(e["suite"], str(e["id"])): bool(e["correct"]) for e in results["entries"]}
     return verdicts
 
 
-def pooled(verdicts: dict[tuple[str, str], bool], metric: str) -> dict[tuple[str, str], bool]:
-    """The entries of ``verdicts`` that ``metric`` pools (``POOLS``)."""
-    return {k: v for k, v in verdicts.items() if k[0] in POOLS[metric]}
-
-
-def pooled_interval(verdicts: dict[tuple[str, str], bool], metric: str) -> tuple[float, float, int] | None:
-    """The 95% Wilson interval of ``metric``'s pooled entries and their number (None when none was scored)."""
-    entries = pooled(verdicts, metric)
+def pooled_interval(verdicts: Verdicts, metric: str) -> tuple[float, float, int] | None:
+    """The 95% Wilson interval of ``metric``'s pooled entries (``POOLS``) and their number (None when none was scored)."""
+    entries = pooled(verdicts, POOLS[metric])
     if not entries:
         return None
     lo, hi = wilson_interval(sum(entries.values()), len(entries))
     return lo, hi, len(entries)
 
 
-def pooled_accuracy(verdicts: dict[tuple[str, str], bool], metric: str) -> float | None:
+def pooled_accuracy(verdicts: Verdicts, metric: str) -> float | None:
     """The share of ``metric``'s pooled entries solved (None when none was scored)."""
-    entries = pooled(verdicts, metric)
+    entries = pooled(verdicts, POOLS[metric])
     return sum(entries.values()) / len(entries) if entries else None
 
 
@@ -306,17 +296,14 @@ def paired_tests(rows: list[dict], out: Path) -> list[dict]:
     verdicts = {m: entry_verdicts(out, m) for m in present}
     tests = []
     for a, b in pairs:
-        for metric in POOLS:
-            va, vb = pooled(verdicts[a], metric), pooled(verdicts[b], metric)
-            shared = sorted(set(va) & set(vb))
-            if not shared:
+        for metric, suites in POOLS.items():
+            paired = paired_on(pooled(verdicts[a], suites), pooled(verdicts[b], suites))
+            if paired is None:
                 continue
-            gained = sum(va[k] and not vb[k] for k in shared)
-            lost = sum(vb[k] and not va[k] for k in shared)
-            tests.append({"method": a, "against": b, "metric": metric, "n": len(shared),
-                          "accuracy": sum(va[k] for k in shared) / len(shared),
-                          "against_accuracy": sum(vb[k] for k in shared) / len(shared),
-                          "gained": gained, "lost": lost, "p_value": mcnemar_exact(gained, lost)})
+            tests.append({"method": a, "against": b, "metric": metric, "n": paired["n"],
+                          "accuracy": paired["a_correct"] / paired["n"],
+                          "against_accuracy": paired["b_correct"] / paired["n"],
+                          "gained": paired["gained"], "lost": paired["lost"], "p_value": paired["p_value"]})
     return tests
 
 
