@@ -20,6 +20,7 @@ from envs.toolace.data import generate_all, read_tasks
 from envs.toolace.export import catalog_schemas, export_tasks, task_record
 from envs.toolace.task import KINDS
 from envs.toolcalls import data as tc
+from envs.toolcalls import records as record_reader
 from envs.toolcalls.data import DataFormatError, LoadReport, detect_format, iter_samples, load_samples
 from tests.doc_runner import FENCE, doc_blocks, run_python_blocks, run_shell_block
 from tools.calls import ToolCall
@@ -427,14 +428,14 @@ def test_load_samples_limit_reads_no_further():
 def opened(monkeypatch):
     """The files iter_samples opens, to see how far it has read."""
     files = []
-    real = tc._open_binary
+    real = tc.open_binary
 
     def spy(path):
         f = real(path)
         files.append(f)
         return f
 
-    monkeypatch.setattr(tc, "_open_binary", spy)
+    monkeypatch.setattr(tc, "open_binary", spy)
     return files
 
 
@@ -459,12 +460,12 @@ def test_json_array_is_streamed(tmp_path, opened):
     path.write_text("[\n  " + ",\n  ".join([text] * 100_000) + "\n]", encoding="utf-8")
     it = iter_samples(path)
     assert next(it).source == f"{path}:2"
-    assert opened[0].tell() <= 2 * tc._CHUNK < path.stat().st_size / 50
+    assert opened[0].tell() <= 2 * record_reader._CHUNK < path.stat().st_size / 50
     it.close()
 
 
 def test_json_array_element_larger_than_a_chunk(tmp_path):
-    big = {"id": "big", "messages": [{"role": "user", "content": "x" * (5 * tc._CHUNK)}]}
+    big = {"id": "big", "messages": [{"role": "user", "content": "x" * (5 * record_reader._CHUNK)}]}
     small = {"id": "small", "messages": [{"role": "user", "content": "é ☀️" * 10}]}
     path = tmp_path / "mixed.json"
     path.write_text(json.dumps([small, big, small], ensure_ascii=False, indent=1), encoding="utf-8")

@@ -27,10 +27,8 @@ pythonic call lists only.
 from __future__ import annotations
 
 import argparse
-import codecs
 import dataclasses
 import functools
-import gzip
 import json
 import logging
 import os
@@ -38,10 +36,11 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import jsonschema
 
+from envs.toolcalls.records import RecordError, json_loads, open_binary, records
 from tools.calls import ToolCall, ToolCallParseError, looks_like_calls, parse_json_calls, parse_pythonic
 from tools.schema import is_call_name, json_type_name, normalize_schema
 
@@ -57,7 +56,6 @@ FORMATS: tuple[str, ...] = ("auto", "openai", "toolace", "tool_n1")
 #: broken records logged one by one (and kept in ``LoadReport.errors``); the rest are only counted
 MAX_REPORTED_ERRORS = 20
 
-_CHUNK = 1 << 16  # bytes read at a time from a JSON array file
 _ROLES = ("system", "user", "assistant", "tool")
 _SPEAKERS = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "tool": "tool",
              "observation": "tool", "function_response": "tool", "system": "system"}
@@ -70,10 +68,6 @@ class DataFormatError(ValueError):
     def __init__(self, path: str, line: int, problem: str):
         self.path, self.line, self.problem = path, line, problem
         super().__init__(f"{path}:{line}: {problem}")
-
-
-class _Bad(Exception):
-    """A problem with the record being read (its text names the field); becomes a ``DataFormatError``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,149 +172,8 @@ def detect_format(record: Any) -> str:
     naming the keys when they say none."""
     try:
         return _detect(record)
-    except _Bad as e:
+    except RecordError as e:
         raise ValueError(str(e)) from None
-
-
-# -- reading records ---------------------------------------------------------------------------------------
-
-def _open_binary(path: str) -> IO[bytes]:
-    """The file's bytes, un-gzipped when it starts with gzip's magic number (whatever its name)."""
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # noqa: SIM115
-
-
-def _records(f: IO[bytes]) -> Iterator[tuple[int, Any, str | None]]:
-    """``(line, value, None)`` per record, or ``(line, None, problem)`` for one that is not JSON."""
-    head = f.read(4096)
-    f.seek(0)
-    first = head.removeprefix(codecs.BOM_UTF8).lstrip()
-    if first.startswith(b"["):
-        yield from _array_records(f)
-    else:
-        yield from _jsonl_records(f)
-
-
-def _jsonl_records(f: IO[bytes]) -> Iterator[tuple[int, Any, str | None]]:
-    for lineno, raw in enumerate(f, 1):
-        if lineno == 1:
-            raw = raw.removeprefix(codecs.BOM_UTF8)
-        if not raw.strip():
-            continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            yield lineno, None, f"the line is not valid UTF-8 (byte {e.start + 1})"
-            continue
-        try:
-            yield lineno, _json_loads(text.rstrip("\r\n")), None
-        except _Bad as e:
-            yield lineno, None, str(e)
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
-def _json_loads(text: str, where: str = "") -> Any:
-    """JSON text to a value; ``_Bad`` naming ``where`` (NaN and Infinity are not JSON)."""
-    prefix = f"{where}: " if where else ""
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as e:
-        return _raise(f"{prefix}invalid JSON ({e.msg} at line {e.lineno} column {e.colno})"
-                      if e.lineno > 1 else f"{prefix}invalid JSON ({e.msg} at column {e.colno})")
-    except (ValueError, RecursionError) as e:
-        return _raise(f"{prefix}invalid JSON ({e if isinstance(e, ValueError) else 'nested too deeply'})")
-
-
-def _raise(problem: str) -> Any:
-    raise _Bad(problem)
-
-
-_WS = re.compile(r"[ \t\r\n]*")
-
-
-def _array_records(f: IO[bytes]) -> Iterator[tuple[int, Any, str | None]]:
-    """The elements of a JSON array file, decoded one at a time from a growing buffer (never the whole
-    file unless one element is that big). A syntax error ends the file: past it nothing can be trusted."""
-    text_decoder = codecs.getincrementaldecoder("utf-8")()
-    decoder = json.JSONDecoder(parse_constant=_reject_constant)
-    buf, pos, line, eof, want = "", 0, 1, False, _CHUNK
-
-    def fill() -> bool:
-        nonlocal buf, pos, eof
-        if eof:
-            return False
-        if pos > (1 << 20):  # drop what was consumed
-            buf, pos = buf[pos:], 0
-        chunk = f.read(want)
-        eof = not chunk
-        buf += text_decoder.decode(chunk, final=eof)
-        return not eof
-
-    def skip_ws() -> None:
-        nonlocal pos, line
-        while True:
-            end = _WS.match(buf, pos).end()  # type: ignore[union-attr]
-            line += buf.count("\n", pos, end)
-            pos = end
-            if pos < len(buf) or not fill():
-                return
-
-    try:
-        skip_ws()
-        if buf.startswith("\ufeff"):
-            pos += 1
-            skip_ws()
-        pos += 1  # the "[" that made this an array file
-        skip_ws()
-        if buf[pos:pos + 1] == "]":
-            return
-        while True:
-            skip_ws()
-            if pos >= len(buf):
-                yield line, None, "the JSON array ends without its closing ']'"
-                return
-            start = line
-            while True:
-                try:
-                    value, end = decoder.raw_decode(buf, pos)
-                    if end < len(buf) or eof:
-                        break
-                    fill()  # a number or word may go on in the next chunk
-                except json.JSONDecodeError as e:
-                    incomplete = e.msg.startswith("Unterminated string") or e.pos >= len(buf) - 8
-                    if eof or not incomplete:
-                        where = line + buf.count("\n", pos, e.pos)
-                        yield where, None, f"invalid JSON in the array element starting on line {start} ({e.msg})"
-                        return
-                    want = max(_CHUNK, len(buf) - pos)  # grow geometrically: big elements stay linear
-                    fill()
-                except (ValueError, RecursionError) as e:
-                    yield start, None, f"invalid JSON ({e if isinstance(e, ValueError) else 'nested too deeply'})"
-                    return
-            want = _CHUNK
-            line += buf.count("\n", pos, end)
-            pos = end
-            yield start, value, None
-            skip_ws()
-            mark = buf[pos:pos + 1]
-            if mark == ",":
-                pos += 1
-                continue
-            if mark == "]":
-                pos += 1
-                skip_ws()
-                if pos < len(buf):
-                    yield line, None, "unexpected text after the JSON array"
-                return
-            found = repr(mark) if mark else "the end of the file"
-            yield line, None, f"expected ',' or ']' after the array element, found {found}"
-            return
-    except UnicodeDecodeError as e:
-        yield line, None, f"the file is not valid UTF-8 ({e.reason})"
 
 
 # -- the reading loop ----------------------------------------------------------------------------------------
@@ -331,19 +184,19 @@ def _iterate(path: str, fmt: str, on_error: str, report: LoadReport) -> Iterator
     detected_at: int | None = None
     report.format = chosen
     try:
-        with _open_binary(path) as f:
-            for line, value, problem in _records(f):
+        with open_binary(path) as f:
+            for line, value, problem in records(f):
                 report.read += 1
                 try:
                     if problem is not None:
-                        raise _Bad(problem)
+                        raise RecordError(problem)
                     if not isinstance(value, dict):
-                        raise _Bad(f"a record must be a JSON object, got {_kind(value)}")
+                        raise RecordError(f"a record must be a JSON object, got {_kind(value)}")
                     if chosen is None:
                         chosen, detected_at = _detect(value), line
                         report.format = chosen
                     sample = _parse_record(value, chosen, detected_at, name, path, line)
-                except _Bad as e:
+                except RecordError as e:
                     error = DataFormatError(path, line, str(e))
                     if on_error == "raise":
                         raise error from None
@@ -382,11 +235,11 @@ def _shapes(record: dict[str, Any]) -> tuple[str, ...]:
 
 def _detect(record: Any) -> str:
     if not isinstance(record, dict):
-        raise _Bad(f"a record must be a JSON object, got {_kind(record)}")
+        raise RecordError(f"a record must be a JSON object, got {_kind(record)}")
     shapes = _shapes(record)
     if not shapes:
         keys = ", ".join(sorted(record)[:12]) or "none"
-        raise _Bad(f"cannot tell the format from the keys ({keys}): expected \"messages\" (openai), \"system\" "
+        raise RecordError(f"cannot tell the format from the keys ({keys}): expected \"messages\" (openai), \"system\" "
                    f"and \"conversations\" (toolace), or \"conversations\" and \"answer\", or \"messages\" with "
                    f"<tool_call> text (tool_n1)")
     return shapes[0]
@@ -413,7 +266,7 @@ def _parse_record(record: dict[str, Any], fmt: str, detected_at: int | None, nam
     shapes = _shapes(record)
     if shapes and fmt not in shapes:
         how = f"detected from line {detected_at}" if detected_at is not None else "as asked"
-        raise _Bad(f"this record has the keys of {shapes[0]} data, but the file is read as {fmt} ({how})")
+        raise RecordError(f"this record has the keys of {shapes[0]} data, but the file is read as {fmt} ({how})")
     tools, messages, meta = _PARSERS[fmt](record)
     raw_id = record.get("id")
     if fmt != "tool_n1" and isinstance(raw_id, str | int) and not isinstance(raw_id, bool) and str(raw_id):
@@ -439,38 +292,38 @@ def _schema_problem(schema_json: str) -> str | None:
 
 
 def _parse_tools(raw: Any, where: str) -> list[dict[str, Any]]:
-    """OpenAI function tools from a list (or its JSON text) of tools in either spelling; ``_Bad`` names the
+    """OpenAI function tools from a list (or its JSON text) of tools in either spelling; ``RecordError`` names the
     tool and field that is wrong."""
     if isinstance(raw, str):
-        raw = _json_loads(raw, where)
+        raw = json_loads(raw, where)
     if not isinstance(raw, list):
-        raise _Bad(f"{where}: must be a list of tools, got {_kind(raw)}")
+        raise RecordError(f"{where}: must be a list of tools, got {_kind(raw)}")
     tools: list[dict[str, Any]] = []
     seen: dict[str, dict[str, Any]] = {}
     for i, entry in enumerate(raw):
         w = f"{where}[{i}]"
         if not isinstance(entry, dict):
-            raise _Bad(f"{w}: a tool must be an object, got {_kind(entry)}")
+            raise RecordError(f"{w}: a tool must be an object, got {_kind(entry)}")
         fn, fw = entry, w
         if "function" in entry:
             fn, fw = entry["function"], f"{w}.function"
             if not isinstance(fn, dict):
-                raise _Bad(f"{fw}: must be an object, got {_kind(fn)}")
+                raise RecordError(f"{fw}: must be an object, got {_kind(fn)}")
             if entry.get("type", "function") != "function":
-                raise _Bad(f"{w}.type: must be \"function\", got {_short(entry.get('type'))}")
+                raise RecordError(f"{w}.type: must be \"function\", got {_short(entry.get('type'))}")
         name = fn.get("name")
         if not isinstance(name, str) or not name.strip():
-            raise _Bad(f"{fw}.name: missing, or not a non-empty string")
+            raise RecordError(f"{fw}.name: missing, or not a non-empty string")
         description = fn.get("description")
         if description is None:
             description = ""
         if not isinstance(description, str):
-            raise _Bad(f"{fw}.description: must be a string, got {_kind(description)}")
+            raise RecordError(f"{fw}.description: must be a string, got {_kind(description)}")
         tool = {"type": "function", "function": {"name": name, "description": description,
                                                  "parameters": _parameters(fn.get("parameters"), f"{fw}.parameters")}}
         if name in seen:
             if seen[name] != tool:
-                raise _Bad(f"{fw}.name: tool {name!r} is offered twice with different definitions")
+                raise RecordError(f"{fw}.name: tool {name!r} is offered twice with different definitions")
             continue
         seen[name] = tool
         tools.append(tool)
@@ -481,15 +334,15 @@ def _parameters(raw: Any, where: str) -> dict[str, Any]:
     if raw is None or raw == {}:
         return {"type": "object", "properties": {}}
     if not isinstance(raw, dict):
-        raise _Bad(f"{where}: must be a JSON schema object, got {_kind(raw)}")
+        raise RecordError(f"{where}: must be a JSON schema object, got {_kind(raw)}")
     try:
         schema = normalize_schema(raw)
     except (ValueError, RecursionError) as e:
-        raise _Bad(f"{where}: invalid JSON schema: {e}") from None
+        raise RecordError(f"{where}: invalid JSON schema: {e}") from None
     if "type" not in schema:
         schema = {"type": "object", **schema}
     if schema["type"] != "object":
-        raise _Bad(f"{where}.type: the parameters must be a schema of type object (or dict), "
+        raise RecordError(f"{where}.type: the parameters must be a schema of type object (or dict), "
                    f"got {_short(raw.get('type'))}")
     schema.setdefault("properties", {})
     try:
@@ -497,7 +350,7 @@ def _parameters(raw: Any, where: str) -> dict[str, Any]:
     except (TypeError, ValueError, RecursionError) as e:
         problem = str(e)
     if problem is not None:
-        raise _Bad(f"{where}: invalid JSON schema: {problem}")
+        raise RecordError(f"{where}: invalid JSON schema: {problem}")
     return schema
 
 
@@ -508,7 +361,7 @@ def _names(tools: list[dict[str, Any]]) -> list[str]:
 def _check_offered(name: str, offered: list[str], where: str) -> None:
     if name not in offered:
         shown = ", ".join(offered[:_SHOWN_NAMES]) + (" ..." if len(offered) > _SHOWN_NAMES else "")
-        raise _Bad(f"{where}: tool {name!r} is not offered (offered: {shown or 'none'})")
+        raise RecordError(f"{where}: tool {name!r} is not offered (offered: {shown or 'none'})")
 
 
 # -- calls and results (shared by the formats) -----------------------------------------------------------------
@@ -517,22 +370,22 @@ def _call(raw: Any, where: str, offered: list[str]) -> dict[str, Any]:
     """One call, ``{"id"?, "type": "function", "function": {...}}`` or bare ``{"name", "arguments"}``, to the
     normalised form; arguments given as JSON text are decoded and must be an object."""
     if not isinstance(raw, dict):
-        raise _Bad(f"{where}: a call must be an object, got {_kind(raw)}")
+        raise RecordError(f"{where}: a call must be an object, got {_kind(raw)}")
     fn, fw = raw, where
     if "function" in raw:
         fn, fw = raw["function"], f"{where}.function"
         if not isinstance(fn, dict):
-            raise _Bad(f"{fw}: must be an object with \"name\" and \"arguments\", got {_kind(fn)}")
+            raise RecordError(f"{fw}: must be an object with \"name\" and \"arguments\", got {_kind(fn)}")
     name = fn.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise _Bad(f"{fw}.name: missing, or not a non-empty string")
+        raise RecordError(f"{fw}.name: missing, or not a non-empty string")
     arguments = fn.get("arguments")
     if isinstance(arguments, str):
-        arguments = _json_loads(arguments, f"{fw}.arguments") if arguments.strip() else {}
+        arguments = json_loads(arguments, f"{fw}.arguments") if arguments.strip() else {}
     if arguments is None:
         arguments = {}
     if not isinstance(arguments, dict):
-        raise _Bad(f"{fw}.arguments: must be a JSON object of argument names and values, got {_kind(arguments)}")
+        raise RecordError(f"{fw}.arguments: must be a JSON object of argument names and values, got {_kind(arguments)}")
     _check_offered(name, offered, f"{fw}.name")
     call: dict[str, Any] = {"type": "function", "function": {"name": name, "arguments": arguments}}
     if isinstance(raw.get("id"), str) and raw["id"]:
@@ -586,7 +439,7 @@ def _tool_result_messages(value: str, pending: _Pending, where: str) -> list[dic
     if not (isinstance(parsed, list) and parsed and all(isinstance(p, dict) for p in parsed)):
         paired = pending.take()
         if paired is None:
-            raise _Bad(f"{where}: a tool result with no assistant call before it to answer")
+            raise RecordError(f"{where}: a tool result with no assistant call before it to answer")
         return [_tool_message(paired[0], value, paired[1])]
     out = []
     for k, item in enumerate(parsed):
@@ -594,7 +447,7 @@ def _tool_result_messages(value: str, pending: _Pending, where: str) -> list[dic
         paired = pending.take(given)
         name = given or (paired[0] if paired else None)
         if name is None:
-            raise _Bad(f"{where}[{k}]: a result without \"name\", and no assistant call before it to pair it with")
+            raise RecordError(f"{where}[{k}]: a result without \"name\", and no assistant call before it to pair it with")
         body = item["results"] if "results" in item else {k2: v for k2, v in item.items() if k2 != "name"}
         out.append(_tool_message(name, body, paired[1] if paired else None))
     return out
@@ -612,7 +465,7 @@ def _tool_message(name: str, body: Any, call_id: str | None) -> dict[str, Any]:
 
 def _parse_openai(record: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     if "messages" not in record:
-        raise _Bad('missing field "messages"')
+        raise RecordError('missing field "messages"')
     tools = _parse_tools(record["tools"], "tools") if record.get("tools") is not None else []
     return tools, _messages(record["messages"], _names(tools), tagged=False), {}
 
@@ -626,9 +479,9 @@ def _content(raw: Any, where: str) -> str | None:
             if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
                 texts.append(part["text"])
             else:
-                raise _Bad(f"{where}[{i}]: only text parts ({{\"type\": \"text\", \"text\": ...}}) are supported")
+                raise RecordError(f"{where}[{i}]: only text parts ({{\"type\": \"text\", \"text\": ...}}) are supported")
         return "".join(texts)
-    raise _Bad(f"{where}: must be a string, got {_kind(raw)}")
+    raise RecordError(f"{where}: must be a string, got {_kind(raw)}")
 
 
 def _is_parts(value: Any) -> bool:
@@ -639,20 +492,20 @@ def _messages(raw: Any, offered: list[str], tagged: bool, where: str = "messages
     """OpenAI chat messages, checked and normalised; ``tagged``: assistant text may hold Tool-N1's
     ``<think>``/``<tool_call>`` blocks, which become ``reasoning`` and ``tool_calls``."""
     if isinstance(raw, str):
-        raw = _json_loads(raw, where)
+        raw = json_loads(raw, where)
     if not isinstance(raw, list):
-        raise _Bad(f"{where}: must be a list of messages, got {_kind(raw)}")
+        raise RecordError(f"{where}: must be a list of messages, got {_kind(raw)}")
     if not raw:
-        raise _Bad(f"{where}: is empty")
+        raise RecordError(f"{where}: is empty")
     out: list[dict[str, Any]] = []
     pending = _Pending()
     for i, m in enumerate(raw):
         w = f"{where}[{i}]"
         if not isinstance(m, dict):
-            raise _Bad(f"{w}: a message must be an object, got {_kind(m)}")
+            raise RecordError(f"{w}: a message must be an object, got {_kind(m)}")
         role = m.get("role")
         if role not in _ROLES:
-            raise _Bad(f"{w}.role: must be one of {', '.join(_ROLES)}, got {_short(role)}")
+            raise RecordError(f"{w}.role: must be one of {', '.join(_ROLES)}, got {_short(role)}")
         raw_content = m.get("content")
         if role == "tool" and isinstance(raw_content, dict | list) and not _is_parts(raw_content):
             raw_content = json.dumps(raw_content, ensure_ascii=False)  # a result given as JSON, not text
@@ -662,7 +515,7 @@ def _messages(raw: Any, offered: list[str], tagged: bool, where: str = "messages
             message["name"] = m["name"]
         if role in ("system", "user"):
             if content is None:
-                raise _Bad(f"{w}.content: a {role} message needs text content")
+                raise RecordError(f"{w}.content: a {role} message needs text content")
         elif role == "assistant":
             reasoning = m.get("reasoning_content", m.get("reasoning"))
             if isinstance(reasoning, str) and reasoning:
@@ -670,7 +523,7 @@ def _messages(raw: Any, offered: list[str], tagged: bool, where: str = "messages
             raw_calls = m.get("tool_calls")
             calls: list[dict[str, Any]] = []
             if raw_calls is not None and not isinstance(raw_calls, list):
-                raise _Bad(f"{w}.tool_calls: must be a list, got {_kind(raw_calls)}")
+                raise RecordError(f"{w}.tool_calls: must be a list, got {_kind(raw_calls)}")
             if raw_calls:
                 calls = [_call(c, f"{w}.tool_calls[{j}]", offered) for j, c in enumerate(raw_calls)]
             elif tagged and content is not None and ("<tool_call>" in content or "<think>" in content):
@@ -681,14 +534,14 @@ def _messages(raw: Any, offered: list[str], tagged: bool, where: str = "messages
                 message["tool_calls"] = calls
                 pending = _Pending(calls)
             elif message["content"] is None:
-                raise _Bad(f"{w}: an assistant message needs content or tool_calls")
+                raise RecordError(f"{w}: an assistant message needs content or tool_calls")
         else:  # tool
             name = message.pop("name", None)
             call_id = m.get("tool_call_id") if isinstance(m.get("tool_call_id"), str) else None
             paired = pending.take(name, call_id)
             if name is None:
                 if paired is None:
-                    raise _Bad(f"{w}.name: missing, and no assistant call before it to take the name from")
+                    raise RecordError(f"{w}.name: missing, and no assistant call before it to take the name from")
                 name = paired[0]
             message = {"role": "tool", "name": name, "content": content if content is not None else ""}
             if call_id or (paired and paired[1]):
@@ -714,7 +567,7 @@ def _tools_in_text(text: str, where: str) -> list[Any] | None:
             try:
                 value, _ = decoder.raw_decode(text, start)
             except ValueError as e:
-                raise _Bad(f"{where}: the tool list after \"{marker.group(0)}\" is not valid JSON ({e})") from None
+                raise RecordError(f"{where}: the tool list after \"{marker.group(0)}\" is not valid JSON ({e})") from None
             return value
     start = text.find("[")
     for _ in range(_MAX_LIST_TRIES):
@@ -733,13 +586,13 @@ def _tools_in_text(text: str, where: str) -> list[Any] | None:
 def _parse_toolace(record: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     for key in ("system", "conversations"):
         if key not in record:
-            raise _Bad(f'missing field "{key}"')
+            raise RecordError(f'missing field "{key}"')
     system = record["system"]
     if not isinstance(system, str):
-        raise _Bad(f"system: must be a string, got {_kind(system)}")
+        raise RecordError(f"system: must be a string, got {_kind(system)}")
     listed = _tools_in_text(system, "system")
     if listed is None:
-        raise _Bad("system: no JSON list of tools in the text (ToolACE lists them after \"Here is a list of "
+        raise RecordError("system: no JSON list of tools in the text (ToolACE lists them after \"Here is a list of "
                    "functions in JSON format that you can invoke:\")")
     tools = _parse_tools(listed, "system tools")
     messages = [{"role": "system", "content": system}]
@@ -751,22 +604,22 @@ def _conversation(raw: Any, offered: list[str], where: str = "conversations") ->
     """``{"from", "value"}`` turns to chat messages: pythonic call lists (and Tool-N1's ``function_call``
     JSON) become ``tool_calls``, JSON tool results one ``tool`` message per result."""
     if isinstance(raw, str):
-        raw = _json_loads(raw, where)
+        raw = json_loads(raw, where)
     if not isinstance(raw, list):
-        raise _Bad(f"{where}: must be a list of turns, got {_kind(raw)}")
+        raise RecordError(f"{where}: must be a list of turns, got {_kind(raw)}")
     out: list[dict[str, Any]] = []
     pending = _Pending()
     for i, turn in enumerate(raw):
         w = f"{where}[{i}]"
         if not isinstance(turn, dict):
-            raise _Bad(f"{w}: a turn must be an object with \"from\" and \"value\", got {_kind(turn)}")
+            raise RecordError(f"{w}: a turn must be an object with \"from\" and \"value\", got {_kind(turn)}")
         speaker, value = turn.get("from"), turn.get("value")
         if speaker != "function_call" and speaker not in _SPEAKERS:
-            raise _Bad(f"{w}.from: unknown speaker {_short(speaker)} (expected user, assistant or tool)")
+            raise RecordError(f"{w}.from: unknown speaker {_short(speaker)} (expected user, assistant or tool)")
         if not isinstance(value, str):
-            raise _Bad(f"{w}.value: must be a string, got {_kind(value)}")
+            raise RecordError(f"{w}.value: must be a string, got {_kind(value)}")
         if speaker == "function_call":  # Tool-N1/Trinity: the call list as JSON text
-            parsed = _json_loads(value, f"{w}.value")
+            parsed = json_loads(value, f"{w}.value")
             items = parsed if isinstance(parsed, list) else [parsed]
             calls = [_call(c, f"{w}.value[{j}]", offered) for j, c in enumerate(items)]
             out.append({"role": "assistant", "content": None, "tool_calls": calls})
@@ -785,7 +638,7 @@ def _conversation(raw: Any, offered: list[str], where: str = "conversations") ->
         else:
             out.append({"role": role, "content": value})
     if not out:
-        raise _Bad(f"{where}: is empty")
+        raise RecordError(f"{where}: is empty")
     return out
 
 
@@ -805,7 +658,7 @@ def _pythonic_calls(text: str, offered: list[str], where: str) -> list[dict[str,
     try:
         calls = parse_pythonic(text)
     except ToolCallParseError as e:
-        raise _Bad(f"{where}: not a valid call list: {e}") from None
+        raise RecordError(f"{where}: not a valid call list: {e}") from None
     if not calls:
         return None
     calls = [ToolCall(swapped.get(c.name, c.name), c.arguments) for c in calls]
@@ -832,7 +685,7 @@ def _tagged_reply(text: str, offered: list[str], where: str) -> tuple[str | None
         try:
             parsed = parse_json_calls(text[text.index("<tool_call>"):])
         except ToolCallParseError as e:
-            raise _Bad(f"{where}: not a valid <tool_call> block: {e}") from None
+            raise RecordError(f"{where}: not a valid <tool_call> block: {e}") from None
         calls = _from_tool_calls(parsed, offered, where)
         text = _TOOL_BLOCK.sub("", text)
     rest = text.strip()
@@ -847,7 +700,7 @@ def _tools_in_prompt(text: str, where: str) -> list[dict[str, Any]] | None:
         body = block.group(1).strip()
         if body.startswith("["):
             return _parse_tools(body, f"{where} <tools>")
-        entries = [_json_loads(line, f"{where} <tools> line {k + 1}")
+        entries = [json_loads(line, f"{where} <tools> line {k + 1}")
                    for k, line in enumerate(body.splitlines()) if line.strip()]
         return _parse_tools(entries, f"{where} <tools>")
     listed = _tools_in_text(text, where)
@@ -861,27 +714,27 @@ def _parse_tool_n1(record: dict[str, Any]) -> tuple[list[dict[str, Any]], list[d
         return _tool_n1_sft(record)
     if {"system_prompt", "query", "output"} <= set(record):
         return _tool_n1_alpaca(record)
-    raise _Bad('missing field "conversations" (RL tasks) or "messages" (SFT samples)')
+    raise RecordError('missing field "conversations" (RL tasks) or "messages" (SFT samples)')
 
 
 def _tool_n1_rl(record: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     for key in ("tools", "answer"):
         if key not in record:
-            raise _Bad(f'missing field "{key}"')
+            raise RecordError(f'missing field "{key}"')
     tools = _parse_tools(record["tools"], "tools")
     offered = _names(tools)
     system = record.get("raw_system", record.get("system"))
     if system is not None and not isinstance(system, str):
-        raise _Bad(f"raw_system: must be a string, got {_kind(system)}")
+        raise RecordError(f"raw_system: must be a string, got {_kind(system)}")
     messages = [{"role": "system", "content": system}] if system else []
     messages.extend(_conversation(record["conversations"], offered))
     answer = record["answer"]
     if isinstance(answer, str):
-        answer = _json_loads(answer, "answer")
+        answer = json_loads(answer, "answer")
     if isinstance(answer, dict):
         answer = [answer]
     if not isinstance(answer, list):
-        raise _Bad(f"answer: must be a list of calls, got {_kind(answer)}")
+        raise RecordError(f"answer: must be a list of calls, got {_kind(answer)}")
     calls = [_call(c, f"answer[{j}]", offered) for j, c in enumerate(answer)]
     # the task's answer as the last turn; no call expected: an empty text turn
     messages.append({"role": "assistant", "content": None, "tool_calls": calls} if calls
@@ -899,7 +752,7 @@ def _sft_tools(record: dict[str, Any], system: str | None) -> list[dict[str, Any
 def _tool_n1_sft(record: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     raw = record["messages"]
     if isinstance(raw, str):
-        raw = _json_loads(raw, "messages")
+        raw = json_loads(raw, "messages")
     first = raw[0] if isinstance(raw, list) and raw else None
     system = first.get("content") if isinstance(first, dict) and first.get("role") == "system" else None
     tools = _sft_tools(record, system if isinstance(system, str) else None)
@@ -909,7 +762,7 @@ def _tool_n1_sft(record: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dic
 def _tool_n1_alpaca(record: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     for key in ("system_prompt", "query", "output"):
         if not isinstance(record[key], str):
-            raise _Bad(f"{key}: must be a string, got {_kind(record[key])}")
+            raise RecordError(f"{key}: must be a string, got {_kind(record[key])}")
     instruction = record.get("instruction") if isinstance(record.get("instruction"), str) else ""
     user = f"{instruction}\n{record['query']}" if instruction else record["query"]
     raw = [{"role": "system", "content": record["system_prompt"]}, {"role": "user", "content": user},
@@ -917,8 +770,8 @@ def _tool_n1_alpaca(record: dict[str, Any]) -> tuple[list[dict[str, Any]], list[
     tools = _sft_tools(record, record["system_prompt"])
     try:
         messages = _messages(raw, _names(tools), tagged=True)
-    except _Bad as e:  # name the record's own field, not the messages built from it
-        raise _Bad(str(e).replace("messages[2].content", "output")) from None
+    except RecordError as e:  # name the record's own field, not the messages built from it
+        raise RecordError(str(e).replace("messages[2].content", "output")) from None
     return tools, messages, {"split": "sft"}
 
 
