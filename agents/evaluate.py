@@ -204,6 +204,13 @@ def model_label(spec: str) -> str:
     return "/".join(parts[-2:]) if len(Path(spec).parts) > 1 else spec
 
 
+def baseline_label(spec: str, baseline_model: str, baseline_path: str) -> str:
+    """The baseline column's name: its model's label, or, when the baseline is this same model scored another
+    way (another turn length, masked tool names), the directory of its results so the two columns differ."""
+    label = model_label(baseline_model)
+    return f"baseline {Path(baseline_path).parent.name}" if label == model_label(spec) else label
+
+
 def markdown_report(summary: dict[str, Any], name: str, baseline: dict[str, Any] | None = None,
                     baseline_name: str = "baseline") -> str:
     """A Markdown table of accuracies (percent) with the entry count and 95% Wilson interval, BFCL
@@ -406,7 +413,8 @@ def main(cfg: DictConfig) -> None:
         summary["paired_vs_baseline"] = paired_with_baseline(records, baseline_run.get("entries", []))
     (out_dir / "results.json").write_text(json.dumps({"summary": summary, "entries": records}, indent=1))
     table = markdown_report(summary, name=model_label(spec), baseline=baseline,
-                            baseline_name=model_label(str(baseline.get("model", "baseline"))) if baseline else "baseline")
+                            baseline_name=baseline_label(spec, str(baseline.get("model", "baseline")), str(cfg.baseline))
+                            if baseline else "baseline")
     for suite, change in summary.get("paired_vs_baseline", {}).items():
         table += (f"\n{suite}, same {change['n']} entries as the baseline: {change['gained']} gained, "
                   f"{change['lost']} lost (McNemar exact p = {change['p_value']:.3g})\n")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.evaluate import markdown_report, model_label, paired_with_baseline, summarise
+from agents.evaluate import baseline_label, markdown_report, model_label, paired_with_baseline, summarise
 from tests.helpers import REPO
 
 
@@ -83,6 +83,12 @@ def test_summary_tallies_failure_causes_of_failed_entries_only() -> None:
 def test_model_label_names_checkpoints_by_run_and_step() -> None:
     assert model_label("runs/final5/checkpoints/step-000012/hf") == "final5/step-000012"
     assert model_label("smollm2-135m-instruct") == "smollm2-135m-instruct"
+
+
+def test_the_same_model_as_baseline_is_named_by_its_results_directory() -> None:
+    ckpt = "runs/final5/checkpoints/step-000012/hf"
+    assert baseline_label(ckpt, "smollm2-135m-instruct", "runs/eval/base/results.json") == "smollm2-135m-instruct"
+    assert baseline_label(ckpt, ckpt, "runs/eval30/final5-val200/results.json") == "baseline final5-val200"
 
 
 def test_paired_with_baseline_matches_entries_by_suite_and_id() -> None:
