@@ -133,3 +133,26 @@ def test_masking_draws_about_the_asked_share_of_train_tasks():
     masked = sum(bool(env.reset(options={"index": i})[1]["tool_aliases"]) for i in range(400))
     assert 150 < masked < 250
     assert len(load_split("train")) == env.num_tasks
+
+
+def test_an_evaluation_can_score_every_task_under_masked_names(tmp_path):
+    """docs/toolace.md's command: agents.evaluate with +toolace.kwargs.mask_tool_names=1.0 offers every val task's
+    tools under random names only (the real names appear nowhere in the prompt) and scores the renamed calls."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    proc = subprocess.run([sys.executable, "-m", "agents.evaluate", "model=tiny", "rollout.engine=hf", "suites=[toolace]",
+                           "toolace.split=val", "toolace.limit=3", "+toolace.kwargs.mask_tool_names=1.0",
+                           "max_new_tokens=4", "progress=false", f"out_dir={tmp_path}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    entries = json.loads((tmp_path / "results.json").read_text())["entries"]
+    assert len(entries) == 3
+    for entry in entries:
+        aliases = entry["verdict"]["tool_aliases"]
+        assert aliases and set(aliases) == set(entry["verdict"]["tools"])
+        prompt = json.dumps(entry["prompt"])
+        assert all(alias in prompt for alias in aliases.values())
+        assert not any(re.search(rf"\b{re.escape(real)}\b", prompt) for real in aliases)

@@ -159,7 +159,8 @@ class ToolACEEnv(ChatEnv):
             toolset's own, ``Toolset.max_message_chars``): results past it are replaced by a short error.
             ``None`` for either: the toolset's own cap only.
         mask_tool_names: probability that a task's tools are offered under random names (Hammer's
-            function masking, ``envs.toolace.masking``); for training environments, 0 for evaluation.
+            function masking, ``envs.toolace.masking``); for training environments, 0 for evaluation (1 in
+            an evaluation: every tool renamed, so only its description identifies it).
         call_format: ``pythonic`` (tools in the system prompt, calls in ``syntax``) or a native format,
             ``hermes`` / ``llama3_json`` (the chat template's tools and calls; see the module docstring; the
             trainer resolves ``native`` / ``auto`` from the model's template).
